@@ -1,0 +1,10 @@
+//! fluxbase-migrations: the versioned SQL of every Fluxbase schema, the runner that applies
+//! it, and the embedded PostgreSQL cluster used when no `DATABASE_URL` is given and by tests.
+
+pub mod embedded;
+pub mod runner;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
+
+pub use embedded::{ClusterOptions, EmbeddedCluster, EmbeddedError, PgBinaries};
+pub use runner::{MIGRATIONS, MigrateError, Migration, MigrationReport, run};
