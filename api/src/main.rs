@@ -1,1 +1,5 @@
-fn main() {}
+//! The `fluxbase` binary.
+
+fn main() -> std::process::ExitCode {
+    fluxbase_api::cli::main()
+}

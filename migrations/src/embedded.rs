@@ -310,7 +310,11 @@ impl EmbeddedCluster {
     /// Initializes the data directory when new, then starts the cluster, or attaches to the
     /// one already running on this data directory. Blocking: call it before starting async
     /// work or from `spawn_blocking`.
-    pub fn start(options: ClusterOptions) -> Result<Self, EmbeddedError> {
+    pub fn start(mut options: ClusterOptions) -> Result<Self, EmbeddedError> {
+        // Tools run with the data directory as their working directory: paths must be
+        // absolute.
+        options.data_dir = std::path::absolute(&options.data_dir)
+            .map_err(EmbeddedError::io("resolve", &options.data_dir))?;
         let binaries = PgBinaries::find()?;
         let run_as = RunAs::detect()?;
         let state_dir = options.state_dir();
@@ -398,16 +402,21 @@ impl EmbeddedCluster {
         if let Some(run_as) = run_as {
             run_as.apply(&mut cmd);
         }
-        if self.options.die_with_parent {
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+        let die_with_parent = self.options.die_with_parent;
+        // SAFETY: setsid and prctl are async-signal-safe; nothing else runs between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Its own session: a Ctrl-C in our terminal must not reach PostgreSQL
+                // before our HTTP server has drained; we stop it ourselves afterwards.
+                if libc::setsid() == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
 
         let (tx, rx) = mpsc::channel();
@@ -727,7 +736,7 @@ fn tail(path: &Path, n: usize) -> String {
 }
 
 /// Removes directories left in the temp dir by test processes that died.
-pub(crate) fn remove_stale_dirs(prefix: &str) {
+pub fn remove_stale_dirs(prefix: &str) {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };

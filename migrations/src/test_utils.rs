@@ -135,6 +135,15 @@ impl TestDb {
     /// Creates a fresh database from the migrated template.
     pub async fn new() -> TestDb {
         ensure_template().await;
+        Self::create(TEMPLATE).await
+    }
+
+    /// Creates a fresh database with no migrations applied (for tests of migrating).
+    pub async fn new_empty() -> TestDb {
+        Self::create("template0").await
+    }
+
+    async fn create(template: &str) -> TestDb {
         let name = format!(
             "test_{}_{}",
             std::process::id(),
@@ -146,7 +155,7 @@ impl TestDb {
         let mut attempt = 0;
         loop {
             match admin
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
                 .await
             {
                 Ok(()) => break,

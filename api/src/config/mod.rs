@@ -1,0 +1,484 @@
+//! Configuration: every key of the runbooks' `fluxbase.yaml`, each also settable as
+//! `FLUXBASE_<SECTION>_<KEY>`, plus the runbook's own environment variables.
+//!
+//! Config as data: serde structs whose `Default` holds the documented defaults
+//! (`DEFAULT_*`), a loader that collects every error with where it came from, and a
+//! `validate()` for rules across keys.
+
+mod load;
+pub mod types;
+mod yaml;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, LoadedConfig, Origin, load};
+pub use types::{ByteSize, Dur};
+
+/// Default `server.body_limit`: 2 GiB, the runbook's production value (uploads stream).
+pub const DEFAULT_BODY_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// Default `database.max_connections` (the operational runbook: "Up from default 50").
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 50;
+/// Default `realtime.rls_cache_size` (the runbook: "Down from 100000").
+pub const DEFAULT_RLS_CACHE_SIZE: u64 = 100_000;
+/// Default `jobs.max_concurrent_per_worker` (the runbook: "Up from 5").
+pub const DEFAULT_JOBS_CONCURRENCY: u32 = 5;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener.
+    pub server: ServerConfig,
+    /// PostgreSQL connection and pool.
+    pub database: DatabaseConfig,
+    /// Request protections.
+    pub security: SecurityConfig,
+    /// Token signing.
+    pub auth: AuthConfig,
+    /// WebSocket realtime engine.
+    pub realtime: RealtimeConfig,
+    /// File storage.
+    pub storage: StorageConfig,
+    /// Background jobs.
+    pub jobs: JobsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free port (the chosen one is logged).
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: ByteSize,
+    /// Public URL of this server (signed URLs, redirects).
+    pub base_url: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout: Dur,
+    /// Per-IP token bucket in front of every route.
+    pub rate_limit: ServerRateLimit,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            body_limit: ByteSize(DEFAULT_BODY_LIMIT),
+            base_url: None,
+            shutdown_timeout: Dur::secs(30),
+            rate_limit: ServerRateLimit::default(),
+        }
+    }
+}
+
+/// `server.rate_limit.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerRateLimit {
+    /// Sustained requests per second per IP.
+    pub requests_per_second: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+impl Default for ServerRateLimit {
+    fn default() -> Self {
+        ServerRateLimit {
+            requests_per_second: 100,
+            burst: 200,
+        }
+    }
+}
+
+/// `database.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgresql://…`; unset → the embedded cluster in `./.fluxbase/pg`.
+    pub url: Option<String>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Connections kept open even when idle.
+    pub min_connections: u32,
+    /// A connection older than this is closed and replaced.
+    pub connection_max_lifetime: Dur,
+    /// An idle connection (above `min_connections`) is closed after this.
+    pub max_conn_idle_time: Dur,
+    /// How often idle connections are checked and the pool topped up.
+    pub health_check_period: Dur,
+    /// Queries slower than this are logged with `slow_query=true`.
+    pub slow_query_threshold: Dur,
+    /// Time to establish a connection or wait for one from the pool.
+    pub connect_timeout: Dur,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            min_connections: 2,
+            connection_max_lifetime: Dur::secs(3600),
+            max_conn_idle_time: Dur::secs(600),
+            health_check_period: Dur::secs(60),
+            slow_query_threshold: Dur::secs(1),
+            connect_timeout: Dur::secs(10),
+        }
+    }
+}
+
+/// `security.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Per-IP request limit per minute.
+    pub rate_limit: SecurityRateLimit,
+    /// Double-submit-cookie CSRF protection for cookie sessions.
+    pub csrf: CsrfConfig,
+}
+
+/// `security.rate_limit.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityRateLimit {
+    /// Whether rate limiting applies.
+    pub enabled: bool,
+    /// Requests per minute per IP.
+    pub requests_per_minute: u32,
+}
+
+impl Default for SecurityRateLimit {
+    fn default() -> Self {
+        SecurityRateLimit {
+            enabled: true,
+            requests_per_minute: 100,
+        }
+    }
+}
+
+/// `security.csrf.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsrfConfig {
+    /// Off by default: API clients send bearer tokens, not cookies.
+    pub enabled: bool,
+    /// Send the CSRF cookie with `Secure` (HTTPS only).
+    pub cookie_secure: bool,
+}
+
+impl Default for CsrfConfig {
+    fn default() -> Self {
+        CsrfConfig {
+            enabled: false,
+            cookie_secure: true,
+        }
+    }
+}
+
+/// `auth.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret (`FLUXBASE_JWT_SECRET`). Required with a real database; generated and
+    /// kept in `.fluxbase/jwt-secret` in embedded mode.
+    pub jwt_secret: Option<String>,
+}
+
+/// `realtime.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Whether `/realtime` is served.
+    pub enabled: bool,
+    /// Sockets per instance.
+    pub max_connections: u32,
+    /// Sockets per user (`sub`).
+    pub max_connections_per_user: u32,
+    /// Sockets per client IP.
+    pub max_connections_per_ip: u32,
+    /// Server ping period.
+    pub ping_interval: Dur,
+    /// A socket that does not answer a ping within this is closed.
+    pub pong_timeout: Dur,
+    /// Entries in the RLS decision cache.
+    pub rls_cache_size: u64,
+    /// How long a cached RLS decision is trusted.
+    pub rls_cache_ttl: Dur,
+    /// Queued messages above which a client counts as slow.
+    pub slow_client_threshold: u32,
+    /// How long a client may stay slow before it is disconnected (close 4008).
+    pub slow_client_timeout: Dur,
+    /// Bound of each socket's outgoing queue.
+    pub client_message_queue_size: u32,
+    /// Largest client frame accepted.
+    pub message_size_limit: ByteSize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            enabled: true,
+            max_connections: 10_000,
+            max_connections_per_user: 100,
+            max_connections_per_ip: 1_000,
+            ping_interval: Dur::secs(30),
+            pong_timeout: Dur::secs(10),
+            rls_cache_size: DEFAULT_RLS_CACHE_SIZE,
+            rls_cache_ttl: Dur::secs(30),
+            slow_client_threshold: 100,
+            slow_client_timeout: Dur::secs(30),
+            client_message_queue_size: 1024,
+            message_size_limit: ByteSize(1 << 20),
+        }
+    }
+}
+
+/// `storage.provider`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageProvider {
+    /// Files under `storage.local_path`.
+    Local,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// `storage.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` or `s3` (`FLUXBASE_STORAGE_PROVIDER`).
+    pub provider: StorageProvider,
+    /// Root directory of the local provider.
+    pub local_path: String,
+    /// S3 settings (`FLUXBASE_S3_*`).
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            provider: StorageProvider::Local,
+            local_path: "./.fluxbase/storage".into(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// `storage.s3.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint host or URL (`s3.amazonaws.com`, `http://minio:9000`).
+    pub endpoint: Option<String>,
+    /// Access key id.
+    pub access_key: Option<String>,
+    /// Secret access key.
+    pub secret_key: Option<String>,
+    /// Bucket holding every Fluxbase bucket's objects.
+    pub bucket: Option<String>,
+    /// Region.
+    pub region: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            access_key: None,
+            secret_key: None,
+            bucket: None,
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+/// `jobs.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs one worker runs at once.
+    pub max_concurrent_per_worker: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            max_concurrent_per_worker: DEFAULT_JOBS_CONCURRENCY,
+        }
+    }
+}
+
+/// `log.level`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything, dev only.
+    Trace,
+    /// Detailed request data, dev only.
+    Debug,
+    /// Requests, start-up, shutdown.
+    Info,
+    /// 4xx, slow queries, rate limits.
+    Warn,
+    /// 5xx and failures.
+    Error,
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Minimum level.
+    pub level: LogLevel,
+    /// `json` in production, `text` for people.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Keys whose values are secrets: shown as `"***"` by [`Config::redacted`].
+const SECRET_KEYS: &[&str] = &[
+    "auth.jwt_secret",
+    "storage.s3.secret_key",
+    "storage.s3.access_key",
+];
+
+impl Config {
+    /// Rules across keys; each error names its key.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, key: &str, msg: String| {
+            if !ok {
+                errors.push((key.to_string(), msg));
+            }
+        };
+        let db = &self.database;
+        check(
+            db.max_connections >= 1,
+            "database.max_connections",
+            "must be at least 1".into(),
+        );
+        check(
+            db.min_connections <= db.max_connections,
+            "database.min_connections",
+            format!(
+                "{} is more than database.max_connections ({})",
+                db.min_connections, db.max_connections
+            ),
+        );
+        check(
+            !db.health_check_period.get().is_zero(),
+            "database.health_check_period",
+            "must be more than 0s".into(),
+        );
+        if let Some(url) = &db.url {
+            check(
+                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('='),
+                "database.url",
+                "must be a postgres:// or postgresql:// URL (or a key=value connection string)".into(),
+            );
+        }
+        let rt = &self.realtime;
+        check(
+            !rt.ping_interval.get().is_zero(),
+            "realtime.ping_interval",
+            "must be more than 0s".into(),
+        );
+        check(
+            !rt.pong_timeout.get().is_zero(),
+            "realtime.pong_timeout",
+            "must be more than 0s".into(),
+        );
+        check(
+            rt.slow_client_threshold <= rt.client_message_queue_size,
+            "realtime.slow_client_threshold",
+            format!(
+                "{} is more than realtime.client_message_queue_size ({})",
+                rt.slow_client_threshold, rt.client_message_queue_size
+            ),
+        );
+        check(
+            rt.rls_cache_size >= 1,
+            "realtime.rls_cache_size",
+            "must be at least 1".into(),
+        );
+        check(
+            self.server.rate_limit.requests_per_second >= 1,
+            "server.rate_limit.requests_per_second",
+            "must be at least 1".into(),
+        );
+        check(
+            self.security.rate_limit.requests_per_minute >= 1,
+            "security.rate_limit.requests_per_minute",
+            "must be at least 1".into(),
+        );
+        check(
+            self.jobs.max_concurrent_per_worker >= 1,
+            "jobs.max_concurrent_per_worker",
+            "must be at least 1".into(),
+        );
+        if self.storage.provider == StorageProvider::S3 {
+            check(
+                self.storage.s3.bucket.is_some(),
+                "storage.s3.bucket",
+                "is required when storage.provider is s3 (FLUXBASE_S3_BUCKET)".into(),
+            );
+        }
+        errors
+    }
+
+    /// A copy safe to log: secrets replaced by `"***"`, the database password removed.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        for key in SECRET_KEYS {
+            let mut node = &mut value;
+            for part in key.split('.') {
+                node = &mut node[part];
+            }
+            if !node.is_null() {
+                *node = "***".into();
+            }
+        }
+        if let Some(url) = self.database.url.as_deref() {
+            value["database"]["url"] = redact_url(url).into();
+        }
+        value
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}

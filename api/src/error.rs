@@ -1,0 +1,110 @@
+//! HTTP errors from one table: each [`ErrorCode`] has its status and its JSON code in one
+//! place, and every error body is `{"error":{"code","message"}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Every error a client can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No route or resource at this path.
+    NotFound,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
+    /// The request is malformed.
+    BadRequest,
+    /// The body is over `server.body_limit`.
+    PayloadTooLarge,
+    /// The database cannot be reached.
+    DatabaseUnavailable,
+    /// A bug or an unexpected failure; details are in the server log only.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The one table: code → (HTTP status, JSON code).
+    pub fn describe(self) -> (StatusCode, &'static str) {
+        match self {
+            ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+            ErrorCode::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorCode::DatabaseUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+/// An error response.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// A message for the client: never a SQL fragment or a stack trace.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `code` with `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code.describe().1, "message": self.message}})
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.describe().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self.body())
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        match err {
+            crate::db::DbError::Unavailable(_) => {
+                tracing::error!(error = %err, "database unavailable");
+                ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable")
+            }
+            crate::db::DbError::Query(_) => {
+                tracing::error!(error = %err, "query failed");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique() {
+        let all = [
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::BadRequest,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::DatabaseUnavailable,
+            ErrorCode::Internal,
+        ];
+        let mut names: Vec<_> = all.iter().map(|c| c.describe().1).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+    }
+}

@@ -1,0 +1,86 @@
+//! `/health`, `/ready`, `/metrics`, `/api/v1/monitoring/{health,metrics}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::{AppState, get_resource};
+
+/// Registers the health and metrics routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource("/health", health))
+        .service(get_resource("/ready", ready))
+        .service(get_resource("/metrics", prometheus_metrics))
+        .service(get_resource("/api/v1/monitoring/health", monitoring_health))
+        .service(get_resource("/api/v1/monitoring/metrics", monitoring_metrics));
+}
+
+/// Liveness: the process answers. Never touches the database.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "healthy"}))
+}
+
+/// Readiness: 200 when the database answers, 503 with the reason when not.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.db.ping().await {
+        Ok(latency) => HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "checks": {"database": {"status": "up", "latency_ms": latency.as_secs_f64() * 1000.0}},
+        })),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(json!({
+                "status": "not_ready",
+                "checks": {"database": {"status": "down"}},
+                "error": {"code": "database_unavailable", "message": err.to_string()},
+            }))
+        }
+    }
+}
+
+/// Prometheus text format.
+async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.db.publish_gauges();
+    metrics::gauge!("fluxbase_system_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.prometheus.render())
+}
+
+/// Per-component health: `healthy` (200), `unhealthy` (503) when a required component is
+/// down.
+async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
+    let database = match state.db.ping().await {
+        Ok(latency) => json!({
+            "status": "healthy",
+            "latency_ms": latency.as_secs_f64() * 1000.0,
+            "pool": state.db.stats(),
+        }),
+        Err(err) => json!({
+            "status": "unhealthy",
+            "error": err.to_string(),
+            "pool": state.db.stats(),
+        }),
+    };
+    let healthy = database["status"] == "healthy";
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "components": {"database": database},
+    }))
+}
+
+/// Metrics as JSON for operators and dashboards.
+async fn monitoring_metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": {"pool": state.db.stats()},
+    }))
+}

@@ -1,0 +1,109 @@
+//! The actix-web application: one factory used by the binary and by in-process tests.
+
+mod health;
+mod middleware;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{ApiError, ErrorCode};
+
+pub use middleware::RequestId;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: Db,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// When the server started (uptime).
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State for a server starting now.
+    pub fn new(config: Config, db: Db) -> Self {
+        AppState {
+            config: Arc::new(config),
+            db,
+            prometheus: crate::telemetry::prometheus(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The application with every route and middleware.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let body_limit = usize::try_from(state.config.server.body_limit.0).unwrap_or(usize::MAX);
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(body_limit))
+        .app_data(json_config(body_limit))
+        .wrap(actix_web::middleware::from_fn(middleware::observe))
+        .configure(health::routes)
+        .default_service(web::to(not_found))
+}
+
+/// JSON bodies: over-limit and malformed input become our error shape.
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            let api = match &err {
+                actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                | actix_web::error::JsonPayloadError::Overflow { .. } => {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                }
+                other => ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {other}")),
+            };
+            api.into()
+        })
+}
+
+/// JSON 404 for every unknown route.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+/// JSON 405 for a known path with another method.
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+/// A GET-only resource whose other methods answer a JSON 405.
+fn get_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}

@@ -1,0 +1,283 @@
+//! `fluxbase serve` and `fluxbase migrate`: the database (given or embedded), migrations,
+//! the pool, the HTTP server, and a graceful shutdown of all of them.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use fluxbase_migrations::embedded::{EMBEDDED_DATABASE, generate_secret};
+use fluxbase_migrations::{ClusterOptions, EmbeddedCluster};
+use tokio_postgres::NoTls;
+
+use crate::config::{Config, redact_url};
+use crate::db::Db;
+use crate::http::{AppState, build_app};
+
+/// Where the embedded mode keeps its state (cluster, password, dev JWT secret).
+pub const STATE_DIR: &str = ".fluxbase";
+
+/// JWT secrets that are known placeholders: refused with a real database.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "your-256-bit-secret-key-here",
+    "change-me",
+    "changeme",
+    "secret",
+    "your-secret-key",
+];
+
+/// Shortest JWT secret accepted with a real database (HS256 wants 256 bits).
+const MIN_SECRET_LEN: usize = 32;
+
+/// The database in use: its connection settings, and the embedded cluster when we run one.
+pub struct Database {
+    /// How to connect.
+    pub pg: tokio_postgres::Config,
+    /// Set in embedded mode; stopping it is part of shutdown.
+    pub embedded: Option<EmbeddedCluster>,
+}
+
+impl Database {
+    /// `DATABASE_URL` when set, else the embedded cluster in `./.fluxbase/pg` (started here,
+    /// blocking). The first log line says which.
+    pub fn open(config: &Config) -> anyhow::Result<Database> {
+        if let Some(url) = &config.database.url {
+            tracing::info!(database = %redact_url(url), "using the database of DATABASE_URL");
+            let pg = Db::parse_url(url).context("database.url is not a valid connection string")?;
+            return Ok(Database { pg, embedded: None });
+        }
+        let data_dir = Path::new(STATE_DIR).join("pg");
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            "no DATABASE_URL: starting the embedded PostgreSQL"
+        );
+        let cluster = EmbeddedCluster::start(ClusterOptions::persistent(&data_dir))?;
+        tracing::info!(
+            port = cluster.port(),
+            socket_dir = %cluster.socket_dir().display(),
+            version = %cluster.binaries().version,
+            "embedded PostgreSQL ready on 127.0.0.1"
+        );
+        Ok(Database {
+            pg: cluster.config(EMBEDDED_DATABASE),
+            embedded: Some(cluster),
+        })
+    }
+
+    /// Creates the `fluxbase` database inside the embedded cluster on first start.
+    pub async fn ensure_created(&self) -> anyhow::Result<()> {
+        let Some(cluster) = &self.embedded else {
+            return Ok(());
+        };
+        let (client, conn) = cluster
+            .config("postgres")
+            .connect(NoTls)
+            .await
+            .context("connect to the embedded PostgreSQL")?;
+        let task = tokio::spawn(conn);
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&EMBEDDED_DATABASE])
+            .await?
+            .is_some();
+        if !exists {
+            if let Err(err) = client
+                .batch_execute(&format!("CREATE DATABASE {EMBEDDED_DATABASE}"))
+                .await
+            {
+                // Another fluxbase process on the same directory created it meanwhile.
+                if err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(err).context("create the fluxbase database");
+                }
+            }
+        }
+        drop(client);
+        let _ = task.await;
+        Ok(())
+    }
+
+    /// Applies pending migrations on a dedicated connection.
+    pub async fn migrate(&self) -> anyhow::Result<fluxbase_migrations::MigrationReport> {
+        let (mut client, conn) = self
+            .pg
+            .connect(NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("connect to the database: {}", describe_pg_error(&e)))?;
+        let task = tokio::spawn(conn);
+        let report = fluxbase_migrations::run(&mut client).await?;
+        drop(client);
+        let _ = task.await;
+        Ok(report)
+    }
+
+    /// Warns, with the fix, when logical replication is not enabled on a real database.
+    pub async fn check_wal_level(&self) -> anyhow::Result<()> {
+        let (client, conn) = self.pg.connect(NoTls).await?;
+        let task = tokio::spawn(conn);
+        let level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+        if level != "logical" {
+            tracing::warn!(
+                wal_level = %level,
+                "wal_level is not 'logical': realtime needs logical replication. Run \
+                 `ALTER SYSTEM SET wal_level = logical;` as a superuser (or set wal_level = logical \
+                 in postgresql.conf, or the parameter group of a managed database) and restart PostgreSQL"
+            );
+        }
+        drop(client);
+        let _ = task.await;
+        Ok(())
+    }
+
+    /// Stops the embedded cluster (fast shutdown) if we started it.
+    pub fn shutdown(mut self) {
+        if let Some(mut cluster) = self.embedded.take() {
+            if cluster.is_owned() {
+                tracing::info!("stopping the embedded PostgreSQL");
+            }
+            if let Err(err) = cluster.stop() {
+                tracing::warn!(error = %err, "stopping the embedded PostgreSQL failed");
+            }
+        }
+    }
+}
+
+/// The text of a tokio-postgres error including its cause (its Display alone is terse).
+pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
+    match (err.as_db_error(), std::error::Error::source(err)) {
+        (Some(db), _) => db.message().to_string(),
+        (None, Some(src)) => format!("{err}: {src}"),
+        (None, None) => err.to_string(),
+    }
+}
+
+/// Fills `auth.jwt_secret`: with a real database it must be set and not a placeholder; in
+/// embedded mode a dev secret is generated once and kept in `.fluxbase/jwt-secret`.
+pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result<()> {
+    let weak = |s: &str| PLACEHOLDER_SECRETS.contains(&s) || s.len() < MIN_SECRET_LEN;
+    match (&config.auth.jwt_secret, embedded) {
+        (Some(secret), false) if weak(secret) => bail!(
+            "FLUXBASE_JWT_SECRET is a placeholder or shorter than {MIN_SECRET_LEN} characters: \
+             set a strong random value, e.g. `openssl rand -base64 48`"
+        ),
+        (Some(_), false) => Ok(()),
+        (None, false) => bail!(
+            "FLUXBASE_JWT_SECRET is not set: with a real database (DATABASE_URL) a strong secret \
+             is required, e.g. `export FLUXBASE_JWT_SECRET=$(openssl rand -base64 48)`"
+        ),
+        (Some(secret), true) => {
+            if weak(secret) {
+                tracing::warn!("FLUXBASE_JWT_SECRET is weak: fine for development, not for production");
+            }
+            Ok(())
+        }
+        (None, true) => {
+            let path = PathBuf::from(STATE_DIR).join("jwt-secret");
+            let secret = read_or_create_secret(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "FLUXBASE_JWT_SECRET is not set: using a generated development secret; set it for production"
+            );
+            config.auth.jwt_secret = Some(secret);
+            Ok(())
+        }
+    }
+}
+
+fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(text) = fs::read_to_string(path) {
+        if text.trim().len() >= MIN_SECRET_LEN {
+            return Ok(text.trim().to_string());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let secret = generate_secret(64);
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
+/// `fluxbase migrate`: apply pending migrations and report.
+pub fn migrate(config: Config) -> anyhow::Result<()> {
+    let database = Database::open(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        database.ensure_created().await?;
+        database.migrate().await
+    });
+    drop(runtime);
+    database.shutdown();
+    let report = result?;
+    if report.applied.is_empty() {
+        println!(
+            "migrations up to date ({} applied)",
+            report.already_applied.len()
+        );
+    } else {
+        println!("applied migrations {:?}", report.applied);
+    }
+    Ok(())
+}
+
+/// `fluxbase serve`: everything up, serve until SIGINT/SIGTERM, everything down.
+pub fn serve(mut config: Config) -> anyhow::Result<()> {
+    let database = Database::open(&config)?;
+    let embedded = database.embedded.is_some();
+    if let Err(err) = resolve_jwt_secret(&mut config, embedded) {
+        database.shutdown();
+        return Err(err);
+    }
+    let result = actix_web::rt::System::new().block_on(run_server(config, &database));
+    database.shutdown();
+    tracing::info!("shutdown complete");
+    result
+}
+
+async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
+    database.ensure_created().await?;
+    if database.embedded.is_none() {
+        if let Err(err) = database.check_wal_level().await {
+            tracing::warn!(error = %err, "could not read wal_level");
+        }
+    }
+    let report = database.migrate().await?;
+    if !report.applied.is_empty() {
+        tracing::info!(applied = ?report.applied, "migrations applied");
+    }
+
+    let db = Db::new(database.pg.clone(), config.database.clone());
+    db.fill_to_min().await;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx));
+
+    let state = AppState::new(config.clone(), db.clone());
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let server = actix_web::HttpServer::new(move || build_app(state.clone()))
+        .workers(workers)
+        .shutdown_timeout(config.server.shutdown_timeout.get().as_secs())
+        .bind((config.server.host.as_str(), config.server.port))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (server.host, server.port)",
+                config.server.host, config.server.port
+            )
+        })?;
+    for addr in server.addrs() {
+        tracing::info!(address = %addr, "listening");
+    }
+    server.run().await?;
+    tracing::info!("HTTP server stopped");
+    let _ = shutdown_tx.send(true);
+    let _ = maintenance.await;
+    db.close();
+    Ok(())
+}

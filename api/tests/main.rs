@@ -1,0 +1,7 @@
+//! Integration tests of the `fluxbase` server: the HTTP app in-process, and the binary as a
+//! user runs it, all against real PostgreSQL.
+
+mod cli;
+mod http;
+mod serve;
+mod support;

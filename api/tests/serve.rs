@@ -1,0 +1,116 @@
+//! `fluxbase` as a user runs it: embedded PostgreSQL, restarts, graceful shutdown.
+
+use fluxbase_migrations::test_utils::TestDb;
+use tokio_postgres::NoTls;
+
+use crate::support::{Server, TempDir, fluxbase, http};
+
+/// Connects to the embedded cluster of `dir` with its generated password.
+async fn embedded_client(dir: &TempDir) -> tokio_postgres::Client {
+    let state = dir.0.join(".fluxbase");
+    let password = std::fs::read_to_string(state.join("pg-password")).unwrap();
+    let port = std::fs::read_to_string(state.join("pg-port")).unwrap();
+    let url = format!("postgres://fluxbase:{}@127.0.0.1:{}/fluxbase", password.trim(), port.trim());
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_server_starts_serves_stops_and_keeps_its_data() {
+    let dir = TempDir::new();
+
+    let mut server = Server::start(fluxbase(&dir.0)).await;
+    let first = serde_json::from_str::<serde_json::Value>(&server.lines[0]).unwrap();
+    assert!(
+        first["message"].as_str().unwrap().contains("embedded PostgreSQL"),
+        "first log line must say the embedded cluster is used: {first}"
+    );
+    assert!(server.lines.iter().any(|l| l.contains("migration applied")));
+
+    let res = http(&server.addr, "GET", "/health").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json(), serde_json::json!({"status": "healthy"}));
+    let res = http(&server.addr, "GET", "/ready").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let res = http(&server.addr, "GET", "/metrics").await;
+    assert_eq!(res.status, 200);
+    assert!(res.body.contains("fluxbase_http_requests_total"), "{}", res.body);
+    server.wait_for_log("HTTP request").await;
+
+    // State is private: generated secrets are 0600.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["pg-password", "jwt-secret"] {
+        let mode = std::fs::metadata(dir.0.join(".fluxbase").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+    }
+
+    let client = embedded_client(&dir).await;
+    client
+        .batch_execute("CREATE TABLE public.kept (v text); INSERT INTO kept VALUES ('across restarts')")
+        .await
+        .unwrap();
+    drop(client);
+
+    let (status, lines) = server.stop(libc::SIGTERM).await;
+    assert!(status.success(), "exit {status:?}\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("shutdown complete")));
+    assert!(
+        !dir.0.join(".fluxbase/pg/postmaster.pid").exists(),
+        "embedded PostgreSQL still running after shutdown"
+    );
+
+    // Second start: same data, migrations not re-applied.
+    let server = Server::start(fluxbase(&dir.0)).await;
+    assert!(
+        !server.lines.iter().any(|l| l.contains("migration applied")),
+        "migrations re-applied:\n{}",
+        server.lines.join("\n")
+    );
+    let res = http(&server.addr, "GET", "/ready").await;
+    assert_eq!(res.status, 200);
+    let client = embedded_client(&dir).await;
+    let v: String = client.query_one("SELECT v FROM kept", &[]).await.unwrap().get(0);
+    assert_eq!(v, "across restarts");
+    drop(client);
+    let (status, _) = server.stop(libc::SIGINT).await;
+    assert!(status.success());
+    assert!(!dir.0.join(".fluxbase/pg/postmaster.pid").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_database_url_logs_json_requests() {
+    let db = TestDb::new().await;
+    let dir = TempDir::new();
+    let mut cmd = fluxbase(&dir.0);
+    cmd.env("DATABASE_URL", db.url()).env(
+        "FLUXBASE_JWT_SECRET",
+        "a-test-secret-that-is-long-enough-for-hs256-0123456789",
+    );
+    let mut server = Server::start(cmd).await;
+    assert!(!dir.0.join(".fluxbase").exists(), "embedded state created with DATABASE_URL");
+
+    let res = http(&server.addr, "GET", "/nope?x=1").await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.json()["error"]["code"], "not_found");
+    let line = server.wait_for_log("HTTP request").await;
+    for field in ["request_id", "method", "path", "status", "duration_ms", "ip", "user_id"] {
+        assert!(line.get(field).is_some(), "{field} missing from {line}");
+    }
+    assert_eq!(line["level"], "warn");
+    assert_eq!(line["status"], 404);
+    assert_eq!(line["path"], "/nope");
+    assert!(res.headers.to_ascii_lowercase().contains(&format!(
+        "x-request-id: {}",
+        line["request_id"].as_str().unwrap()
+    )));
+
+    let (status, lines) = server.stop(libc::SIGTERM).await;
+    assert!(status.success(), "{}", lines.join("\n"));
+    // The secret and the database password never reach the log.
+    let log = lines.join("\n");
+    assert!(!log.contains("a-test-secret"), "{log}");
+}

@@ -1,0 +1,175 @@
+//! Helpers: the app over a test database, a minimal HTTP client, the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fluxbase_api::config::Config;
+use fluxbase_api::db::Db;
+use fluxbase_api::http::AppState;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any awaited event in these tests may take before the test fails.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// App state over the database at `url`.
+pub fn state_for(url: &str) -> AppState {
+    let mut config = Config::default();
+    config.database.url = Some(url.to_string());
+    config.database.connect_timeout = fluxbase_api::config::Dur::secs(2);
+    let db = Db::new(Db::parse_url(url).unwrap(), config.database.clone());
+    AppState::new(config, db)
+}
+
+/// Path of the built `fluxbase` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fluxbase"))
+}
+
+/// A command for the binary with a clean configuration environment: no inherited
+/// FLUXBASE_* or DATABASE_URL, run in `dir`.
+pub fn fluxbase(dir: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if (key.starts_with("FLUXBASE_") && key != "FLUXBASE_PG_BINDIR") || key == "DATABASE_URL" || key == "RUST_LOG" {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// A fresh directory under the temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "fluxbase-test-{}-{}",
+            std::process::id(),
+            fluxbase_migrations::embedded::generate_secret(8)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server process and the address it listens on (learned from its log).
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    /// Every log line read so far.
+    pub lines: Vec<String>,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Server {
+    /// Starts `cmd` (which must log JSON) and waits for its `listening` line.
+    pub async fn start(mut cmd: Command) -> Server {
+        cmd.env("FLUXBASE_LOG_FORMAT", "json")
+            .env("FLUXBASE_SERVER_HOST", "127.0.0.1")
+            .env("FLUXBASE_SERVER_PORT", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn fluxbase");
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            lines: Vec::new(),
+            stdout,
+        };
+        let line = server.wait_for_log("listening").await;
+        let addr = line["address"].as_str().unwrap().to_string();
+        server.addr = addr;
+        server
+    }
+
+    /// Reads log lines until one whose message is `message`; fails on exit or timeout.
+    pub async fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
+        let fut = async {
+            loop {
+                let Some(line) = self.stdout.next_line().await.unwrap() else {
+                    panic!("fluxbase exited before logging {message:?}; log:\n{}", self.lines.join("\n"));
+                };
+                self.lines.push(line.clone());
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == message {
+                        return v;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("no {message:?} log line within {EVENT_TIMEOUT:?}"))
+    }
+
+    /// Sends a signal and waits for the exit, draining the log.
+    pub async fn stop(mut self, signal: i32) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().unwrap() as i32;
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, signal) };
+        let drain = async {
+            while let Ok(Some(line)) = self.stdout.next_line().await {
+                self.lines.push(line);
+            }
+            self.child.wait().await.unwrap()
+        };
+        let status = tokio::time::timeout(EVENT_TIMEOUT, drain)
+            .await
+            .expect("fluxbase did not exit after the signal");
+        (status, self.lines)
+    }
+}
+
+/// A response of [`http`].
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+pub async fn http(addr: &str, method: &str, path: &str) -> Response {
+    let fut = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            headers: head.to_string(),
+            body: body.to_string(),
+        }
+    };
+    tokio::time::timeout(EVENT_TIMEOUT, fut)
+        .await
+        .expect("HTTP request timed out")
+}
