@@ -1,5 +1,11 @@
 //! fluxbase-auth: passwords (argon2id, bcrypt verify), JWT, sessions and refresh rotation,
 //! TOTP and backup codes, service keys, and the `AuthContext` (role + claims) of a request.
 //!
-//! Nothing is implemented here yet: application and dashboard auth are issue 6, token
-//! verification for realtime issue 4.
+//! Today: HS256 token verification and signing, and [`AuthContext`]. Application and
+//! dashboard auth (users, sessions, TOTP, service keys) are issue 6.
+
+mod context;
+mod jwt;
+
+pub use context::{AuthContext, Role};
+pub use jwt::{JwtError, JwtKeys};

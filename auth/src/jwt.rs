@@ -1,0 +1,129 @@
+//! HS256 access tokens signed with `FLUXBASE_JWT_SECRET`: verification for every surface
+//! (REST, realtime) and signing for the auth service and `fluxbase keys`.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde_json::{Map, Value};
+
+use crate::AuthContext;
+
+/// Why a token was refused. Messages never echo the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// Signature, algorithm (`none`, RS256…) or structure is wrong.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+impl JwtError {
+    /// A stable code for error bodies and metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            JwtError::Expired => "token_expired",
+            JwtError::Invalid(_) => "invalid_token",
+        }
+    }
+}
+
+/// The signing and verification keys of one secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(HS256, <secret>)")
+    }
+}
+
+impl JwtKeys {
+    /// Keys for an HS256 secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        // Only HS256: a token claiming `none` or an asymmetric algorithm is refused.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        // `aud` differs between app users and dashboard admins; callers check it.
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Verifies signature and expiry and returns the claims.
+    pub fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => JwtError::Expired,
+                ErrorKind::InvalidSignature => JwtError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAlgorithm => JwtError::Invalid("algorithm must be HS256".into()),
+                _ => JwtError::Invalid("malformed token".into()),
+            })?;
+        Ok(data.claims)
+    }
+
+    /// Verifies a token and builds its context.
+    pub fn context(&self, token: &str) -> Result<AuthContext, JwtError> {
+        self.verify(token).map(AuthContext::from_claims)
+    }
+
+    /// Signs claims with HS256.
+    pub fn sign(&self, claims: &Map<String, Value>) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing of a JSON map cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::hs256(b"0123456789abcdef0123456789abcdef")
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn round_trip() {
+        let token = keys().sign(&claims(json!({"sub": "u1", "role": "authenticated", "exp": now() + 60})));
+        let ctx = keys().context(&token).unwrap();
+        assert_eq!(ctx.uid(), Some("u1"));
+        assert_eq!(ctx.role().as_str(), "authenticated");
+    }
+
+    #[test]
+    fn expired_forged_and_alg_none_are_refused() {
+        let expired = keys().sign(&claims(json!({"sub": "u1", "exp": now() - 5})));
+        assert_eq!(keys().verify(&expired), Err(JwtError::Expired));
+
+        let other = JwtKeys::hs256(b"another-secret-another-secret-xx");
+        let forged = other.sign(&claims(json!({"sub": "u1", "exp": now() + 60})));
+        assert!(matches!(keys().verify(&forged), Err(JwtError::Invalid(_))));
+
+        // {"alg":"none"} with the payload of a service_role token and no signature.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.";
+        assert!(matches!(keys().verify(none), Err(JwtError::Invalid(_))));
+
+        for garbage in ["", "a.b.c", "not a token", "....."] {
+            assert!(matches!(keys().verify(garbage), Err(JwtError::Invalid(_))));
+        }
+    }
+}
