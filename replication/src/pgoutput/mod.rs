@@ -1,0 +1,12 @@
+//! pgoutput (protocol version 1): message parsing, value conversion and the decoder that
+//! assembles messages into transactions.
+
+mod array;
+mod decoder;
+pub mod message;
+pub mod value;
+
+pub use decoder::Decoder;
+
+#[cfg(test)]
+mod tests;

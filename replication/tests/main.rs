@@ -1,0 +1,7 @@
+//! Integration tests of the replication stream against a real PostgreSQL (one binary).
+
+mod connection;
+mod resilience;
+mod stream;
+mod support;
+mod types;
