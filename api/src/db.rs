@@ -98,6 +98,11 @@ impl Db {
         tokio_postgres::Config::from_str(url)
     }
 
+    /// The pool itself (shared with the realtime engine).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// A pooled connection.
     pub async fn conn(&self) -> Result<Object, DbError> {
         Ok(self.pool.get().await?)

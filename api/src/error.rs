@@ -16,6 +16,14 @@ pub enum ErrorCode {
     BadRequest,
     /// The body is over `server.body_limit`.
     PayloadTooLarge,
+    /// No or an invalid credential.
+    Unauthorized,
+    /// The credential's token has expired.
+    TokenExpired,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// A service that is turned off or not running.
+    ServiceUnavailable,
     /// The database cannot be reached.
     DatabaseUnavailable,
     /// A bug or an unexpected failure; details are in the server log only.
@@ -30,6 +38,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
             ErrorCode::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ErrorCode::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorCode::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             ErrorCode::DatabaseUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
@@ -99,6 +111,10 @@ mod tests {
             ErrorCode::MethodNotAllowed,
             ErrorCode::BadRequest,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::Unauthorized,
+            ErrorCode::TokenExpired,
+            ErrorCode::Forbidden,
+            ErrorCode::ServiceUnavailable,
             ErrorCode::DatabaseUnavailable,
             ErrorCode::Internal,
         ];

@@ -27,6 +27,9 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
     "your-secret-key",
 ];
 
+/// How long start-up waits for the replication stream before serving anyway.
+const REPLICATION_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Shortest JWT secret accepted with a real database (HS256 wants 256 bits).
 const MIN_SECRET_LEN: usize = 32;
 
@@ -204,6 +207,30 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The replication stream's settings from `replication.*`, on the server's database.
+fn replication_config(
+    config: &Config,
+    pg: tokio_postgres::Config,
+) -> fluxbase_replication::ReplicationConfig {
+    let mut r = fluxbase_replication::ReplicationConfig::new(pg);
+    r.slot_name = config.replication.slot_name.clone();
+    r.publication_name = config.replication.publication_name.clone();
+    r.schemas = config.replication.schemas.clone();
+    r.max_lag_bytes = config.replication.max_lag_bytes.0;
+    r
+}
+
 /// `fluxbase migrate`: apply pending migrations and report.
 pub fn migrate(config: Config) -> anyhow::Result<()> {
     let database = Database::open(&config)?;
@@ -259,11 +286,38 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx));
 
-    let state = AppState::new(config.clone(), db.clone());
+    let mut state = AppState::new(config.clone(), db.clone());
+    let engine = if config.realtime.enabled {
+        let keys = state.keys.clone().context("auth.jwt_secret is resolved before serving")?;
+        let engine = fluxbase_engine::realtime::Engine::new(
+            AppState::realtime_settings(&config),
+            keys,
+            database.pg.clone(),
+            db.pool().clone(),
+            &config.replication.publication_name,
+        );
+        let live = engine
+            .start(replication_config(&config, database.pg.clone()), REPLICATION_READY_TIMEOUT)
+            .await
+            .context("start the realtime engine")?;
+        if !live {
+            tracing::warn!(
+                slot = %config.replication.slot_name,
+                "logical replication is not streaming yet (see /api/v1/monitoring/health); retrying in the background"
+            );
+        }
+        tracing::info!(slot = %config.replication.slot_name, streaming = live, "realtime engine started");
+        state = state.with_engine(engine.clone());
+        Some(engine)
+    } else {
+        None
+    };
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let server = actix_web::HttpServer::new(move || build_app(state.clone()))
         .workers(workers)
         .shutdown_timeout(config.server.shutdown_timeout.get().as_secs())
+        // We handle SIGINT/SIGTERM: sockets get their close frame before HTTP drains.
+        .disable_signals()
         .bind((config.server.host.as_str(), config.server.port))
         .with_context(|| {
             format!(
@@ -274,7 +328,18 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     for addr in server.addrs() {
         tracing::info!(address = %addr, "listening");
     }
-    server.run().await?;
+    let server = server.run();
+    let handle = server.handle();
+    let stopper = actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down");
+        if let Some(engine) = engine {
+            engine.shutdown().await;
+        }
+        handle.stop(true).await;
+    });
+    server.await?;
+    stopper.abort();
     tracing::info!("HTTP server stopped");
     let _ = shutdown_tx.send(true);
     let _ = maintenance.await;

@@ -3,5 +3,6 @@
 
 mod cli;
 mod http;
+mod realtime;
 mod serve;
 mod support;

@@ -275,6 +275,12 @@ fn typed_env_value(raw: &str, default: &Value) -> Value {
             .map(Value::from)
             .or_else(|_| raw.trim().parse::<i64>().map(Value::from))
             .unwrap_or_else(|_| Value::String(raw.to_string())),
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(|s| Value::String(s.trim().to_string()))
+                .filter(|v| v != "")
+                .collect(),
+        ),
         Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Value::Bool(true),
             "false" | "0" | "no" | "off" => Value::Bool(false),

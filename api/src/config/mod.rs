@@ -37,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// WebSocket realtime engine.
     pub realtime: RealtimeConfig,
+    /// The logical replication stream the realtime engine consumes.
+    pub replication: ReplicationSettings,
     /// File storage.
     pub storage: StorageConfig,
     /// Background jobs.
@@ -234,6 +236,34 @@ impl Default for RealtimeConfig {
             slow_client_timeout: Dur::secs(30),
             client_message_queue_size: 1024,
             message_size_limit: ByteSize(1 << 20),
+        }
+    }
+}
+
+/// `replication.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSettings {
+    /// Permanent logical slot (one per database: slot names are cluster-wide).
+    pub slot_name: String,
+    /// Publication the slot streams.
+    pub publication_name: String,
+    /// Schemas whose tables are published (`FLUXBASE_REPLICATION_SCHEMAS=public,app`).
+    pub schemas: Vec<String>,
+    /// Output plugin; only `pgoutput` is implemented.
+    pub plugin: String,
+    /// Slot lag above which health reports `degraded`.
+    pub max_lag_bytes: ByteSize,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            slot_name: "fluxbase_realtime".into(),
+            publication_name: "fluxbase_realtime".into(),
+            schemas: vec!["public".into()],
+            plugin: "pgoutput".into(),
+            max_lag_bytes: ByteSize(1 << 30),
         }
     }
 }
@@ -439,6 +469,29 @@ impl Config {
             self.jobs.max_concurrent_per_worker >= 1,
             "jobs.max_concurrent_per_worker",
             "must be at least 1".into(),
+        );
+        check(
+            self.replication.plugin == "pgoutput",
+            "replication.plugin",
+            format!(
+                "{:?} is not supported: only pgoutput is implemented (wal2json is planned)",
+                self.replication.plugin
+            ),
+        );
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        check(
+            ident(&self.replication.slot_name),
+            "replication.slot_name",
+            "must be 1-63 characters of a-z, 0-9 and _".into(),
+        );
+        check(
+            ident(&self.replication.publication_name),
+            "replication.publication_name",
+            "must be 1-63 characters of a-z, 0-9 and _".into(),
         );
         if self.storage.provider == StorageProvider::S3 {
             check(

@@ -62,25 +62,53 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
             "pool": state.db.stats(),
         }),
     };
-    let healthy = database["status"] == "healthy";
+    let mut components = json!({"database": database});
+    if let Some(engine) = &state.engine {
+        let stats = engine.stats();
+        let status = match &stats.replication {
+            Some(r) if !r.degraded => "healthy",
+            _ => "degraded",
+        };
+        components["realtime"] = json!({
+            "status": status,
+            "connections": stats.connections,
+            "subscriptions": stats.subscriptions,
+        });
+        components["replication"] = json!(stats.replication);
+        if let Some(r) = &stats.replication {
+            components["replication"]["status"] = json!(if r.degraded { "degraded" } else { "healthy" });
+        }
+    }
+    let healthy = components["database"]["status"] == "healthy";
+    let degraded = components
+        .as_object()
+        .is_some_and(|c| c.values().any(|v| v["status"] == "degraded"));
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     HttpResponse::build(status).json(json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
+        "status": match (healthy, degraded) {
+            (false, _) => "unhealthy",
+            (true, true) => "degraded",
+            (true, false) => "healthy",
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
-        "components": {"database": database},
+        "components": components,
     }))
 }
 
 /// Metrics as JSON for operators and dashboards.
 async fn monitoring_metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "uptime_seconds": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
         "database": {"pool": state.db.stats()},
-    }))
+    });
+    if let Some(engine) = &state.engine {
+        body["realtime"] = json!(engine.stats());
+    }
+    HttpResponse::Ok().json(body)
 }

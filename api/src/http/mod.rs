@@ -1,7 +1,9 @@
 //! The actix-web application: one factory used by the binary and by in-process tests.
 
+pub mod auth;
 mod health;
 mod middleware;
+mod realtime;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,16 +30,49 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// When the server started (uptime).
     pub started: Instant,
+    /// Verifies tokens; `None` when no secret is configured (in-process tests).
+    pub keys: Option<fluxbase_auth::JwtKeys>,
+    /// The realtime engine, when `realtime.enabled`.
+    pub engine: Option<fluxbase_engine::realtime::Engine>,
 }
 
 impl AppState {
     /// State for a server starting now.
     pub fn new(config: Config, db: Db) -> Self {
+        let keys = config
+            .auth
+            .jwt_secret
+            .as_deref()
+            .map(|s| fluxbase_auth::JwtKeys::hs256(s.as_bytes()));
         AppState {
             config: Arc::new(config),
             db,
             prometheus: crate::telemetry::prometheus(),
             started: Instant::now(),
+            keys,
+            engine: None,
+        }
+    }
+
+    /// The same state with a realtime engine.
+    pub fn with_engine(mut self, engine: fluxbase_engine::realtime::Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The engine settings of `realtime.*`.
+    pub fn realtime_settings(config: &Config) -> fluxbase_engine::realtime::RealtimeSettings {
+        let r = &config.realtime;
+        fluxbase_engine::realtime::RealtimeSettings {
+            max_connections: r.max_connections as usize,
+            max_connections_per_user: r.max_connections_per_user as usize,
+            max_connections_per_ip: r.max_connections_per_ip as usize,
+            queue_size: r.client_message_queue_size as usize,
+            slow_client_threshold: r.slow_client_threshold as usize,
+            slow_client_timeout: r.slow_client_timeout.get(),
+            rls_cache_size: usize::try_from(r.rls_cache_size).unwrap_or(usize::MAX),
+            rls_cache_ttl: r.rls_cache_ttl.get(),
+            ..Default::default()
         }
     }
 }
@@ -61,6 +96,7 @@ pub fn build_app(
         .app_data(json_config(body_limit))
         .wrap(actix_web::middleware::from_fn(middleware::observe))
         .configure(health::routes)
+        .configure(realtime::routes)
         .default_service(web::to(not_found))
 }
 

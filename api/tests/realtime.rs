@@ -1,0 +1,238 @@
+//! The realtime engine end to end: a real server, real PostgreSQL, real WebSocket clients.
+
+use serde_json::json;
+
+use fluxbase_migrations::test_utils::TestDb;
+
+use crate::support::{Ws, WsEvent, http, realtime_server, token};
+
+async fn setup_public_table(db: &TestDb) -> tokio_postgres::Client {
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.todos (id bigserial PRIMARY KEY, user_id int, title text, done bool DEFAULT false);
+             GRANT SELECT ON public.todos TO anon, authenticated;",
+        )
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_subscribers_in_commit_order_with_filters() {
+    let db = TestDb::new().await;
+    let client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+
+    let mut all = Ws::connect(&server.addr, None).await;
+    let ack = all.subscribe("c1", json!({"table": "todos"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["subscribed"], true);
+    assert_eq!(ack["event"], "*");
+    let sub_id = ack["subscription_id"].as_str().unwrap().to_string();
+
+    let mut only42 = Ws::connect(&server.addr, None).await;
+    let ack = only42
+        .subscribe("mine", json!({"event": "INSERT", "schema": "public", "table": "todos", "filter": "user_id=eq.42"}))
+        .await;
+    assert_eq!(ack["filter"], "user_id=eq.42");
+
+    client
+        .batch_execute(
+            "INSERT INTO todos (user_id, title) VALUES (1, 'one'), (42, 'Grüße ✓');
+             UPDATE todos SET done = true WHERE user_id = 1;
+             DELETE FROM todos WHERE user_id = 1;",
+        )
+        .await
+        .unwrap();
+
+    let f = all.frame_of("postgres_changes").await;
+    assert_eq!(f["channel"], "c1");
+    assert_eq!(f["subscription_ids"], json!([sub_id]));
+    assert_eq!(f["payload"]["type"], "INSERT");
+    assert_eq!(f["payload"]["record"]["title"], "one");
+    assert_eq!(f["payload"]["schema"], "public");
+    assert!(f["payload"]["commit_timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(f["payload"]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "title"));
+    let f = all.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["title"], "Grüße ✓");
+    let f = all.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["type"], "UPDATE");
+    assert_eq!(f["payload"]["record"]["done"], true);
+    let f = all.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["type"], "DELETE");
+    assert_eq!(f["payload"]["record"], serde_json::Value::Null);
+    assert_eq!(f["payload"]["old_record"]["id"], 1);
+
+    // The filtered subscriber saw exactly one event: the row of user 42.
+    let f = only42.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["user_id"], 42);
+    only42.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(only42.frame().await["type"], "heartbeat", "an unexpected change was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_errors_and_the_connection_survives() {
+    let db = TestDb::new().await;
+    let _client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut ws = Ws::connect(&server.addr, None).await;
+
+    let cases: Vec<(&str, &str)> = vec![
+        ("{not json", "invalid_json"),
+        (r#"{"type":"dance"}"#, "unknown_type"),
+        (r#"{"type":"subscribe"}"#, "invalid_message"),
+        (r#"{"type":"subscribe","channel":"c","config":{"table":"nope"}}"#, "unknown_table"),
+        (r#"{"type":"subscribe","channel":"c","config":{"schema":"auth","table":"users"}}"#, "unknown_table"),
+        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"nope=eq.1"}}"#, "unknown_column"),
+        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"user_id=between.1"}}"#, "invalid_filter"),
+        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","event":"UPSERT"}}"#, "invalid_event"),
+        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos; DROP TABLE todos"}}"#, "unknown_table"),
+        (r#"{"type":"access_token","token":"forged.token.here"}"#, "invalid_token"),
+    ];
+    for (frame, code) in cases {
+        ws.send_raw(frame).await;
+        let reply = ws.frame().await;
+        assert_eq!(reply["type"], "error", "{frame} → {reply}");
+        assert_eq!(reply["code"], code, "{frame} → {reply}");
+        assert!(!reply["message"].as_str().unwrap().is_empty());
+    }
+    // Still usable.
+    let ack = ws.subscribe("c", json!({"table": "todos"})).await;
+    assert_eq!(ack["type"], "ack");
+    let res = http(&server.addr, "GET", "/ready").await;
+    assert_eq!(res.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_alg_none_tokens_are_refused() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let forged = fluxbase_auth::JwtKeys::hs256(b"someone-elses-secret-0123456789abcdef")
+        .sign(json!({"sub": "u", "role": "service_role"}).as_object().unwrap());
+    let expired = token(json!({"sub": "u", "role": "authenticated", "exp": 1000}));
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.";
+    for (t, code) in [(forged.as_str(), "invalid_token"), (expired.as_str(), "token_expired"), (none, "invalid_token")] {
+        let mut ws = Ws::connect(&server.addr, Some(t)).await;
+        let f = ws.frame().await;
+        assert_eq!(f["type"], "error");
+        assert_eq!(f["code"], code, "{f}");
+        match ws.next_event().await {
+            WsEvent::Closed(Some((code, reason))) => {
+                assert_eq!(code, 4001);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_and_presence() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut a = Ws::connect(&server.addr, None).await;
+    let mut b = Ws::connect(&server.addr, None).await;
+    for ws in [&mut a, &mut b] {
+        let f = ws.subscribe("room1", json!({})).await;
+        assert_eq!(f["type"], "presence_state", "{f}");
+    }
+    a.send(json!({"type": "presence", "channel": "room1", "payload": {"event": "track", "state": {"name": "ada"}}})).await;
+    for ws in [&mut a, &mut b] {
+        let f = ws.frame_of("presence_diff").await;
+        let joins = f["payload"]["joins"].as_object().unwrap();
+        assert_eq!(joins.len(), 1);
+        assert_eq!(joins.values().next().unwrap()["name"], "ada");
+    }
+    a.send(json!({"type": "broadcast", "channel": "room1", "payload": {"event": "cursor", "data": {"x": 1}}})).await;
+    let f = b.frame_of("broadcast").await;
+    assert_eq!(f["payload"]["data"]["x"], 1);
+    // The sender does not get its own broadcast.
+    a.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(a.frame().await["type"], "heartbeat");
+
+    // Server-side broadcast needs service_role.
+    let res = crate::support::http(&server.addr, "POST", "/api/v1/realtime/broadcast").await;
+    assert_eq!(res.status, 401, "{}", res.body);
+    let service = token(json!({"role": "service_role"}));
+    let res = post_json(&server.addr, "/api/v1/realtime/broadcast", &service, json!({"channel": "room1", "event": "news", "payload": {"n": 7}})).await;
+    assert_eq!(res.0, 202, "{}", res.1);
+    for ws in [&mut a, &mut b] {
+        let f = ws.frame_of("broadcast").await;
+        assert_eq!(f["payload"]["event"], "news");
+    }
+    let user = token(json!({"sub": "u1", "role": "authenticated"}));
+    let res = post_json(&server.addr, "/api/v1/realtime/broadcast", &user, json!({"channel": "room1", "event": "x"})).await;
+    assert_eq!(res.0, 403, "{}", res.1);
+
+    // Leaving: b sees a's presence leave.
+    a.inner.close(None).await.unwrap();
+    let f = b.frame_of("presence_diff").await;
+    assert_eq!(f["payload"]["leaves"].as_object().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_admin_restart() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER", "1")]).await;
+    let t = token(json!({"sub": "6f1c2a3e-1111-4222-8333-944455556666", "role": "authenticated"}));
+    let mut first = Ws::connect(&server.addr, Some(&t)).await;
+    first.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(first.frame().await["type"], "heartbeat");
+    let mut second = Ws::connect(&server.addr, Some(&t)).await;
+    let f = second.frame().await;
+    assert_eq!(f["code"], "connection_limit");
+    match second.next_event().await {
+        WsEvent::Closed(Some((code, reason))) => {
+            assert_eq!(code, 4029);
+            assert!(reason.contains("max_connections_per_user"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", "", json!({})).await;
+    assert_eq!(res.0, 401, "{}", res.1);
+    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", &t, json!({})).await;
+    assert_eq!(res.0, 403, "{}", res.1);
+    let admin = token(json!({"role": "service_role"}));
+    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", &admin, json!({})).await;
+    assert_eq!(res.0, 200, "{}", res.1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&res.1).unwrap()["restarted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_close_frames() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut ws = Ws::connect(&server.addr, None).await;
+    ws.send(json!({"type": "heartbeat"})).await;
+    ws.frame().await;
+    let pid = server.child.id().unwrap() as i32;
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    match ws.next_event().await {
+        WsEvent::Closed(Some((code, _))) => assert_eq!(code, 1001),
+        other => panic!("{other:?}"),
+    }
+    let (status, lines) = server.stop(0).await;
+    assert!(status.success(), "{}", lines.join("\n"));
+}
+
+/// POST with a bearer token and a JSON body; returns (status, body).
+async fn post_json(addr: &str, path: &str, token: &str, body: serde_json::Value) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}

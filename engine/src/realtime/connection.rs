@@ -1,0 +1,243 @@
+//! The engine's side of one socket: its bounded outgoing queue, its auth context, and its
+//! slow/closing state. The socket task (in `api`) drains the queue; the engine only ever
+//! `try_send`s into it, so fan-out never awaits a socket.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use fluxbase_auth::AuthContext;
+use tokio::sync::{Notify, mpsc};
+
+/// Identifies a connection for the process lifetime.
+pub type ConnId = u64;
+
+/// Close codes the engine uses.
+pub mod close {
+    /// The client could not keep up (DESIGN invariant 3).
+    pub const SLOW_CLIENT: u16 = 4008;
+    /// The user's sessions were revoked (`DELETE FROM auth.sessions`).
+    pub const SESSION_REVOKED: u16 = 4001;
+    /// A configured limit refused the connection.
+    pub const LIMIT: u16 = 4029;
+    /// No pong within `realtime.pong_timeout`.
+    pub const PONG_TIMEOUT: u16 = 4000;
+    /// The server is shutting down or the engine restarting.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame over `realtime.message_size_limit`.
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// Why and how a connection is to be closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Human-readable reason (sent in the close frame).
+    pub reason: String,
+    /// Label for `fluxbase_realtime_disconnects_total{reason}`.
+    pub label: &'static str,
+}
+
+/// Backpressure state of a connection, as explicit state (STYLE 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressure {
+    /// Queue at or under the threshold.
+    Normal,
+    /// Over the threshold since this instant.
+    Slow(Instant),
+}
+
+/// Shared between the engine (producer) and the socket task (consumer).
+#[derive(Debug)]
+pub struct ConnShared {
+    /// Connection id.
+    pub id: ConnId,
+    /// Client IP (for per-IP limits).
+    pub ip: IpAddr,
+    /// Outgoing frames; bounded by `realtime.client_message_queue_size`.
+    tx: mpsc::Sender<ByteString>,
+    /// Capacity of `tx`.
+    capacity: usize,
+    /// Identity; replaced live by `access_token`. A std lock: never held across `.await`.
+    context: RwLock<AuthContext>,
+    /// Backpressure state; a std mutex, never held across `.await`.
+    pressure: Mutex<Pressure>,
+    /// Set once; the socket task closes with it.
+    close_reason: Mutex<Option<CloseReason>>,
+    /// Wakes the socket task when `close_reason` is set.
+    pub closed: Notify,
+    closing: AtomicBool,
+    /// Frames dropped because the connection was closing.
+    pub dropped: AtomicU64,
+}
+
+impl ConnShared {
+    /// A connection and the receiving end of its queue.
+    pub fn new(
+        id: ConnId,
+        ip: IpAddr,
+        context: AuthContext,
+        capacity: usize,
+    ) -> (Arc<ConnShared>, mpsc::Receiver<ByteString>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let conn = ConnShared {
+            id,
+            ip,
+            tx,
+            capacity: capacity.max(1),
+            context: RwLock::new(context),
+            pressure: Mutex::new(Pressure::Normal),
+            close_reason: Mutex::new(None),
+            closed: Notify::new(),
+            closing: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        };
+        (Arc::new(conn), rx)
+    }
+
+    /// The current auth context.
+    pub fn context(&self) -> AuthContext {
+        self.context.read().expect("context lock").clone()
+    }
+
+    /// Replaces the auth context (`access_token`).
+    pub fn set_context(&self, context: AuthContext) {
+        *self.context.write().expect("context lock") = context;
+    }
+
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// Whether a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Requests a close; the first reason wins. Returns whether this call set it.
+    pub fn request_close(&self, reason: CloseReason) -> bool {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        *self.close_reason.lock().expect("close lock") = Some(reason);
+        // notify_one stores a permit when the task is not waiting yet.
+        self.closed.notify_one();
+        true
+    }
+
+    /// The reason a close was requested, if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.lock().expect("close lock").clone()
+    }
+
+    /// Enqueues without waiting. A full queue, or one over `threshold` for longer than
+    /// `timeout`, closes the connection with 4008: a slow client is cut loose, never waited
+    /// for and never silently skipped.
+    pub fn push(&self, frame: ByteString, threshold: usize, timeout: Duration) -> PushOutcome {
+        if self.is_closing() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return PushOutcome::Closing;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return self.slow(format!("queue full ({} messages)", self.capacity));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return PushOutcome::Closing,
+        }
+        self.check_pressure(threshold, timeout)
+    }
+
+    /// Re-evaluates the slow state (also called by the periodic sweep, so a client that
+    /// stops reading is caught even when no new message arrives).
+    pub fn check_pressure(&self, threshold: usize, timeout: Duration) -> PushOutcome {
+        let queued = self.queued();
+        let now = Instant::now();
+        let mut pressure = self.pressure.lock().expect("pressure lock");
+        match (*pressure, queued > threshold) {
+            (Pressure::Normal, true) => {
+                *pressure = Pressure::Slow(now);
+                tracing::debug!(conn = self.id, queued, "client slow");
+                PushOutcome::Queued
+            }
+            (Pressure::Slow(since), true) if now.duration_since(since) >= timeout => {
+                drop(pressure);
+                self.slow(format!(
+                    "over {threshold} queued messages for {}s",
+                    timeout.as_secs()
+                ))
+            }
+            (Pressure::Slow(_), false) => {
+                *pressure = Pressure::Normal;
+                tracing::debug!(conn = self.id, queued, "client caught up");
+                PushOutcome::Queued
+            }
+            _ => PushOutcome::Queued,
+        }
+    }
+
+    fn slow(&self, detail: String) -> PushOutcome {
+        let set = self.request_close(CloseReason {
+            code: close::SLOW_CLIENT,
+            reason: "slow client".into(),
+            label: "slow_client",
+        });
+        if set {
+            metrics::counter!("fluxbase_realtime_slow_clients_total").increment(1);
+            tracing::info!(conn = self.id, detail = %detail, "disconnecting slow client");
+        }
+        PushOutcome::Disconnected
+    }
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// In the queue.
+    Queued,
+    /// The connection was just closed as slow; the frame was not queued.
+    Disconnected,
+    /// The connection was already closing.
+    Closing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_queue_disconnects_with_4008() {
+        let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 2);
+        let t = Duration::from_secs(30);
+        assert_eq!(conn.push("a".into(), 10, t), PushOutcome::Queued);
+        assert_eq!(conn.push("b".into(), 10, t), PushOutcome::Queued);
+        assert_eq!(conn.push("c".into(), 10, t), PushOutcome::Disconnected);
+        assert_eq!(conn.close_reason().unwrap().code, close::SLOW_CLIENT);
+        assert_eq!(conn.push("d".into(), 10, t), PushOutcome::Closing);
+        assert_eq!(rx.try_recv().unwrap(), "a");
+    }
+
+    #[test]
+    fn over_threshold_for_the_timeout_disconnects() {
+        let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
+        assert_eq!(conn.push("a".into(), 1, Duration::ZERO), PushOutcome::Queued);
+        // Second message puts it over the threshold: slow from now.
+        assert_eq!(conn.push("b".into(), 1, Duration::ZERO), PushOutcome::Queued);
+        // Still over, and the (zero) timeout has passed.
+        assert_eq!(conn.check_pressure(1, Duration::ZERO), PushOutcome::Disconnected);
+
+        let (conn, mut rx2) = ConnShared::new(2, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
+        conn.push("a".into(), 1, Duration::from_secs(60));
+        conn.push("b".into(), 1, Duration::from_secs(60));
+        rx2.try_recv().unwrap();
+        rx2.try_recv().unwrap();
+        // Drained: back to normal, never disconnected.
+        assert_eq!(conn.check_pressure(1, Duration::ZERO), PushOutcome::Queued);
+        assert!(!conn.is_closing());
+        let _ = rx.try_recv();
+    }
+}

@@ -1,0 +1,247 @@
+//! The dispatcher: transactions in commit order → recipients → RLS → one serialization →
+//! bounded queues → acknowledgement. Plus the slow-client sweep and the DDL watcher.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fluxbase_auth::AuthContext;
+use fluxbase_replication::{Change, Op, ReplicationHandle, Transaction};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::Engine;
+use super::connection::{CloseReason, PushOutcome, close};
+use super::gate::Visibility;
+use super::protocol;
+use super::registry::RowOp;
+
+/// Consumes replication until shutdown.
+pub(super) async fn run(
+    engine: Engine,
+    mut transactions: mpsc::Receiver<Transaction>,
+    handle: ReplicationHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let tx = tokio::select! {
+            tx = transactions.recv() => match tx {
+                Some(tx) => tx,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        for change in &tx.changes {
+            engine.fan_out(&tx, change).await;
+        }
+        // Every change of the transaction is in its recipients' queues (or its recipient
+        // was cut loose): the engine has taken it.
+        handle.ack(tx.end_lsn);
+    }
+    tracing::info!("realtime dispatcher stopped");
+}
+
+/// Closes clients that stay over the slow threshold even when no new message arrives.
+pub(super) async fn sweep(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let s = engine.settings().clone();
+    let period = (s.slow_client_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let conns = engine.inner.registry.read().expect("registry lock").all_conns();
+        for conn in conns {
+            conn.check_pressure(s.slow_client_threshold, s.slow_client_timeout);
+        }
+        metrics::gauge!("fluxbase_realtime_rls_cache_entries").set(engine.inner.gate.cache_len() as f64);
+    }
+}
+
+/// Re-reads the catalog and policies when DDL happens (`NOTIFY fluxbase_ddl` from the event
+/// trigger), and every 30 s in case the trigger could not be installed.
+pub(super) async fn watch_ddl(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(30));
+    ticker.tick().await;
+    loop {
+        // A dedicated connection for LISTEN; on any error, fall back to the timer.
+        let listener = engine.inner.gate.listen("fluxbase_ddl").await;
+        let mut notifications = match listener {
+            Ok(rx) => Some(rx),
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot LISTEN for DDL, polling instead");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => engine.reload().await,
+                n = async {
+                    match notifications.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match n {
+                    Some(()) => engine.reload().await,
+                    None => break, // connection lost: listen again
+                },
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+impl Engine {
+    /// Delivers one change to every subscriber allowed to see it.
+    async fn fan_out(&self, tx: &Transaction, change: &Change) {
+        let op = match change.op {
+            Op::Insert => RowOp::Insert,
+            Op::Update => RowOp::Update,
+            Op::Delete => RowOp::Delete,
+            Op::Truncate | Op::Message => return,
+        };
+        if &*change.schema == "auth" && &*change.table == "sessions" {
+            if op == RowOp::Delete {
+                self.revoke_sessions(change);
+            }
+            return;
+        }
+        let row = match op {
+            RowOp::Delete => change.old_record.as_ref(),
+            _ => change.record.as_ref(),
+        };
+        let recipients = self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .recipients(&change.schema, &change.table, op, row);
+        if recipients.is_empty() {
+            return;
+        }
+
+        // One decision per distinct context.
+        let mut contexts: Vec<AuthContext> = Vec::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        let slots: Vec<usize> = recipients
+            .iter()
+            .map(|r| {
+                let ctx = r.conn.context();
+                *index.entry(ctx.fingerprint()).or_insert_with(|| {
+                    contexts.push(ctx);
+                    contexts.len() - 1
+                })
+            })
+            .collect();
+        let decisions = self.inner.gate.decide(change, &contexts).await;
+
+        let full = payload(tx, change, op, Detail::Full);
+        let mut key_only: Option<String> = None;
+        let s = &self.inner.settings;
+        let latency = latency_seconds(tx);
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        for (recipient, slot) in recipients.iter().zip(slots) {
+            let body: &str = match (decisions[slot], op) {
+                (Visibility::Allow, _) => &full,
+                // DELETE: the key only where the old row's visibility is not established.
+                (Visibility::Unknown, RowOp::Delete) => {
+                    key_only.get_or_insert_with(|| payload(tx, change, op, Detail::KeyOnly))
+                }
+                _ => continue,
+            };
+            for (channel, ids) in &recipient.channels {
+                let frame = protocol::postgres_changes(channel, ids, body);
+                match recipient.conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
+                    PushOutcome::Queued => sent += 1,
+                    PushOutcome::Disconnected | PushOutcome::Closing => dropped += 1,
+                }
+            }
+        }
+        metrics::counter!("fluxbase_realtime_messages_sent_total").increment(sent);
+        if dropped > 0 {
+            metrics::counter!("fluxbase_realtime_messages_dropped_total").increment(dropped);
+        }
+        if let Some(latency) = latency {
+            metrics::histogram!("fluxbase_realtime_delivery_latency_seconds").record(latency);
+        }
+    }
+
+    /// `DELETE FROM auth.sessions WHERE user_id = …` closes that user's sockets.
+    fn revoke_sessions(&self, change: &Change) {
+        let Some(user) = change
+            .old_record
+            .as_ref()
+            .and_then(|r| r.get("user_id"))
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        let conns = self.inner.registry.read().expect("registry lock").user_conns(user);
+        for conn in conns {
+            conn.request_close(CloseReason {
+                code: close::SESSION_REVOKED,
+                reason: "session revoked".into(),
+                label: "session_revoked",
+            });
+        }
+    }
+}
+
+/// How much of the row a payload carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// New and old rows as decoded.
+    Full,
+    /// DELETE whose old row's visibility is not established: the primary key only.
+    KeyOnly,
+}
+
+/// The `payload` object of a `postgres_changes` frame, serialized once per change.
+fn payload(tx: &Transaction, change: &Change, op: RowOp, detail: Detail) -> String {
+    let kind = match op {
+        RowOp::Insert => "INSERT",
+        RowOp::Update => "UPDATE",
+        RowOp::Delete => "DELETE",
+    };
+    let key = || Value::Object(change.primary_key.clone().unwrap_or_default());
+    let old_record = match (op, detail) {
+        (RowOp::Insert, _) => Value::Null,
+        (RowOp::Delete, Detail::Full) => change
+            .old_record
+            .clone()
+            .map(Value::Object)
+            .unwrap_or_else(key),
+        // UPDATE's old image and an unestablished DELETE carry the key only: the old
+        // row's visibility is not what was decided.
+        _ => key(),
+    };
+    let record = match op {
+        RowOp::Delete => Value::Null,
+        _ => change.record.clone().map(Value::Object).unwrap_or(Value::Null),
+    };
+    let mut body = json!({
+        "type": kind,
+        "schema": &*change.schema,
+        "table": &*change.table,
+        "commit_timestamp": tx.commit_timestamp.to_string(),
+        "lsn": tx.commit_lsn.to_string(),
+        "columns": &*change.columns,
+        "record": record,
+        "old_record": old_record,
+    });
+    if !change.unchanged_toast.is_empty() {
+        body["unchanged_toast"] = json!(change.unchanged_toast);
+    }
+    body.to_string()
+}
+
+/// Commit → now, in seconds.
+fn latency_seconds(tx: &Transaction) -> Option<f64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros() as i64;
+    let micros = now - tx.commit_timestamp.unix_micros();
+    (micros >= 0).then(|| micros as f64 / 1e6)
+}

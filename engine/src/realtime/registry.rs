@@ -1,0 +1,488 @@
+//! Connections, subscriptions and channels, with the filter index: (schema, table) → event
+//! → equality-filter column → value → subscriptions, so matching a change costs the number
+//! of matching subscriptions plus those with non-equality filters, not all of them.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::connection::{ConnId, ConnShared};
+use super::filter::{Filter, value_text};
+
+/// Which row events a subscription wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventMask {
+    /// INSERT
+    pub insert: bool,
+    /// UPDATE
+    pub update: bool,
+    /// DELETE
+    pub delete: bool,
+}
+
+impl EventMask {
+    /// Parses `INSERT`, `UPDATE`, `DELETE` or `*` (case-insensitive).
+    pub fn parse(text: &str) -> Option<EventMask> {
+        let all = EventMask { insert: true, update: true, delete: true };
+        let none = EventMask { insert: false, update: false, delete: false };
+        match text.to_ascii_uppercase().as_str() {
+            "*" => Some(all),
+            "INSERT" => Some(EventMask { insert: true, ..none }),
+            "UPDATE" => Some(EventMask { update: true, ..none }),
+            "DELETE" => Some(EventMask { delete: true, ..none }),
+            _ => None,
+        }
+    }
+
+    fn slots(self) -> impl Iterator<Item = usize> {
+        [self.insert, self.update, self.delete]
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, on)| on.then_some(i))
+    }
+}
+
+/// Index slot of a row operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOp {
+    /// INSERT
+    Insert = 0,
+    /// UPDATE
+    Update = 1,
+    /// DELETE
+    Delete = 2,
+}
+
+/// One table subscription.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Server-assigned id.
+    pub id: Arc<str>,
+    /// Owning connection.
+    pub conn: ConnId,
+    /// Client channel name.
+    pub channel: Arc<str>,
+    /// Schema.
+    pub schema: Arc<str>,
+    /// Table.
+    pub table: Arc<str>,
+    /// Events.
+    pub events: EventMask,
+    /// Optional filter.
+    pub filter: Option<Filter>,
+}
+
+/// Subscriptions of one (table, event).
+#[derive(Debug, Default)]
+struct EventIndex {
+    /// Equality filters: column → value text → subscription ids.
+    eq: HashMap<String, HashMap<String, Vec<Arc<str>>>>,
+    /// No filter, or a filter other than `eq`: checked one by one.
+    rest: Vec<Arc<str>>,
+}
+
+impl EventIndex {
+    fn insert(&mut self, sub: &Subscription) {
+        match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
+            Some((f, key)) => self
+                .eq
+                .entry(f.column.clone())
+                .or_default()
+                .entry(key.to_string())
+                .or_default()
+                .push(sub.id.clone()),
+            None => self.rest.push(sub.id.clone()),
+        }
+    }
+
+    fn remove(&mut self, sub: &Subscription) {
+        match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
+            Some((f, key)) => {
+                if let Some(values) = self.eq.get_mut(&f.column) {
+                    if let Some(ids) = values.get_mut(key) {
+                        ids.retain(|id| id != &sub.id);
+                        if ids.is_empty() {
+                            values.remove(key);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.eq.remove(&f.column);
+                    }
+                }
+            }
+            None => self.rest.retain(|id| id != &sub.id),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.eq.is_empty() && self.rest.is_empty()
+    }
+}
+
+/// A broadcast/presence channel.
+#[derive(Debug, Default)]
+pub struct Channel {
+    /// Member connections.
+    pub members: HashSet<ConnId>,
+    /// Presence state per tracking connection.
+    pub presence: HashMap<ConnId, Value>,
+}
+
+/// Limits checked atomically when a connection registers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `realtime.max_connections`
+    pub max_connections: usize,
+    /// `realtime.max_connections_per_user`
+    pub per_user: usize,
+    /// `realtime.max_connections_per_ip`
+    pub per_ip: usize,
+}
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// Instance-wide.
+    Total(usize),
+    /// Per user.
+    User(usize),
+    /// Per IP.
+    Ip(usize),
+}
+
+/// A recipient of one change: a connection and the subscription ids (per channel) that
+/// matched.
+#[derive(Debug)]
+pub struct Recipient {
+    /// The connection.
+    pub conn: Arc<ConnShared>,
+    /// channel → matching subscription ids.
+    pub channels: Vec<(Arc<str>, Vec<String>)>,
+}
+
+/// Everything the hub knows about sockets.
+#[derive(Debug, Default)]
+pub struct Registry {
+    conns: HashMap<ConnId, Arc<ConnShared>>,
+    conn_user: HashMap<ConnId, String>,
+    conn_subs: HashMap<ConnId, Vec<Arc<str>>>,
+    subs: HashMap<Arc<str>, Subscription>,
+    tables: HashMap<(Arc<str>, Arc<str>), [EventIndex; 3]>,
+    users: HashMap<String, HashSet<ConnId>>,
+    ips: HashMap<IpAddr, usize>,
+    channels: HashMap<String, Channel>,
+}
+
+impl Registry {
+    /// Adds a connection if the limits allow.
+    pub fn add_conn(
+        &mut self,
+        conn: Arc<ConnShared>,
+        user: Option<String>,
+        limits: Limits,
+    ) -> Result<(), LimitHit> {
+        if self.conns.len() >= limits.max_connections {
+            return Err(LimitHit::Total(limits.max_connections));
+        }
+        if let Some(user) = &user {
+            if self.users.get(user).map_or(0, HashSet::len) >= limits.per_user {
+                return Err(LimitHit::User(limits.per_user));
+            }
+        }
+        if self.ips.get(&conn.ip).copied().unwrap_or(0) >= limits.per_ip {
+            return Err(LimitHit::Ip(limits.per_ip));
+        }
+        *self.ips.entry(conn.ip).or_default() += 1;
+        if let Some(user) = user {
+            self.users.entry(user.clone()).or_default().insert(conn.id);
+            self.conn_user.insert(conn.id, user);
+        }
+        self.conns.insert(conn.id, conn);
+        Ok(())
+    }
+
+    /// Removes a connection with its subscriptions; returns the channels it was in (for
+    /// presence leaves).
+    pub fn remove_conn(&mut self, id: ConnId) -> Vec<(String, Option<Value>)> {
+        for sub in self.conn_subs.remove(&id).unwrap_or_default() {
+            self.remove_sub_by_id(&sub);
+        }
+        if let Some(user) = self.conn_user.remove(&id) {
+            if let Some(set) = self.users.get_mut(&user) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.users.remove(&user);
+                }
+            }
+        }
+        if let Some(conn) = self.conns.remove(&id) {
+            if let Some(n) = self.ips.get_mut(&conn.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ips.remove(&conn.ip);
+                }
+            }
+        }
+        let mut left = Vec::new();
+        self.channels.retain(|name, channel| {
+            if channel.members.remove(&id) {
+                left.push((name.clone(), channel.presence.remove(&id)));
+            }
+            !channel.members.is_empty()
+        });
+        left
+    }
+
+    /// Moves a connection to another user (after `access_token` with another `sub`).
+    pub fn set_user(&mut self, id: ConnId, user: Option<String>) {
+        if let Some(old) = self.conn_user.remove(&id) {
+            if let Some(set) = self.users.get_mut(&old) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.users.remove(&old);
+                }
+            }
+        }
+        if let Some(user) = user {
+            self.users.entry(user.clone()).or_default().insert(id);
+            self.conn_user.insert(id, user);
+        }
+    }
+
+    /// Adds a subscription.
+    pub fn add_sub(&mut self, sub: Subscription) {
+        let key = (sub.schema.clone(), sub.table.clone());
+        let indexes = self.tables.entry(key).or_default();
+        for slot in sub.events.slots() {
+            indexes[slot].insert(&sub);
+        }
+        self.conn_subs.entry(sub.conn).or_default().push(sub.id.clone());
+        self.subs.insert(sub.id.clone(), sub);
+    }
+
+    fn remove_sub_by_id(&mut self, id: &str) -> Option<Subscription> {
+        let sub = self.subs.remove(id)?;
+        let key = (sub.schema.clone(), sub.table.clone());
+        if let Some(indexes) = self.tables.get_mut(&key) {
+            for slot in sub.events.slots() {
+                indexes[slot].remove(&sub);
+            }
+            if indexes.iter().all(EventIndex::is_empty) {
+                self.tables.remove(&key);
+            }
+        }
+        Some(sub)
+    }
+
+    /// Removes the connection's subscriptions matching `channel` and/or `id`; returns the
+    /// removed ids.
+    pub fn remove_subs(&mut self, conn: ConnId, channel: Option<&str>, id: Option<&str>) -> Vec<String> {
+        let ids: Vec<Arc<str>> = self
+            .conn_subs
+            .get(&conn)
+            .map(|subs| {
+                subs.iter()
+                    .filter(|s| {
+                        let sub = &self.subs[*s];
+                        channel.is_none_or(|c| &*sub.channel == c) && id.is_none_or(|i| &***s == i)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for sub in &ids {
+            self.remove_sub_by_id(sub);
+        }
+        if let Some(list) = self.conn_subs.get_mut(&conn) {
+            list.retain(|s| !ids.contains(s));
+        }
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The connections whose subscriptions match a row change, grouped by connection and
+    /// channel. `row` is the new row (insert, update) or the old one (delete).
+    pub fn recipients(
+        &self,
+        schema: &str,
+        table: &str,
+        op: RowOp,
+        row: Option<&Map<String, Value>>,
+    ) -> Vec<Recipient> {
+        let Some(indexes) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
+            return Vec::new();
+        };
+        let index = &indexes[op as usize];
+        let mut matched: Vec<&Arc<str>> = Vec::new();
+        if let Some(row) = row {
+            for (column, values) in &index.eq {
+                if let Some(value) = row.get(column).filter(|v| !v.is_null()) {
+                    if let Some(ids) = values.get(&value_text(value)) {
+                        matched.extend(ids);
+                    }
+                }
+            }
+        }
+        for id in &index.rest {
+            let sub = &self.subs[id];
+            let ok = match (&sub.filter, row) {
+                (None, _) => true,
+                (Some(f), Some(row)) => f.matches(row),
+                (Some(_), None) => false,
+            };
+            if ok {
+                matched.push(id);
+            }
+        }
+        let mut by_conn: HashMap<ConnId, Vec<(Arc<str>, Vec<String>)>> = HashMap::new();
+        for id in matched {
+            let sub = &self.subs[id];
+            let channels = by_conn.entry(sub.conn).or_default();
+            match channels.iter_mut().find(|(c, _)| *c == sub.channel) {
+                Some((_, ids)) => ids.push(id.to_string()),
+                None => channels.push((sub.channel.clone(), vec![id.to_string()])),
+            }
+        }
+        by_conn
+            .into_iter()
+            .filter_map(|(conn, channels)| {
+                Some(Recipient {
+                    conn: self.conns.get(&conn)?.clone(),
+                    channels,
+                })
+            })
+            .collect()
+    }
+
+    /// Connections of a user (`sub`).
+    pub fn user_conns(&self, user: &str) -> Vec<Arc<ConnShared>> {
+        self.users
+            .get(user)
+            .map(|ids| ids.iter().filter_map(|id| self.conns.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every connection.
+    pub fn all_conns(&self) -> Vec<Arc<ConnShared>> {
+        self.conns.values().cloned().collect()
+    }
+
+    /// Number of connections.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of subscriptions.
+    pub fn sub_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Number of subscriptions of one connection.
+    pub fn subs_of(&self, conn: ConnId) -> usize {
+        self.conn_subs.get(&conn).map_or(0, Vec::len)
+    }
+
+    /// Joins a channel; returns whether the connection was new to it.
+    pub fn join(&mut self, channel: &str, conn: ConnId) -> bool {
+        self.channels
+            .entry(channel.to_string())
+            .or_default()
+            .members
+            .insert(conn)
+    }
+
+    /// A channel, if it has members.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name)
+    }
+
+    /// Sets or clears a connection's presence in a channel; returns the previous state.
+    pub fn set_presence(&mut self, channel: &str, conn: ConnId, state: Option<Value>) -> Option<Value> {
+        let ch = self.channels.entry(channel.to_string()).or_default();
+        ch.members.insert(conn);
+        match state {
+            Some(s) => ch.presence.insert(conn, s),
+            None => ch.presence.remove(&conn),
+        }
+    }
+
+    /// The live connections of a channel.
+    pub fn channel_conns(&self, name: &str) -> Vec<Arc<ConnShared>> {
+        self.channels
+            .get(name)
+            .map(|c| c.members.iter().filter_map(|id| self.conns.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluxbase_auth::AuthContext;
+    use serde_json::json;
+
+    fn conn(id: ConnId) -> Arc<ConnShared> {
+        ConnShared::new(id, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 8).0
+    }
+
+    fn sub(id: &str, conn: ConnId, event: &str, filter: Option<&str>) -> Subscription {
+        Subscription {
+            id: id.into(),
+            conn,
+            channel: "c".into(),
+            schema: "public".into(),
+            table: "todos".into(),
+            events: EventMask::parse(event).unwrap(),
+            filter: filter.map(|f| Filter::parse(f).unwrap()),
+        }
+    }
+
+    const NO_LIMITS: Limits = Limits { max_connections: 100, per_user: 100, per_ip: 100 };
+
+    #[test]
+    fn index_routes_by_event_and_filter() {
+        let mut reg = Registry::default();
+        for id in 1..=4 {
+            reg.add_conn(conn(id), None, NO_LIMITS).unwrap();
+        }
+        reg.add_sub(sub("all", 1, "*", None));
+        reg.add_sub(sub("eq42", 2, "INSERT", Some("user_id=eq.42")));
+        reg.add_sub(sub("gt", 3, "*", Some("n=gt.10")));
+        reg.add_sub(sub("del", 4, "DELETE", None));
+        let row = json!({"user_id": 42, "n": 5}).as_object().unwrap().clone();
+        let mut got: Vec<String> = reg
+            .recipients("public", "todos", RowOp::Insert, Some(&row))
+            .into_iter()
+            .flat_map(|r| r.channels.into_iter().flat_map(|(_, ids)| ids))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["all", "eq42"]);
+        let got: Vec<ConnId> = reg
+            .recipients("public", "todos", RowOp::Delete, Some(&row))
+            .iter()
+            .map(|r| r.conn.id)
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(reg.recipients("public", "other", RowOp::Insert, Some(&row)).is_empty());
+
+        reg.remove_conn(2);
+        let n = reg.recipients("public", "todos", RowOp::Insert, Some(&row)).len();
+        assert_eq!(n, 1);
+        assert_eq!(reg.sub_count(), 3);
+        assert_eq!(reg.remove_subs(1, Some("c"), None), ["all"]);
+        assert_eq!(reg.sub_count(), 2);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut reg = Registry::default();
+        let limits = Limits { max_connections: 3, per_user: 1, per_ip: 2 };
+        reg.add_conn(conn(1), Some("u".into()), limits).unwrap();
+        assert_eq!(reg.add_conn(conn(2), Some("u".into()), limits), Err(LimitHit::User(1)));
+        reg.add_conn(conn(3), None, limits).unwrap();
+        assert_eq!(reg.add_conn(conn(4), None, limits), Err(LimitHit::Ip(2)));
+        reg.remove_conn(1);
+        reg.add_conn(conn(5), Some("u".into()), limits).unwrap();
+    }
+}

@@ -1,0 +1,1 @@
+//! RLS policy compilation and decisions: being written (issue 4).

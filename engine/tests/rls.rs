@@ -1,0 +1,1 @@
+//! RLS differential tests: being written (issue 4).
