@@ -295,6 +295,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
             database.pg.clone(),
             db.pool().clone(),
             &config.replication.publication_name,
+            config.replication.schemas.clone(),
         );
         let live = engine
             .start(replication_config(&config, database.pg.clone()), REPLICATION_READY_TIMEOUT)

@@ -72,6 +72,35 @@ async fn changes_reach_subscribers_in_commit_order_with_filters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_created_after_start_are_subscribable_at_once() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.late (id int PRIMARY KEY, v text);
+             CREATE TABLE public.keyless (v text);
+             GRANT SELECT ON public.late, public.keyless TO anon;",
+        )
+        .await
+        .unwrap();
+    let mut ws = Ws::connect(&server.addr, None).await;
+    let ack = ws.subscribe("l", json!({"table": "late"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    client.batch_execute("INSERT INTO late VALUES (1, 'first')").await.unwrap();
+    let f = ws.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["v"], "first");
+
+    // A key-less table is refused with the reason, and stays writable.
+    let err = ws.subscribe("k", json!({"table": "keyless"})).await;
+    assert_eq!(err["code"], "no_primary_key", "{err}");
+    client
+        .batch_execute("INSERT INTO keyless VALUES ('a'); UPDATE keyless SET v = 'b'; DELETE FROM keyless")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_errors_and_the_connection_survives() {
     let db = TestDb::new().await;
     let _client = setup_public_table(&db).await;

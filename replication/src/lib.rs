@@ -4,10 +4,11 @@
 //! - **Client**: our own frontend on `postgres-protocol` codecs over TCP, TLS (rustls,
 //!   `sslmode=prefer|require`, no certificate verification as in libpq's `require`) or a
 //!   unix socket; cleartext, MD5 and SCRAM-SHA-256 authentication; `replication=database`.
-//! - **Publication and slot** (PostgreSQL ≥ 13): the publication covers the configured
-//!   schemas (15+: `FOR TABLES IN SCHEMA`; before: every table, re-listed on each
-//!   refresh) plus extra tables such as `auth.sessions`; the permanent logical slot is
-//!   created when absent and reused when present.
+//! - **Publication and slot** (PostgreSQL ≥ 13): the publication lists the tables of the
+//!   configured schemas that have a replica identity (publishing a key-less table would
+//!   make PostgreSQL refuse its UPDATEs and DELETEs), re-listed on each refresh, plus extra
+//!   tables such as `auth.sessions`; the permanent logical slot is created when absent and
+//!   reused when present.
 //! - **Delivery**: whole transactions in commit order on a bounded channel. The consumer
 //!   calls [`ReplicationHandle::ack`] with `end_lsn`; only acknowledged positions are
 //!   reported to the server as flushed. Within one process every transaction is delivered
@@ -59,5 +60,6 @@ pub use config::*;
 pub use error::{DecodeError, ReplicationError, Result, ServerError};
 pub use handle::{ReplicationHandle, ReplicationStatus};
 pub use lsn::{Lsn, ParseLsnError};
+pub use publication::HAS_REPLICA_IDENTITY_SQL;
 pub use stream::start;
 pub use transaction::{Change, Column, LogicalMessage, Op, Timestamp, Transaction};

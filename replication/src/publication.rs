@@ -1,10 +1,13 @@
 //! The publication: created when absent, extended (never shrunk) when present, so tables
 //! added later to a published schema are picked up.
 //!
-//! PostgreSQL 15+ publishes whole schemas (`FOR TABLES IN SCHEMA`), which includes future
-//! tables by itself. Before 15, each table is listed and [`refresh`] adds new ones. The
-//! stream calls it on every (re)connect and every lag sample, which also picks up the extra
-//! tables (`auth.sessions`) when they are created after the stream started.
+//! Tables are always listed one by one (never `FOR TABLES IN SCHEMA` / `FOR ALL TABLES`),
+//! and only tables with a usable replica identity (a primary key, or REPLICA IDENTITY
+//! FULL/USING INDEX): PostgreSQL refuses UPDATE and DELETE on a published table without
+//! one, and publishing a whole schema would break writes to every key-less table in it.
+//! [`refresh`] runs on every (re)connect and every lag sample, which also picks up the extra
+//! tables (`auth.sessions`) when they are created after the stream started; the engine
+//! publishes a table at once when a client subscribes to it.
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tracing::info;
@@ -16,17 +19,12 @@ use crate::error::Result;
 /// SQLSTATE duplicate_object.
 const DUPLICATE_OBJECT: &str = "42710";
 
-/// First server version with `FOR TABLES IN SCHEMA`.
-const SCHEMA_PUBLICATIONS_VERSION: u32 = 150_000;
+/// SQL condition on `c` (pg_class) true when UPDATE/DELETE still work once published.
+pub const HAS_REPLICA_IDENTITY_SQL: &str = "(c.relreplident IN ('f','i') OR (c.relreplident = 'd' \
+     AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))";
 
-/// Creates the publication when absent and adds missing schemas and tables.
+/// Creates the publication when absent and adds missing tables.
 pub(crate) async fn refresh(conn: &mut Connection, config: &ReplicationConfig) -> Result<()> {
-    let version = conn.server_version_num();
-    refresh_as(conn, config, version).await
-}
-
-/// [`refresh`] using the syntax of server `version` (tests run the pre-15 path on 15).
-async fn refresh_as(conn: &mut Connection, config: &ReplicationConfig, version: u32) -> Result<()> {
     let name = escape_identifier(&config.publication_name);
     let existing = conn
         .simple_query(&format!(
@@ -44,44 +42,21 @@ async fn refresh_as(conn: &mut Connection, config: &ReplicationConfig, version: 
         )?;
         info!(publication = %config.publication_name, "created publication");
     }
-
     let schemas = existing_schemas(conn, config).await?;
-    if version >= SCHEMA_PUBLICATIONS_VERSION {
-        let published = conn
-            .simple_query(&format!(
-                "SELECT n.nspname::text AS schema FROM pg_publication_namespace pn \
-                 JOIN pg_namespace n ON n.oid = pn.pnnspid JOIN pg_publication p ON p.oid = pn.pnpubid \
-                 WHERE p.pubname = {}",
-                escape_literal(&config.publication_name)
-            ))
-            .await?;
-        for schema in &schemas {
-            if !published
-                .iter()
-                .any(|r| r.get("schema") == Some(schema.as_str()))
-            {
-                let sql = format!(
-                    "ALTER PUBLICATION {name} ADD TABLES IN SCHEMA {}",
-                    escape_identifier(schema)
-                );
-                ignore_duplicate(conn.simple_query(&sql).await)?;
-                info!(publication = %config.publication_name, schema = %schema, "published schema");
-            }
-        }
-        add_tables(conn, config, &name, &extra_tables_sql(config), version).await
+    let schema_list = schemas
+        .iter()
+        .map(|s| escape_literal(s))
+        .collect::<Vec<_>>();
+    let in_schemas = if schema_list.is_empty() {
+        "false".to_owned()
     } else {
-        let schema_list = schemas
-            .iter()
-            .map(|s| escape_literal(s))
-            .collect::<Vec<_>>();
-        let in_schemas = if schema_list.is_empty() {
-            "false".to_owned()
-        } else {
-            format!("n.nspname IN ({})", schema_list.join(","))
-        };
-        let filter = format!("({in_schemas} OR {})", extra_tables_sql(config));
-        add_tables(conn, config, &name, &filter, version).await
-    }
+        format!("n.nspname IN ({})", schema_list.join(","))
+    };
+    let filter = format!(
+        "({in_schemas} OR {}) AND {HAS_REPLICA_IDENTITY_SQL}",
+        extra_tables_sql(config)
+    );
+    add_tables(conn, config, &name, &filter).await
 }
 
 /// Configured schemas that exist (a missing schema would fail the whole statement).
@@ -124,25 +99,16 @@ fn extra_tables_sql(config: &ReplicationConfig) -> String {
     }
 }
 
-/// Adds the permanent, non-partition tables matching `filter` that are not yet published,
-/// directly (`pg_publication_rel`) or, on 15+, through their schema. (`pg_publication_tables`
-/// cannot tell: it lists a partitioned table's leaves instead of the table itself.)
+/// Adds the permanent, non-partition tables matching `filter` that are not yet published
+/// (`pg_publication_rel`: `pg_publication_tables` lists a partitioned table's leaves instead
+/// of the table itself).
 async fn add_tables(
     conn: &mut Connection,
     config: &ReplicationConfig,
     name: &str,
     filter: &str,
-    version: u32,
 ) -> Result<()> {
     let publication = escape_literal(&config.publication_name);
-    let via_schema = if version >= SCHEMA_PUBLICATIONS_VERSION {
-        format!(
-            "AND NOT EXISTS (SELECT 1 FROM pg_publication_namespace pn JOIN pg_publication p \
-             ON p.oid = pn.pnpubid WHERE p.pubname = {publication} AND pn.pnnspid = n.oid)"
-        )
-    } else {
-        String::new()
-    };
     let rows = conn
         .simple_query(&format!(
             "SELECT n.nspname::text AS schema, c.relname::text AS table FROM pg_class c \
@@ -151,7 +117,7 @@ async fn add_tables(
                AND {filter} \
                AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p \
                                ON p.oid = pr.prpubid WHERE p.pubname = {publication} \
-                               AND pr.prrelid = c.oid) {via_schema}"
+                               AND pr.prrelid = c.oid)"
         ))
         .await?;
     if rows.is_empty() {
@@ -211,7 +177,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn both_syntaxes_publish_schemas_extra_tables_and_later_tables() {
+    async fn publishes_keyed_tables_extra_tables_and_later_tables() {
         let db = TestDb::new().await;
         let mut conn = connect(&db.config(), false).await.unwrap();
         conn.simple_query(
@@ -219,63 +185,44 @@ mod tests {
              CREATE TABLE IF NOT EXISTS auth.sessions (id uuid PRIMARY KEY); \
              CREATE TABLE auth.other (id int PRIMARY KEY); \
              CREATE TABLE public.a (id int PRIMARY KEY); \
-             CREATE UNLOGGED TABLE public.scratch (id int); \
-             CREATE TABLE public.parted (id int) PARTITION BY RANGE (id); \
+             CREATE TABLE public.keyless (id int); \
+             CREATE TABLE public.full_identity (id int); \
+             ALTER TABLE public.full_identity REPLICA IDENTITY FULL; \
+             CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY); \
+             CREATE TABLE public.parted (id int PRIMARY KEY) PARTITION BY RANGE (id); \
              CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (10)",
         )
         .await
         .unwrap();
 
-        for (version, publication) in [(140_000, "pub_pg14"), (150_000, "pub_pg15")] {
-            let mut config = ReplicationConfig::new(db.config());
-            config.publication_name = publication.to_owned();
-            config.schemas = vec!["public".into(), "missing_schema".into()];
-            // Listed explicitly and via its schema: must not be added twice on 15+.
-            config.extra_tables = vec!["auth.sessions".into(), "public.a".into()];
-            refresh_as(&mut conn, &config, version).await.unwrap();
-            // Idempotent: a second refresh (reconnect) changes nothing and does not fail.
-            refresh_as(&mut conn, &config, version).await.unwrap();
-            let tables = published(&mut conn, publication).await;
-            assert!(
-                tables.contains(&"public.a".to_owned()),
-                "{version}: {tables:?}"
-            );
-            assert!(
-                tables.contains(&"auth.sessions".to_owned()),
-                "{version}: {tables:?}"
-            );
-            assert!(
-                !tables.contains(&"auth.other".to_owned()),
-                "{version}: {tables:?}"
-            );
-            assert!(
-                !tables.contains(&"public.scratch".to_owned()),
-                "{version}: {tables:?}"
-            );
-            assert!(
-                tables.contains(&"public.parted_1".to_owned()),
-                "{version}: {tables:?}"
-            );
+        let mut config = ReplicationConfig::new(db.config());
+        config.publication_name = "pub_test".to_owned();
+        config.schemas = vec!["public".into(), "missing_schema".into()];
+        config.extra_tables = vec!["auth.sessions".into(), "public.a".into()];
+        refresh(&mut conn, &config).await.unwrap();
+        // Idempotent: a second refresh (reconnect) changes nothing and does not fail.
+        refresh(&mut conn, &config).await.unwrap();
+        let tables = published(&mut conn, "pub_test").await;
+        for expected in ["public.a", "auth.sessions", "public.full_identity", "public.parted_1"] {
+            assert!(tables.contains(&expected.to_owned()), "{expected}: {tables:?}");
         }
+        for absent in ["auth.other", "public.scratch", "public.keyless"] {
+            assert!(!tables.contains(&absent.to_owned()), "{absent}: {tables:?}");
+        }
+        // A key-less table stays writable: it is not published.
+        conn.simple_query(
+            "INSERT INTO public.keyless VALUES (1); UPDATE public.keyless SET id = 2; DELETE FROM public.keyless",
+        )
+        .await
+        .unwrap();
 
-        // A table created later is published by the next refresh (pre-15) or at once (15+).
+        // A table created later is published by the next refresh.
         conn.simple_query("CREATE TABLE public.later (id int PRIMARY KEY)")
             .await
             .unwrap();
-        assert!(
-            published(&mut conn, "pub_pg15")
-                .await
-                .contains(&"public.later".to_owned())
-        );
-        assert!(
-            !published(&mut conn, "pub_pg14")
-                .await
-                .contains(&"public.later".to_owned())
-        );
-        let mut config = ReplicationConfig::new(db.config());
-        config.publication_name = "pub_pg14".to_owned();
-        refresh_as(&mut conn, &config, 140_000).await.unwrap();
-        let tables = published(&mut conn, "pub_pg14").await;
+        assert!(!published(&mut conn, "pub_test").await.contains(&"public.later".to_owned()));
+        refresh(&mut conn, &config).await.unwrap();
+        let tables = published(&mut conn, "pub_test").await;
         assert!(tables.contains(&"public.later".to_owned()), "{tables:?}");
     }
 }

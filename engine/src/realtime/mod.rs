@@ -117,6 +117,7 @@ impl Engine {
         pg: tokio_postgres::Config,
         pool: Pool,
         publication: &str,
+        schemas: Vec<String>,
     ) -> Engine {
         let gate = gate::Gate::new(pg, pool.clone(), settings.rls_cache_size, settings.rls_cache_ttl);
         Engine {
@@ -124,7 +125,7 @@ impl Engine {
                 keys,
                 pool,
                 registry: RwLock::default(),
-                catalog: catalog::Catalog::new(publication),
+                catalog: catalog::Catalog::new(publication, schemas),
                 gate,
                 next_id: AtomicU64::new(1),
                 replication: Mutex::new(None),
@@ -426,6 +427,9 @@ impl Engine {
             Err(catalog::CatalogError::Database(e)) => {
                 tracing::warn!(error = %e, "realtime catalog read failed");
                 return err("unavailable", "the database is unavailable; try again".into());
+            }
+            Err(e @ catalog::CatalogError::NoReplicaIdentity(..)) => {
+                return err("no_primary_key", e.to_string());
             }
             Err(e) => return err("unknown_table", e.to_string()),
         };
