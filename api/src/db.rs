@@ -9,12 +9,19 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+
+pub use fluxbase_replication::pgtls::MakeRustlsConnect;
 
 use crate::config::DatabaseConfig;
 
 /// How long `/ready` and health checks wait for the database.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The TLS connector of every ordinary connection (`sslmode=require|prefer|disable`).
+pub fn tls() -> MakeRustlsConnect {
+    MakeRustlsConnect::new().expect("the ring provider supports the default TLS versions")
+}
 
 /// Errors talking to the database; what reaches a client is decided by `error.rs`.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +79,7 @@ impl Db {
     pub fn new(pg: tokio_postgres::Config, settings: DatabaseConfig) -> Db {
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls(),
             ManagerConfig {
                 // A connection whose socket closed (database restarted) is replaced.
                 recycling_method: RecyclingMethod::Fast,

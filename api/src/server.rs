@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use fluxbase_migrations::embedded::{EMBEDDED_DATABASE, generate_secret};
 use fluxbase_migrations::{ClusterOptions, EmbeddedCluster};
-use tokio_postgres::NoTls;
 
 use crate::config::{Config, redact_url};
 use crate::db::Db;
@@ -75,7 +74,7 @@ impl Database {
         };
         let (client, conn) = cluster
             .config("postgres")
-            .connect(NoTls)
+            .connect(crate::db::tls())
             .await
             .context("connect to the embedded PostgreSQL")?;
         let task = tokio::spawn(conn);
@@ -103,7 +102,7 @@ impl Database {
     pub async fn migrate(&self) -> anyhow::Result<fluxbase_migrations::MigrationReport> {
         let (mut client, conn) = self
             .pg
-            .connect(NoTls)
+            .connect(crate::db::tls())
             .await
             .map_err(|e| anyhow::anyhow!("connect to the database: {}", describe_pg_error(&e)))?;
         let task = tokio::spawn(conn);
@@ -115,7 +114,7 @@ impl Database {
 
     /// Warns, with the fix, when logical replication is not enabled on a real database.
     pub async fn check_wal_level(&self) -> anyhow::Result<()> {
-        let (client, conn) = self.pg.connect(NoTls).await?;
+        let (client, conn) = self.pg.connect(crate::db::tls()).await?;
         let task = tokio::spawn(conn);
         let level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if level != "logical" {

@@ -177,3 +177,46 @@ async fn ready_follows_the_database_without_a_restart() {
     let res = call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK, "{:?}", body_json(res).await);
 }
+
+#[actix_web::test]
+async fn sslmode_require_encrypts_pool_connections() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut cluster = DedicatedCluster::start().await;
+    let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await.unwrap();
+    actix_web::rt::spawn(conn);
+    let data_dir: String = admin.query_one("SHOW data_directory", &[]).await.unwrap().get(0);
+    let owner = std::fs::metadata(&data_dir).unwrap();
+    let (cert, key) = (format!("{data_dir}/tls_cert.pem"), format!("{data_dir}/tls_key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-keyout", &key, "-out", &cert])
+        .output()
+        .expect("openssl (Debian: apt-get install openssl) is needed to make a test certificate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for file in [&cert, &key] {
+        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for sql in [
+        "ALTER SYSTEM SET ssl = on".to_string(),
+        format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),
+        format!("ALTER SYSTEM SET ssl_key_file = '{key}'"),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
+    drop(admin);
+    cluster.stop();
+    cluster.restart();
+
+    let url = format!("{}?sslmode=require", cluster.url());
+    let state = state_for(&url);
+    let db = state.db.clone();
+    let app = init_service(build_app(state)).await;
+    let res = call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rows = db
+        .query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    assert!(rows[0].get::<_, bool>(0), "pool connection is not encrypted");
+}

@@ -9,7 +9,7 @@ use fluxbase_auth::AuthContext;
 use fluxbase_replication::Change;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// A decision for one context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,9 @@ impl Gate {
     /// LISTENs on `channel` on a dedicated connection; the receiver yields one `()` per
     /// notification and closes when the connection is lost.
     pub async fn listen(&self, channel: &str) -> Result<mpsc::Receiver<()>, tokio_postgres::Error> {
-        let (client, mut connection) = self.pg.connect(NoTls).await?;
+        let tls = fluxbase_replication::pgtls::MakeRustlsConnect::new()
+            .expect("the ring provider supports the default TLS versions");
+        let (client, mut connection) = self.pg.connect(tls).await?;
         let client = std::sync::Arc::new(client);
         let keep_alive = client.clone();
         let (tx, rx) = mpsc::channel(16);

@@ -2,7 +2,7 @@
 //! simple queries, and the CopyBoth sub-protocol that streaming replication runs in.
 
 mod startup;
-mod tls;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 

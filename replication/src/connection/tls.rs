@@ -16,8 +16,9 @@ use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureS
 
 use crate::error::{ReplicationError, Result};
 
-/// Upgrades an accepted `SSLRequest` stream to TLS.
-pub(crate) async fn connect(stream: TcpStream, host: &str) -> Result<TlsStream<TcpStream>> {
+/// The client configuration of `sslmode=require`: TLS 1.2/1.3 with ring, any certificate
+/// (signatures still checked). Shared with the pool's `tokio-postgres` connector.
+pub(crate) fn client_config() -> Result<Arc<ClientConfig>> {
     let provider = Arc::new(ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -25,9 +26,14 @@ pub(crate) async fn connect(stream: TcpStream, host: &str) -> Result<TlsStream<T
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         .with_no_client_auth();
-    let name =
-        ServerName::try_from(host.to_owned()).map_err(|e| ReplicationError::Tls(e.to_string()))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    Ok(Arc::new(config))
+}
+
+/// Upgrades an accepted `SSLRequest` stream to TLS.
+pub(crate) async fn connect(stream: TcpStream, host: &str) -> Result<TlsStream<TcpStream>> {
+    let config = client_config()?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| ReplicationError::Tls(e.to_string()))?;
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, stream)
         .await
         .map_err(|e| ReplicationError::Tls(e.to_string()))
