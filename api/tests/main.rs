@@ -3,6 +3,7 @@
 
 mod cli;
 mod http;
+mod loadtest;
 mod realtime;
 mod serve;
 mod support;

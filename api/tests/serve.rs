@@ -86,10 +86,15 @@ async fn server_on_database_url_logs_json_requests() {
     let db = TestDb::new().await;
     let dir = TempDir::new();
     let mut cmd = fluxbase(&dir.0);
-    cmd.env("DATABASE_URL", db.url()).env(
-        "FLUXBASE_JWT_SECRET",
-        "a-test-secret-that-is-long-enough-for-hs256-0123456789",
-    );
+    cmd.env("DATABASE_URL", db.url())
+        .env(
+            "FLUXBASE_JWT_SECRET",
+            "a-test-secret-that-is-long-enough-for-hs256-0123456789",
+        )
+        // Every query is "slow": the log line must say so, with the statement only.
+        .env("FLUXBASE_DATABASE_SLOW_QUERY_THRESHOLD", "0s")
+        .env("FLUXBASE_DATABASE_MIN_CONNECTIONS", "3")
+        .env("FLUXBASE_REPLICATION_SLOT_NAME", format!("slot_{}", db.name()));
     let mut server = Server::start(cmd).await;
     assert!(!dir.0.join(".fluxbase").exists(), "embedded state created with DATABASE_URL");
 
@@ -107,6 +112,18 @@ async fn server_on_database_url_logs_json_requests() {
         "x-request-id: {}",
         line["request_id"].as_str().unwrap()
     )));
+
+    let res = http(&server.addr, "GET", "/ready").await;
+    assert_eq!(res.status, 200);
+    let slow = server.wait_for_log("slow query").await;
+    assert_eq!(slow["slow_query"], true);
+    assert_eq!(slow["query"], "SELECT 1");
+    assert!(slow["duration_ms"].is_u64(), "{slow}");
+
+    // min_connections are kept open.
+    let res = http(&server.addr, "GET", "/api/v1/monitoring/health").await;
+    let pool = &res.json()["components"]["database"]["pool"];
+    assert!(pool["size"].as_u64().unwrap() >= 3, "{pool}");
 
     let (status, lines) = server.stop(libc::SIGTERM).await;
     assert!(status.success(), "{}", lines.join("\n"));

@@ -62,13 +62,15 @@ impl Drop for TempDir {
     }
 }
 
-/// A running server process and the address it listens on (learned from its log).
+/// A running server process and the address it listens on (learned from its log). Its
+/// stdout is drained continuously by a task: a full pipe would stall the server's logging.
 pub struct Server {
     pub child: Child,
     pub addr: String,
     /// Every log line read so far.
     pub lines: Vec<String>,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    drain: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -80,12 +82,21 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn fluxbase");
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let drain = tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut server = Server {
             child,
             addr: String::new(),
             lines: Vec::new(),
-            stdout,
+            rx,
+            drain,
         };
         let line = server.wait_for_log("listening").await;
         let addr = line["address"].as_str().unwrap().to_string();
@@ -97,7 +108,7 @@ impl Server {
     pub async fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
         let fut = async {
             loop {
-                let Some(line) = self.stdout.next_line().await.unwrap() else {
+                let Some(line) = self.rx.recv().await else {
                     panic!("fluxbase exited before logging {message:?}; log:\n{}", self.lines.join("\n"));
                 };
                 self.lines.push(line.clone());
@@ -113,18 +124,22 @@ impl Server {
             .unwrap_or_else(|_| panic!("no {message:?} log line within {EVENT_TIMEOUT:?}"))
     }
 
-    /// Sends a signal and waits for the exit, draining the log.
+    /// Sends a signal (0: none) and waits for the exit, collecting the rest of the log.
     pub async fn stop(mut self, signal: i32) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().unwrap() as i32;
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, signal) };
-        let drain = async {
-            while let Ok(Some(line)) = self.stdout.next_line().await {
+        if signal != 0 {
+            let pid = self.child.id().unwrap() as i32;
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, signal) };
+        }
+        let finish = async {
+            let status = self.child.wait().await.unwrap();
+            let _ = (&mut self.drain).await;
+            while let Ok(line) = self.rx.try_recv() {
                 self.lines.push(line);
             }
-            self.child.wait().await.unwrap()
+            status
         };
-        let status = tokio::time::timeout(EVENT_TIMEOUT, drain)
+        let status = tokio::time::timeout(EVENT_TIMEOUT, finish)
             .await
             .expect("fluxbase did not exit after the signal");
         (status, self.lines)

@@ -26,11 +26,23 @@ impl Migration {
 }
 
 /// Every migration, in order. A new file is added here and nowhere else.
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../sql/0001_foundation.sql"),
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../sql/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "realtime",
+        sql: include_str!("../sql/0002_realtime.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "auth_realtime_core",
+        sql: include_str!("../sql/0003_auth_realtime_core.sql"),
+    },
+];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).
 const ADVISORY_LOCK_KEY: i64 = 0x666c_7578_6d69_6772;

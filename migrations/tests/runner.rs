@@ -144,22 +144,22 @@ async fn concurrent_runs_apply_each_migration_once() {
         .batch_execute("DROP SCHEMA _fluxbase CASCADE")
         .await
         .unwrap();
-    let extra: &'static [Migration] = Box::leak(Box::new([
-        MIGRATIONS[0],
-        Migration {
-            version: 2,
+    let mut list = MIGRATIONS.to_vec();
+    list.push(Migration {
+            version: 9998,
             name: "counter",
             sql: "CREATE TABLE public.migration_race (n int);
                   INSERT INTO public.migration_race VALUES (1);",
-        },
-    ]));
+    });
+    let extra: &'static [Migration] = Box::leak(list.into_boxed_slice());
     let mut a = db.client().await;
     let mut b = db.client().await;
     let (ra, rb) = tokio::join!(run_list(&mut a, extra), run_list(&mut b, extra));
     let (ra, rb) = (ra.expect("runner a"), rb.expect("runner b"));
     let mut applied = [ra.applied.clone(), rb.applied.clone()].concat();
     applied.sort();
-    assert_eq!(applied, [1, 2], "a={ra:?} b={rb:?}");
+    let expected: Vec<i64> = extra.iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected, "a={ra:?} b={rb:?}");
     let rows: i64 = setup
         .query_one("SELECT count(*) FROM public.migration_race", &[])
         .await
@@ -172,10 +172,11 @@ async fn concurrent_runs_apply_each_migration_once() {
 async fn edited_migration_is_refused() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
-    let edited = [Migration {
+    let mut edited = MIGRATIONS.to_vec();
+    edited[0] = Migration {
         sql: "SELECT 1",
         ..MIGRATIONS[0]
-    }];
+    };
     let err = run_list(&mut client, &edited).await.unwrap_err();
     assert!(
         matches!(err, MigrateError::ChecksumMismatch { version: 1, .. }),
@@ -187,16 +188,14 @@ async fn edited_migration_is_refused() {
 async fn failing_migration_rolls_back_and_is_not_recorded() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
-    let list = [
-        MIGRATIONS[0],
-        Migration {
-            version: 2,
-            name: "broken",
-            sql: "CREATE TABLE public.half_done (n int); SELECT no_such_function();",
-        },
-    ];
+    let mut list = MIGRATIONS.to_vec();
+    list.push(Migration {
+        version: 9999,
+        name: "broken",
+        sql: "CREATE TABLE public.half_done (n int); SELECT no_such_function();",
+    });
     let err = run_list(&mut client, &list).await.unwrap_err();
-    assert!(matches!(err, MigrateError::Failed { version: 2, .. }), "{err}");
+    assert!(matches!(err, MigrateError::Failed { version: 9999, .. }), "{err}");
     let exists: bool = client
         .query_one("SELECT to_regclass('public.half_done') IS NOT NULL", &[])
         .await
@@ -205,7 +204,7 @@ async fn failing_migration_rolls_back_and_is_not_recorded() {
     assert!(!exists, "the failed migration's first statement was kept");
     let recorded: i64 = client
         .query_one(
-            "SELECT count(*) FROM _fluxbase.schema_migrations WHERE version = 2",
+            "SELECT count(*) FROM _fluxbase.schema_migrations WHERE version = 9999",
             &[],
         )
         .await

@@ -1,12 +1,11 @@
 //! The RLS gate of the dispatcher: for one change and the distinct contexts of its
 //! candidate recipients, who may see the row.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
 use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
-use fluxbase_replication::Change;
+use fluxbase_replication::{Change, Op};
+
+use super::rls::{RlsConfig, RlsDecider, RlsError, RowChange};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
@@ -22,103 +21,93 @@ pub enum Visibility {
     Unknown,
 }
 
-/// Per-table facts: whether RLS is on.
-#[derive(Debug, Clone, Copy)]
-struct TableFacts {
-    rls: bool,
-}
-
-/// Decides visibility.
+/// Decides visibility through the RLS decider (bypass → compiled → cache → SQL).
 pub struct Gate {
     pg: tokio_postgres::Config,
     pool: Pool,
-    /// A std lock: never held across `.await`.
-    tables: RwLock<HashMap<u32, TableFacts>>,
-    /// (role, relid) → SELECT privilege. A std lock: never held across `.await`.
-    privileges: RwLock<HashMap<(String, u32), bool>>,
+    config: RlsConfig,
+    /// Loaded on first use (the first change of an RLS-relevant table).
+    decider: tokio::sync::OnceCell<RlsDecider>,
 }
 
 impl Gate {
     /// A gate reading through `pool`.
-    pub fn new(pg: tokio_postgres::Config, pool: Pool, _cache_size: usize, _ttl: std::time::Duration) -> Gate {
+    pub fn new(pg: tokio_postgres::Config, pool: Pool, cache_size: usize, ttl: std::time::Duration) -> Gate {
         Gate {
             pg,
             pool,
-            tables: RwLock::default(),
-            privileges: RwLock::default(),
+            config: RlsConfig {
+                cache_size,
+                cache_ttl: ttl,
+            },
+            decider: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Forgets table facts (after DDL).
+    async fn decider(&self, client: &tokio_postgres::Client) -> Result<&RlsDecider, RlsError> {
+        self.decider
+            .get_or_try_init(|| RlsDecider::load(client, Vec::new(), &self.config))
+            .await
+    }
+
+    /// Re-reads policies (after DDL) and clears the decision cache.
     pub async fn reload(&self) {
-        self.tables.write().expect("gate lock").clear();
-        self.privileges.write().expect("gate lock").clear();
+        let Some(decider) = self.decider.get() else {
+            return;
+        };
+        match self.pool.get().await {
+            Ok(client) => {
+                if let Err(err) = decider.reload(&client).await {
+                    tracing::warn!(error = %err, "reloading RLS policies failed");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "reloading RLS policies: no connection"),
+        }
     }
 
     /// Entries in the decision cache.
     pub fn cache_len(&self) -> usize {
-        0
+        self.decider.get().map_or(0, RlsDecider::cache_len)
     }
 
-    /// Visibility of `change`'s row for each context.
+    /// Visibility of `change`'s row for each context. On any failure nothing is allowed:
+    /// a row is never delivered without a decision.
     pub async fn decide(&self, change: &Change, contexts: &[AuthContext]) -> Vec<Visibility> {
-        let mut out = Vec::with_capacity(contexts.len());
-        let facts = self.facts(change.relation_id).await;
-        for ctx in contexts {
-            let v = if ctx.bypasses_rls() {
-                record("bypass", Visibility::Allow)
-            } else {
-                match facts {
-                    None => Visibility::Unknown,
-                    Some(f) => {
-                        if !self.can_select(ctx.role().as_str(), change.relation_id).await {
-                            record("bypass", Visibility::Deny)
-                        } else if !f.rls {
-                            record("bypass", Visibility::Allow)
-                        } else {
-                            Visibility::Unknown
-                        }
-                    }
-                }
-            };
-            out.push(v);
-        }
-        out
-    }
-
-    async fn facts(&self, relid: u32) -> Option<TableFacts> {
-        if let Some(f) = self.tables.read().expect("gate lock").get(&relid) {
-            return Some(*f);
-        }
-        let client = self.pool.get().await.ok()?;
-        let row = client
-            .query_opt("SELECT relrowsecurity FROM pg_class WHERE oid = $1", &[&relid])
-            .await
-            .ok()??;
-        let facts = TableFacts { rls: row.get(0) };
-        self.tables.write().expect("gate lock").insert(relid, facts);
-        Some(facts)
-    }
-
-    async fn can_select(&self, role: &str, relid: u32) -> bool {
-        let key = (role.to_string(), relid);
-        if let Some(v) = self.privileges.read().expect("gate lock").get(&key) {
-            return *v;
-        }
-        let Ok(client) = self.pool.get().await else {
-            return false;
+        let undecided = || vec![Visibility::Unknown; contexts.len()];
+        let Some(row) = RowChange::from_change(change) else {
+            return undecided();
         };
-        let allowed = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
-                        AND has_table_privilege($1, $2::oid, 'SELECT')",
-                &[&role, &relid],
-            )
-            .await
-            .map(|r| r.get::<_, bool>(0))
-            .unwrap_or(false);
-        self.privileges.write().expect("gate lock").insert(key, allowed);
-        allowed
+        let client = match self.pool.get().await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "RLS decision without a database connection: withheld");
+                return undecided();
+            }
+        };
+        let decisions = match self.decider(&client).await {
+            Ok(decider) => decider.decide(&client, &row, contexts).await,
+            Err(err) => Err(err),
+        };
+        match decisions {
+            Ok(decisions) => {
+                // A DELETE whose old row is the key only (default replica identity) cannot
+                // be judged: a deny there is "not established", not "invisible".
+                let old_row_complete = change.op != Op::Delete
+                    || row.row.len() >= change.columns.len();
+                decisions
+                    .into_iter()
+                    .map(|d| match (d.allowed, old_row_complete) {
+                        (true, _) => Visibility::Allow,
+                        (false, true) => Visibility::Deny,
+                        (false, false) => Visibility::Unknown,
+                    })
+                    .collect()
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "RLS decision failed: change withheld from RLS-subject subscribers");
+                undecided()
+            }
+        }
     }
 
     /// LISTENs on `channel` on a dedicated connection; the receiver yields one `()` per
@@ -148,11 +137,4 @@ impl Gate {
         client.batch_execute(&format!("LISTEN {channel}")).await?;
         Ok(rx)
     }
-}
-
-fn record(source: &'static str, v: Visibility) -> Visibility {
-    let result = if v == Visibility::Allow { "allow" } else { "deny" };
-    metrics::counter!("fluxbase_realtime_rls_decisions_total", "source" => source, "result" => result)
-        .increment(1);
-    v
 }

@@ -1,0 +1,191 @@
+//! The decision cache: SQL-fallback answers kept in an LRU with a TTL.
+//!
+//! Keyed by (context fingerprint, relation, primary-key hash, row-values hash): a change to
+//! the row changes its key, so it invalidates itself; the TTL bounds how long a change in
+//! *another* table a policy reads (a membership row) can go unseen. Keys are 64-bit hashes:
+//! a collision between two different rows of the same table and context is possible in
+//! principle (about 2^-64 per pair) and accepted.
+
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use serde_json::{Map, Value};
+
+/// Default `realtime.rls_cache_size`.
+pub const DEFAULT_CACHE_SIZE: usize = 100_000;
+/// Default `realtime.rls_cache_ttl`.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The identity of one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// `AuthContext::fingerprint()`.
+    pub fingerprint: u64,
+    /// Table OID.
+    pub relid: u32,
+    /// Hash of the primary key values.
+    pub pk_hash: u64,
+    /// Hash of all the row's decoded values.
+    pub row_hash: u64,
+}
+
+impl CacheKey {
+    /// The key of a row change as seen by one context.
+    pub fn new(
+        fingerprint: u64,
+        relid: u32,
+        pk: &Map<String, Value>,
+        row: &Map<String, Value>,
+    ) -> CacheKey {
+        CacheKey {
+            fingerprint,
+            relid,
+            pk_hash: hash_map(pk),
+            row_hash: hash_map(row),
+        }
+    }
+}
+
+/// Hashes a JSON object; serde_json's map iterates in key order, so equal maps hash equal.
+pub fn hash_map(map: &Map<String, Value>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hash_object(map, &mut hasher);
+    hasher.finish()
+}
+
+fn hash_object(map: &Map<String, Value>, hasher: &mut impl Hasher) {
+    map.len().hash(hasher);
+    for (key, value) in map {
+        key.hash(hasher);
+        hash_value(value, hasher);
+    }
+}
+
+fn hash_value(value: &Value, hasher: &mut impl Hasher) {
+    // A tag per variant so that e.g. "1" and 1 differ.
+    match value {
+        Value::Null => 0u8.hash(hasher),
+        Value::Bool(b) => (1u8, b).hash(hasher),
+        Value::Number(n) => (2u8, n.to_string()).hash(hasher),
+        Value::String(s) => (3u8, s).hash(hasher),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(hasher);
+            items.iter().for_each(|v| hash_value(v, hasher));
+        }
+        Value::Object(map) => {
+            5u8.hash(hasher);
+            hash_object(map, hasher);
+        }
+    }
+}
+
+/// A bounded LRU of decisions with a time to live.
+#[derive(Debug)]
+pub struct DecisionCache {
+    /// A std mutex: it is never held across an `.await`, and lookups are short.
+    entries: Mutex<LruCache<CacheKey, (bool, Instant)>>,
+    ttl: Duration,
+}
+
+impl DecisionCache {
+    /// A cache of at most `capacity` decisions (at least one), each valid for `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> DecisionCache {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        DecisionCache {
+            entries: Mutex::new(LruCache::new(capacity)),
+            ttl,
+        }
+    }
+
+    /// The cached decision, if present and not expired (expired entries are removed).
+    pub fn get(&self, key: &CacheKey) -> Option<bool> {
+        self.get_at(key, Instant::now())
+    }
+
+    fn get_at(&self, key: &CacheKey, now: Instant) -> Option<bool> {
+        let mut entries = self.lock();
+        let &(allowed, inserted) = entries.get(key)?;
+        if now.duration_since(inserted) >= self.ttl {
+            entries.pop(key);
+            return None;
+        }
+        Some(allowed)
+    }
+
+    /// Stores a decision.
+    pub fn insert(&self, key: CacheKey, allowed: bool) {
+        self.lock().put(key, (allowed, Instant::now()));
+    }
+
+    /// Drops every decision (policies changed).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Number of entries, expired ones included until they are looked up or evicted.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, (bool, Instant)>> {
+        // A panic while holding the lock cannot leave the LRU inconsistent for our use:
+        // recover the guard rather than propagate the poison.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn row_changes_change_the_key() {
+        let pk = obj(json!({"id": 1}));
+        let a = CacheKey::new(7, 1, &pk, &obj(json!({"id": 1, "x": "a"})));
+        let b = CacheKey::new(7, 1, &pk, &obj(json!({"id": 1, "x": "b"})));
+        let c = CacheKey::new(7, 1, &pk, &obj(json!({"x": "a", "id": 1})));
+        assert_ne!(a, b);
+        assert_eq!(a, c);
+        assert_ne!(
+            hash_map(&obj(json!({"x": 1}))),
+            hash_map(&obj(json!({"x": "1"})))
+        );
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let cache = DecisionCache::new(2, Duration::from_secs(10));
+        let key = |n| CacheKey {
+            fingerprint: n,
+            relid: 1,
+            pk_hash: 0,
+            row_hash: 0,
+        };
+        cache.insert(key(1), true);
+        cache.insert(key(2), false);
+        cache.insert(key(3), true);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&key(1)), None);
+        assert_eq!(cache.get(&key(2)), Some(false));
+        let later = Instant::now() + Duration::from_secs(11);
+        assert_eq!(cache.get_at(&key(3), later), None);
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+}
