@@ -265,3 +265,69 @@ async fn post_json(addr: &str, path: &str, token: &str, body: serde_json::Value)
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, body.to_string())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_rls_and_session_revocation() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let (alice, bob) = (
+        "6f1c2a3e-1111-4222-8333-944455556666",
+        "7a2d3b4f-2222-4333-9444-a55566667777",
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE public.notes (id bigserial PRIMARY KEY, owner uuid NOT NULL, body text);
+             ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
+             GRANT SELECT ON public.notes TO anon, authenticated;
+             INSERT INTO auth.users (id, email) VALUES ('{alice}', 'alice@example.com'), ('{bob}', 'bob@example.com');
+             INSERT INTO auth.sessions (user_id) VALUES ('{alice}'), ('{bob}');"
+        ))
+        .await
+        .unwrap();
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut a = Ws::connect(&server.addr, Some(&token(json!({"sub": alice, "role": "authenticated"})))).await;
+    let mut b = Ws::connect(&server.addr, Some(&token(json!({"sub": bob, "role": "authenticated"})))).await;
+    let mut anon = Ws::connect(&server.addr, None).await;
+    for ws in [&mut a, &mut b, &mut anon] {
+        assert_eq!(ws.subscribe("n", json!({"table": "notes"})).await["type"], "ack");
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO notes (owner, body) VALUES ('{bob}', 'for bob'), ('{alice}', 'for alice');
+             DELETE FROM notes WHERE owner = '{bob}';"
+        ))
+        .await
+        .unwrap();
+    // Alice sees her row only; then the DELETE of Bob's row as a key only (its old row,
+    // under the default replica identity, cannot be judged).
+    let f = a.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["body"], "for alice", "{f}");
+    let f = a.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["type"], "DELETE");
+    assert_eq!(f["payload"]["old_record"].as_object().unwrap().len(), 1, "{f}");
+    let f = b.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["body"], "for bob", "{f}");
+    // anon sees no row at all, only the key of the delete.
+    let f = anon.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["type"], "DELETE", "{f}");
+
+    // The runbook's revocation closes Alice's socket, not Bob's.
+    client
+        .execute("DELETE FROM auth.sessions WHERE user_id = $1::text::uuid", &[&alice])
+        .await
+        .unwrap();
+    loop {
+        match a.next_event().await {
+            WsEvent::Closed(Some((code, reason))) => {
+                assert_eq!(code, 4001);
+                assert_eq!(reason, "session revoked");
+                break;
+            }
+            WsEvent::Frame(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    b.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(b.frame_of("heartbeat").await["type"], "heartbeat");
+}
