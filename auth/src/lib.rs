@@ -6,6 +6,7 @@
 
 mod context;
 mod jwt;
+pub mod password;
 
 pub use context::{AuthContext, Role};
 pub use jwt::{JwtError, JwtKeys};
