@@ -4,6 +4,7 @@ pub mod auth;
 mod health;
 mod middleware;
 mod realtime;
+pub mod security;
 
 use std::sync::Arc;
 use std::time::Instant;
