@@ -24,6 +24,8 @@ pub enum ErrorCode {
     Forbidden,
     /// A service that is turned off or not running.
     ServiceUnavailable,
+    /// A rate limit was exceeded (429 with `Retry-After`).
+    RateLimited,
     /// The database cannot be reached.
     DatabaseUnavailable,
     /// A bug or an unexpected failure; details are in the server log only.
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorCode::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ErrorCode::DatabaseUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
@@ -58,6 +61,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// A message for the client: never a SQL fragment or a stack trace.
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -66,7 +71,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` of `secs` seconds to the response.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// The JSON body of this error.
@@ -81,7 +93,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs));
+        }
+        res.json(self.body())
     }
 }
 
@@ -115,6 +131,7 @@ mod tests {
             ErrorCode::TokenExpired,
             ErrorCode::Forbidden,
             ErrorCode::ServiceUnavailable,
+            ErrorCode::RateLimited,
             ErrorCode::DatabaseUnavailable,
             ErrorCode::Internal,
         ];

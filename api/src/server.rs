@@ -312,6 +312,14 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     } else {
         None
     };
+    let limiters = state.limiters.clone();
+    let prune = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiters.prune();
+        }
+    });
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let server = actix_web::HttpServer::new(move || build_app(state.clone()))
         .workers(workers)
@@ -340,6 +348,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     });
     server.await?;
     stopper.abort();
+    prune.abort();
     tracing::info!("HTTP server stopped");
     let _ = shutdown_tx.send(true);
     let _ = maintenance.await;

@@ -5,5 +5,6 @@ mod cli;
 mod http;
 mod loadtest;
 mod realtime;
+mod security;
 mod serve;
 mod support;

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_timeout: Dur,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed; empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
     /// Per-IP token bucket in front of every route.
     pub rate_limit: ServerRateLimit,
 }
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             body_limit: ByteSize(DEFAULT_BODY_LIMIT),
             base_url: None,
             shutdown_timeout: Dur::secs(30),
+            trusted_proxies: Vec::new(),
             rate_limit: ServerRateLimit::default(),
         }
     }
@@ -142,6 +146,46 @@ pub struct SecurityConfig {
     pub rate_limit: SecurityRateLimit,
     /// Double-submit-cookie CSRF protection for cookie sessions.
     pub csrf: CsrfConfig,
+    /// Cross-origin requests from browsers.
+    pub cors: CorsConfig,
+}
+
+/// `security.cors.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Whether CORS headers are sent at all.
+    pub enabled: bool,
+    /// Allowed origins (`https://app.example.com`), or `*`.
+    pub allowed_origins: Vec<String>,
+    /// Methods allowed in preflight answers.
+    pub allowed_methods: Vec<String>,
+    /// Request headers allowed in preflight answers.
+    pub allowed_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials` (never with `*`).
+    pub allow_credentials: bool,
+    /// How long browsers cache a preflight answer.
+    pub max_age: Dur,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            enabled: true,
+            allowed_origins: vec!["*".into()],
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: [
+                "authorization", "apikey", "content-type", "x-client-info", "x-request-id",
+                "x-service-key", "x-csrf-token", "prefer", "range",
+            ]
+            .map(String::from)
+            .to_vec(),
+            allow_credentials: false,
+            max_age: Dur::secs(3600),
+        }
+    }
 }
 
 /// `security.rate_limit.*`
@@ -150,8 +194,17 @@ pub struct SecurityConfig {
 pub struct SecurityRateLimit {
     /// Whether rate limiting applies.
     pub enabled: bool,
-    /// Requests per minute per IP.
+    /// Requests per minute per IP (the runbook's global limit). Health, readiness, metrics
+    /// and WebSocket upgrades are exempt (probes, scrapes; sockets have their own limits).
     pub requests_per_minute: u32,
+    /// Login attempts per (IP, account) per `login_window`.
+    pub login_attempts: u32,
+    /// Window of `login_attempts`.
+    pub login_window: Dur,
+    /// Requests per minute per authenticated user.
+    pub per_user_per_minute: u32,
+    /// Requests per minute per service key.
+    pub per_service_key_per_minute: u32,
 }
 
 impl Default for SecurityRateLimit {
@@ -159,6 +212,10 @@ impl Default for SecurityRateLimit {
         SecurityRateLimit {
             enabled: true,
             requests_per_minute: 100,
+            login_attempts: 5,
+            login_window: Dur::secs(15 * 60),
+            per_user_per_minute: 500,
+            per_service_key_per_minute: 1000,
         }
     }
 }
@@ -460,10 +517,33 @@ impl Config {
             "server.rate_limit.requests_per_second",
             "must be at least 1".into(),
         );
+        let rl = &self.security.rate_limit;
+        for (value, key) in [
+            (rl.requests_per_minute, "security.rate_limit.requests_per_minute"),
+            (rl.login_attempts, "security.rate_limit.login_attempts"),
+            (rl.per_user_per_minute, "security.rate_limit.per_user_per_minute"),
+            (rl.per_service_key_per_minute, "security.rate_limit.per_service_key_per_minute"),
+            (self.server.rate_limit.burst, "server.rate_limit.burst"),
+        ] {
+            check(value >= 1, key, "must be at least 1".into());
+        }
         check(
-            self.security.rate_limit.requests_per_minute >= 1,
-            "security.rate_limit.requests_per_minute",
-            "must be at least 1".into(),
+            !rl.login_window.get().is_zero(),
+            "security.rate_limit.login_window",
+            "must be more than 0s".into(),
+        );
+        for proxy in &self.server.trusted_proxies {
+            check(
+                proxy.parse::<std::net::IpAddr>().is_ok(),
+                "server.trusted_proxies",
+                format!("{proxy:?} is not an IP address"),
+            );
+        }
+        let cors = &self.security.cors;
+        check(
+            !(cors.allow_credentials && cors.allowed_origins.iter().any(|o| o == "*")),
+            "security.cors.allow_credentials",
+            "cannot be true while security.cors.allowed_origins contains \"*\"".into(),
         );
         check(
             self.jobs.max_concurrent_per_worker >= 1,

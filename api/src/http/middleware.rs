@@ -40,10 +40,7 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let path = req.path().to_string();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let ip = super::security::client_ip_of(req.request()).to_string();
 
     let mut res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),

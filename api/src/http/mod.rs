@@ -35,6 +35,8 @@ pub struct AppState {
     pub keys: Option<fluxbase_auth::JwtKeys>,
     /// The realtime engine, when `realtime.enabled`.
     pub engine: Option<fluxbase_engine::realtime::Engine>,
+    /// Rate limiters (shared by every worker).
+    pub limiters: Arc<security::Limiters>,
 }
 
 impl AppState {
@@ -45,7 +47,9 @@ impl AppState {
             .jwt_secret
             .as_deref()
             .map(|s| fluxbase_auth::JwtKeys::hs256(s.as_bytes()));
+        let limiters = security::Limiters::new(&config);
         AppState {
+            limiters,
             config: Arc::new(config),
             db,
             prometheus: crate::telemetry::prometheus(),
@@ -95,6 +99,7 @@ pub fn build_app(
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(json_config(body_limit))
+        .wrap(actix_web::middleware::from_fn(security::protect))
         .wrap(actix_web::middleware::from_fn(middleware::observe))
         .configure(health::routes)
         .configure(realtime::routes)
