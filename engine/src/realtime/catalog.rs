@@ -130,6 +130,18 @@ impl Catalog {
         }
     }
 
+    /// A table already known, without touching the database.
+    pub fn cached(&self, schema: &str, table: &str) -> Option<Arc<TableInfo>> {
+        if INTERNAL_SCHEMAS.contains(&schema) {
+            return None;
+        }
+        self.tables
+            .read()
+            .expect("catalog lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .cloned()
+    }
+
     /// Looks a table up, reading the catalog on a miss.
     pub async fn lookup(
         &self,

@@ -41,13 +41,21 @@ pub struct CloseReason {
     pub label: &'static str,
 }
 
-/// Backpressure state of a connection, as explicit state (STYLE 6).
+/// Backpressure state of a connection, as explicit state (STYLE 6): `Normal`, or `Slow`
+/// since an instant. Stored in one atomic (milliseconds since [`epoch`], 0 = normal) so
+/// the hot path takes no lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pressure {
     /// Queue at or under the threshold.
     Normal,
     /// Over the threshold since this instant.
     Slow(Instant),
+}
+
+/// The process's reference instant for the pressure atomics.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Shared between the engine (producer) and the socket task (consumer).
@@ -61,10 +69,13 @@ pub struct ConnShared {
     tx: mpsc::Sender<ByteString>,
     /// Capacity of `tx`.
     capacity: usize,
-    /// Identity; replaced live by `access_token`. A std lock: never held across `.await`.
-    context: RwLock<AuthContext>,
-    /// Backpressure state; a std mutex, never held across `.await`.
-    pressure: Mutex<Pressure>,
+    /// Identity; replaced live by `access_token`. An `Arc` so the dispatcher takes it
+    /// without copying the claims. A std lock: never held across `.await`.
+    context: RwLock<Arc<AuthContext>>,
+    /// Backpressure state: 0 normal, else 1 + milliseconds since [`epoch`] it turned slow.
+    slow_since: AtomicU64,
+    /// Fingerprint of `context`, readable without the lock.
+    fingerprint: AtomicU64,
     /// Set once; the socket task closes with it.
     close_reason: Mutex<Option<CloseReason>>,
     /// Wakes the socket task when `close_reason` is set.
@@ -88,8 +99,9 @@ impl ConnShared {
             ip,
             tx,
             capacity: capacity.max(1),
-            context: RwLock::new(context),
-            pressure: Mutex::new(Pressure::Normal),
+            fingerprint: AtomicU64::new(context.fingerprint()),
+            context: RwLock::new(Arc::new(context)),
+            slow_since: AtomicU64::new(0),
             close_reason: Mutex::new(None),
             closed: Notify::new(),
             closing: AtomicBool::new(false),
@@ -99,13 +111,28 @@ impl ConnShared {
     }
 
     /// The current auth context.
-    pub fn context(&self) -> AuthContext {
+    pub fn context(&self) -> Arc<AuthContext> {
         self.context.read().expect("context lock").clone()
     }
 
     /// Replaces the auth context (`access_token`).
     pub fn set_context(&self, context: AuthContext) {
-        *self.context.write().expect("context lock") = context;
+        let fingerprint = context.fingerprint();
+        *self.context.write().expect("context lock") = Arc::new(context);
+        self.fingerprint.store(fingerprint, Ordering::Release);
+    }
+
+    /// The context's fingerprint (groups identical contexts without cloning them).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint.load(Ordering::Acquire)
+    }
+
+    /// The backpressure state.
+    pub fn pressure(&self) -> Pressure {
+        match self.slow_since.load(Ordering::Acquire) {
+            0 => Pressure::Normal,
+            n => Pressure::Slow(epoch() + Duration::from_millis(n - 1)),
+        }
     }
 
     /// Frames waiting in the queue.
@@ -156,28 +183,27 @@ impl ConnShared {
     /// stops reading is caught even when no new message arrives).
     pub fn check_pressure(&self, threshold: usize, timeout: Duration) -> PushOutcome {
         let queued = self.queued();
-        let now = Instant::now();
-        let mut pressure = self.pressure.lock().expect("pressure lock");
-        match (*pressure, queued > threshold) {
-            (Pressure::Normal, true) => {
-                *pressure = Pressure::Slow(now);
-                tracing::debug!(conn = self.id, queued, "client slow");
-                PushOutcome::Queued
-            }
-            (Pressure::Slow(since), true) if now.duration_since(since) >= timeout => {
-                drop(pressure);
-                self.slow(format!(
-                    "over {threshold} queued messages for {}s",
-                    timeout.as_secs()
-                ))
-            }
-            (Pressure::Slow(_), false) => {
-                *pressure = Pressure::Normal;
+        let since = self.slow_since.load(Ordering::Acquire);
+        if queued <= threshold {
+            if since != 0 {
+                self.slow_since.store(0, Ordering::Release);
                 tracing::debug!(conn = self.id, queued, "client caught up");
-                PushOutcome::Queued
             }
-            _ => PushOutcome::Queued,
+            return PushOutcome::Queued;
         }
+        let now = epoch().elapsed().as_millis() as u64 + 1;
+        if since == 0 {
+            self.slow_since.store(now, Ordering::Release);
+            tracing::debug!(conn = self.id, queued, "client slow");
+            return PushOutcome::Queued;
+        }
+        if now.saturating_sub(since) >= timeout.as_millis() as u64 {
+            return self.slow(format!(
+                "over {threshold} queued messages for {}s",
+                timeout.as_secs()
+            ));
+        }
+        PushOutcome::Queued
     }
 
     fn slow(&self, detail: String) -> PushOutcome {

@@ -2,6 +2,8 @@
 //! bounded queues → acknowledgement. Plus the slow-client sweep and the DDL watcher.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fluxbase_auth::AuthContext;
@@ -114,29 +116,36 @@ impl Engine {
             RowOp::Delete => change.old_record.as_ref(),
             _ => change.record.as_ref(),
         };
-        let recipients = self
+        let matches = self
             .inner
             .registry
             .read()
             .expect("registry lock")
             .recipients(&change.schema, &change.table, op, row);
-        if recipients.is_empty() {
+        if matches.is_empty() {
             return;
         }
 
-        // One decision per distinct context.
-        let mut contexts: Vec<AuthContext> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
-        let slots: Vec<usize> = recipients
-            .iter()
-            .map(|r| {
-                let ctx = r.conn.context();
-                *index.entry(ctx.fingerprint()).or_insert_with(|| {
-                    contexts.push(ctx);
-                    contexts.len() - 1
-                })
-            })
-            .collect();
+        // One decision per distinct context: contexts are grouped by their fingerprint
+        // (already a hash, so an identity hasher), and cloned (an Arc) once per group.
+        let mut contexts: Vec<Arc<AuthContext>> = Vec::new();
+        let mut index: HashMap<u64, usize, BuildHasherDefault<IdentityHasher>> = HashMap::default();
+        // (start, end) of each connection's run in `matches`, and its context slot.
+        let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+        let mut start = 0;
+        while start < matches.len() {
+            let conn = &matches[start].0;
+            let mut end = start + 1;
+            while end < matches.len() && matches[end].0.id == conn.id {
+                end += 1;
+            }
+            let slot = *index.entry(conn.fingerprint()).or_insert_with(|| {
+                contexts.push(conn.context());
+                contexts.len() - 1
+            });
+            groups.push((start, end, slot));
+            start = end;
+        }
         let decisions = self.inner.gate.decide(change, &contexts).await;
 
         let full = payload(tx, change, op, Detail::Full);
@@ -144,7 +153,7 @@ impl Engine {
         let s = &self.inner.settings;
         let latency = latency_seconds(tx);
         let (mut sent, mut dropped) = (0u64, 0u64);
-        for (recipient, slot) in recipients.iter().zip(slots) {
+        for (start, end, slot) in groups {
             let body: &str = match (decisions[slot], op) {
                 (Visibility::Allow, _) => &full,
                 // DELETE: the key only where the old row's visibility is not established.
@@ -153,12 +162,27 @@ impl Engine {
                 }
                 _ => continue,
             };
-            for (channel, ids) in &recipient.channels {
-                let frame = protocol::postgres_changes(channel, ids, body);
-                match recipient.conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
-                    PushOutcome::Queued => sent += 1,
-                    PushOutcome::Disconnected | PushOutcome::Closing => dropped += 1,
-                }
+            let conn = &matches[start].0;
+            let subs = &matches[start..end];
+            let mut push = |frame| match conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
+                PushOutcome::Queued => sent += 1,
+                PushOutcome::Disconnected | PushOutcome::Closing => dropped += 1,
+            };
+            if subs.len() == 1 {
+                push(protocol::postgres_changes_frame(&subs[0].1.envelope, body));
+                continue;
+            }
+            // Several subscriptions of one socket matched: one frame per channel.
+            let mut channels: Vec<&str> = subs.iter().map(|(_, sub)| &*sub.channel).collect();
+            channels.sort_unstable();
+            channels.dedup();
+            for channel in channels {
+                let ids: Vec<&str> = subs
+                    .iter()
+                    .filter(|(_, sub)| &*sub.channel == channel)
+                    .map(|(_, sub)| &*sub.id)
+                    .collect();
+                push(protocol::postgres_changes(channel, &ids, body));
             }
         }
         metrics::counter!("fluxbase_realtime_messages_sent_total").increment(sent);
@@ -188,6 +212,27 @@ impl Engine {
                 label: "session_revoked",
             });
         }
+    }
+}
+
+/// A hasher for keys that already are hashes (context fingerprints).
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in for completeness.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 

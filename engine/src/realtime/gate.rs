@@ -5,7 +5,7 @@ use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
 use fluxbase_replication::{Change, Op};
 
-use super::rls::{RlsConfig, RlsDecider, RlsError, RowChange};
+use super::rls::{OwnerRoute, RelationRef, RlsConfig, RlsDecider, RlsError, RowChange};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
@@ -65,6 +65,26 @@ impl Gate {
         }
     }
 
+    /// The owner route of a table (loading its policies when new), if its policies are
+    /// owner-only.
+    pub async fn owner_route(&self, relid: u32) -> Option<OwnerRoute> {
+        // The common case (policies already loaded) needs no connection.
+        if let Some(decider) = self.decider.get() {
+            if decider.table(relid).is_some() {
+                return decider.owner_route(relid);
+            }
+        }
+        let client = self.pool.get().await.ok()?;
+        let decider = self.decider(&client).await.ok()?;
+        if decider.table(relid).is_none() {
+            if let Err(err) = decider.add_relations(&client, &[RelationRef::Oid(relid)]).await {
+                tracing::warn!(error = %err, relid, "loading RLS policies failed");
+                return None;
+            }
+        }
+        decider.owner_route(relid)
+    }
+
     /// Entries in the decision cache.
     pub fn cache_len(&self) -> usize {
         self.decider.get().map_or(0, RlsDecider::cache_len)
@@ -72,7 +92,7 @@ impl Gate {
 
     /// Visibility of `change`'s row for each context. On any failure nothing is allowed:
     /// a row is never delivered without a decision.
-    pub async fn decide(&self, change: &Change, contexts: &[AuthContext]) -> Vec<Visibility> {
+    pub async fn decide(&self, change: &Change, contexts: &[std::sync::Arc<AuthContext>]) -> Vec<Visibility> {
         let undecided = || vec![Visibility::Unknown; contexts.len()];
         let Some(row) = RowChange::from_change(change) else {
             return undecided();
@@ -85,7 +105,32 @@ impl Gate {
             }
         };
         let decisions = match self.decider(&client).await {
-            Ok(decider) => decider.decide(&client, &row, contexts).await,
+            Ok(decider) => {
+                let rls_off = decider.table(change.relation_id).is_some_and(|t| !t.rls_enabled);
+                if rls_off && contexts.len() > 1 {
+                    // Without RLS only the role matters (its privileges): decide once per
+                    // distinct role, not once per user.
+                    let mut roles: Vec<&str> = Vec::new();
+                    let mut reps: Vec<std::sync::Arc<AuthContext>> = Vec::new();
+                    let slots: Vec<usize> = contexts
+                        .iter()
+                        .map(|ctx| {
+                            let role = ctx.role().as_str();
+                            roles.iter().position(|r| *r == role).unwrap_or_else(|| {
+                                roles.push(role);
+                                reps.push(ctx.clone());
+                                reps.len() - 1
+                            })
+                        })
+                        .collect();
+                    decider
+                        .decide(&client, &row, &reps)
+                        .await
+                        .map(|d| slots.iter().map(|&i| d[i]).collect())
+                } else {
+                    decider.decide(&client, &row, contexts).await
+                }
+            }
             Err(err) => Err(err),
         };
         match decisions {

@@ -167,10 +167,26 @@ impl Engine {
         }
     }
 
-    /// Re-reads the catalog and RLS policies (on DDL).
+    /// Re-reads the catalog and RLS policies (on DDL), and re-routes subscriptions of
+    /// tables whose policies became (or stopped being) owner-only.
     pub async fn reload(&self) {
         self.inner.catalog.invalidate();
         self.inner.gate.reload().await;
+        let tables = self.inner.registry.read().expect("registry lock").tables();
+        let Ok(client) = self.inner.pool.get().await else {
+            return;
+        };
+        for (schema, table) in tables {
+            let route = match self.inner.catalog.lookup(&client, &schema, &table).await {
+                Ok(info) => self.inner.gate.owner_route(info.relid).await,
+                Err(_) => None,
+            };
+            self.inner
+                .registry
+                .write()
+                .expect("registry lock")
+                .set_route(&schema, &table, route);
+        }
     }
 
     /// Closes every socket (1001) and stops replication.
@@ -299,7 +315,11 @@ impl Engine {
                 Ok(context) => {
                     let user = context.uid().map(str::to_string);
                     conn.set_context(context);
-                    self.inner.registry.write().expect("registry lock").set_user(conn.id, user);
+                    let mut registry = self.inner.registry.write().expect("registry lock");
+                    registry.set_user(conn.id, user);
+                    // Owner routing follows the new `sub`.
+                    registry.reindex_conn(conn.id);
+                    drop(registry);
                     vec![protocol::system("access token updated")]
                 }
                 Err(err) => vec![protocol::error(err.code(), &err.to_string(), None)],
@@ -389,6 +409,25 @@ impl Engine {
         sent
     }
 
+    /// Reads a table from the catalog (publishing it when needed). The connection is
+    /// released before anything else needs one: a burst of subscribes must not hold the
+    /// pool while waiting for a second connection.
+    async fn lookup_table(&self, schema: &str, table: &str) -> Result<Arc<catalog::TableInfo>, (&'static str, String)> {
+        let client = self.inner.pool.get().await.map_err(|e| {
+            tracing::warn!(error = %e, "realtime catalog unavailable");
+            ("unavailable", "the database is unavailable; try again".to_string())
+        })?;
+        match self.inner.catalog.lookup(&client, schema, table).await {
+            Ok(info) => Ok(info),
+            Err(catalog::CatalogError::Database(e)) => {
+                tracing::warn!(error = %e, "realtime catalog read failed");
+                Err(("unavailable", "the database is unavailable; try again".into()))
+            }
+            Err(e @ catalog::CatalogError::NoReplicaIdentity(..)) => Err(("no_primary_key", e.to_string())),
+            Err(e) => Err(("unknown_table", e.to_string())),
+        }
+    }
+
     async fn subscribe(&self, conn: &Arc<ConnShared>, channel: &str, config: protocol::SubscribeConfig) -> ByteString {
         let err = |code: &str, msg: String| protocol::error(code, &msg, Some(channel));
         let Some(table) = config.table.clone() else {
@@ -415,23 +454,12 @@ impl Engine {
                 format!("at most {} subscriptions per connection", self.inner.settings.max_subscriptions_per_connection),
             );
         }
-        let client = match self.inner.pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "realtime catalog unavailable");
-                return err("unavailable", "the database is unavailable; try again".into());
-            }
-        };
-        let info = match self.inner.catalog.lookup(&client, &schema, &table).await {
-            Ok(info) => info,
-            Err(catalog::CatalogError::Database(e)) => {
-                tracing::warn!(error = %e, "realtime catalog read failed");
-                return err("unavailable", "the database is unavailable; try again".into());
-            }
-            Err(e @ catalog::CatalogError::NoReplicaIdentity(..)) => {
-                return err("no_primary_key", e.to_string());
-            }
-            Err(e) => return err("unknown_table", e.to_string()),
+        let info = match self.inner.catalog.cached(&schema, &table) {
+            Some(info) => info,
+            None => match self.lookup_table(&schema, &table).await {
+                Ok(info) => info,
+                Err((code, message)) => return err(code, message),
+            },
         };
         if let Some(f) = &filter {
             if !info.has_column(&f.column) {
@@ -441,6 +469,7 @@ impl Engine {
                 );
             }
         }
+        let route = self.inner.gate.owner_route(info.relid).await;
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let sub = Subscription {
             id: id.clone(),
@@ -450,8 +479,13 @@ impl Engine {
             table: Arc::from(table.as_str()),
             events,
             filter,
+            envelope: registry::Subscription::envelope_for(channel, &id),
         };
-        self.inner.registry.write().expect("registry lock").add_sub(sub);
+        {
+            let mut registry = self.inner.registry.write().expect("registry lock");
+            registry.set_route(&schema, &table, route);
+            registry.add_sub(sub);
+        }
         self.publish_gauges();
         protocol::encode(&json!({
             "type": "ack", "channel": channel, "subscribed": true,

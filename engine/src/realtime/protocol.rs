@@ -202,20 +202,26 @@ pub fn system(message: &str) -> ByteString {
     encode(&json!({"type": "system", "message": message}))
 }
 
-/// A `postgres_changes` frame: the payload is serialized once per change and spliced into
-/// each recipient's envelope.
-pub fn postgres_changes(channel: &str, subscription_ids: &[String], payload: &str) -> ByteString {
+/// The start of a `postgres_changes` frame, up to (and including) `"payload":`.
+pub fn postgres_changes_prefix(channel: &str, subscription_ids: &[&str]) -> String {
     let ids = serde_json::to_string(subscription_ids).unwrap_or_else(|_| "[]".into());
     let channel = serde_json::to_string(channel).unwrap_or_else(|_| "\"\"".into());
-    let mut out = String::with_capacity(payload.len() + ids.len() + channel.len() + 64);
-    out.push_str("{\"type\":\"postgres_changes\",\"channel\":");
-    out.push_str(&channel);
-    out.push_str(",\"subscription_ids\":");
-    out.push_str(&ids);
-    out.push_str(",\"payload\":");
+    format!("{{\"type\":\"postgres_changes\",\"channel\":{channel},\"subscription_ids\":{ids},\"payload\":")
+}
+
+/// A `postgres_changes` frame from its prefix and the change's payload, serialized once per
+/// change: one allocation and two copies per recipient.
+pub fn postgres_changes_frame(prefix: &str, payload: &str) -> ByteString {
+    let mut out = String::with_capacity(prefix.len() + payload.len() + 1);
+    out.push_str(prefix);
     out.push_str(payload);
     out.push('}');
     ByteString::from(out)
+}
+
+/// A `postgres_changes` frame.
+pub fn postgres_changes(channel: &str, subscription_ids: &[&str], payload: &str) -> ByteString {
+    postgres_changes_frame(&postgres_changes_prefix(channel, subscription_ids), payload)
 }
 
 #[cfg(test)]
@@ -248,7 +254,7 @@ mod tests {
 
     #[test]
     fn change_envelope_is_valid_json() {
-        let f = postgres_changes("c\"1", &["a".into(), "b".into()], r#"{"type":"INSERT"}"#);
+        let f = postgres_changes("c\"1", &["a", "b"], r#"{"type":"INSERT"}"#);
         let v: Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["channel"], "c\"1");
         assert_eq!(v["subscription_ids"], json!(["a", "b"]));

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::connection::{ConnId, ConnShared};
 use super::filter::{Filter, value_text};
+use super::rls::{OwnerIndex, OwnerRoute, RowOwner};
 
 /// Which row events a subscription wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,16 @@ pub struct Subscription {
     pub events: EventMask,
     /// Optional filter.
     pub filter: Option<Filter>,
+    /// The start of this subscription's `postgres_changes` frame, up to the payload:
+    /// built once, so a change costs one copy per recipient.
+    pub envelope: Arc<str>,
+}
+
+impl Subscription {
+    /// The envelope prefix for `channel` and subscription `id`.
+    pub fn envelope_for(channel: &str, id: &str) -> Arc<str> {
+        Arc::from(super::protocol::postgres_changes_prefix(channel, &[id]))
+    }
 }
 
 /// Subscriptions of one (table, event).
@@ -79,12 +90,44 @@ pub struct Subscription {
 struct EventIndex {
     /// Equality filters: column → value text → subscription ids.
     eq: HashMap<String, HashMap<String, Vec<Arc<str>>>>,
-    /// No filter, or a filter other than `eq`: checked one by one.
-    rest: Vec<Arc<str>>,
+    /// No filter, or a filter other than `eq`: checked one by one. A set: removing one of
+    /// many thousands must not cost a scan.
+    rest: HashSet<Arc<str>>,
+    /// Owner-routed subscriptions (the table's policies are owner-only and the
+    /// subscriber's role is subject to them), by the subscriber's `auth.uid()`.
+    owners: HashMap<u128, Vec<Arc<str>>>,
+    /// Owner-routed subscriptions whose context owns no row (no `sub`): they only see rows
+    /// whose owner cannot be read from the change.
+    ownerless: Vec<Arc<str>>,
+}
+
+/// Where a subscription sits in its table's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not owner-routed: by its filter.
+    Unrouted,
+    /// Owner-routed, under this owner key.
+    Owner(u128),
+    /// Owner-routed, owning nothing.
+    Ownerless,
+}
+
+/// One table's subscriptions: per event, plus the owner route when there is one.
+#[derive(Debug, Default)]
+struct TableIndex {
+    events: [EventIndex; 3],
+    route: Option<OwnerRoute>,
+    /// The subscriptions of this table, for re-indexing when the route changes.
+    subs: HashSet<Arc<str>>,
 }
 
 impl EventIndex {
-    fn insert(&mut self, sub: &Subscription) {
+    fn insert(&mut self, sub: &Subscription, slot: Slot) {
+        match slot {
+            Slot::Owner(key) => return self.owners.entry(key).or_default().push(sub.id.clone()),
+            Slot::Ownerless => return self.ownerless.push(sub.id.clone()),
+            Slot::Unrouted => {}
+        }
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
             Some((f, key)) => self
                 .eq
@@ -93,11 +136,26 @@ impl EventIndex {
                 .entry(key.to_string())
                 .or_default()
                 .push(sub.id.clone()),
-            None => self.rest.push(sub.id.clone()),
+            None => {
+                self.rest.insert(sub.id.clone());
+            }
         }
     }
 
-    fn remove(&mut self, sub: &Subscription) {
+    fn remove(&mut self, sub: &Subscription, slot: Slot) {
+        match slot {
+            Slot::Owner(key) => {
+                if let Some(ids) = self.owners.get_mut(&key) {
+                    ids.retain(|id| id != &sub.id);
+                    if ids.is_empty() {
+                        self.owners.remove(&key);
+                    }
+                }
+                return;
+            }
+            Slot::Ownerless => return self.ownerless.retain(|id| id != &sub.id),
+            Slot::Unrouted => {}
+        }
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
             Some((f, key)) => {
                 if let Some(values) = self.eq.get_mut(&f.column) {
@@ -112,13 +170,12 @@ impl EventIndex {
                     }
                 }
             }
-            None => self.rest.retain(|id| id != &sub.id),
+            None => {
+                self.rest.remove(&sub.id);
+            }
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.eq.is_empty() && self.rest.is_empty()
-    }
 }
 
 /// A broadcast/presence channel.
@@ -152,15 +209,9 @@ pub enum LimitHit {
     Ip(usize),
 }
 
-/// A recipient of one change: a connection and the subscription ids (per channel) that
-/// matched.
-#[derive(Debug)]
-pub struct Recipient {
-    /// The connection.
-    pub conn: Arc<ConnShared>,
-    /// channel → matching subscription ids.
-    pub channels: Vec<(Arc<str>, Vec<String>)>,
-}
+/// The matches of one change: (connection, subscription) pairs sorted by connection id, so
+/// a connection's subscriptions are adjacent.
+pub type Matches = Vec<(Arc<ConnShared>, Arc<Subscription>)>;
 
 /// Everything the hub knows about sockets.
 #[derive(Debug, Default)]
@@ -168,8 +219,10 @@ pub struct Registry {
     conns: HashMap<ConnId, Arc<ConnShared>>,
     conn_user: HashMap<ConnId, String>,
     conn_subs: HashMap<ConnId, Vec<Arc<str>>>,
-    subs: HashMap<Arc<str>, Subscription>,
-    tables: HashMap<(Arc<str>, Arc<str>), [EventIndex; 3]>,
+    subs: HashMap<Arc<str>, Arc<Subscription>>,
+    /// Where each subscription is indexed (its slot depends on the route and its context).
+    slots: HashMap<Arc<str>, Slot>,
+    tables: HashMap<(Arc<str>, Arc<str>), TableIndex>,
     users: HashMap<String, HashSet<ConnId>>,
     ips: HashMap<IpAddr, usize>,
     channels: HashMap<String, Channel>,
@@ -251,29 +304,82 @@ impl Registry {
         }
     }
 
+    /// The slot of a subscription under `route`, from its connection's current context.
+    fn slot_for(&self, sub: &Subscription, route: Option<&OwnerRoute>) -> Slot {
+        let (Some(route), Some(conn)) = (route, self.conns.get(&sub.conn)) else {
+            return Slot::Unrouted;
+        };
+        let ctx = conn.context();
+        if !route.routes(&ctx) {
+            return Slot::Unrouted;
+        }
+        OwnerIndex::context_owner(&ctx).map_or(Slot::Ownerless, Slot::Owner)
+    }
+
     /// Adds a subscription.
     pub fn add_sub(&mut self, sub: Subscription) {
         let key = (sub.schema.clone(), sub.table.clone());
-        let indexes = self.tables.entry(key).or_default();
-        for slot in sub.events.slots() {
-            indexes[slot].insert(&sub);
+        let route = self.tables.get(&key).and_then(|t| t.route.clone());
+        let slot = self.slot_for(&sub, route.as_ref());
+        let table = self.tables.entry(key).or_default();
+        for event in sub.events.slots() {
+            table.events[event].insert(&sub, slot);
         }
+        table.subs.insert(sub.id.clone());
         self.conn_subs.entry(sub.conn).or_default().push(sub.id.clone());
-        self.subs.insert(sub.id.clone(), sub);
+        self.slots.insert(sub.id.clone(), slot);
+        self.subs.insert(sub.id.clone(), Arc::new(sub));
     }
 
     fn remove_sub_by_id(&mut self, id: &str) -> Option<Subscription> {
-        let sub = self.subs.remove(id)?;
+        let sub = Arc::unwrap_or_clone(self.subs.remove(id)?);
+        let slot = self.slots.remove(id).unwrap_or(Slot::Unrouted);
         let key = (sub.schema.clone(), sub.table.clone());
-        if let Some(indexes) = self.tables.get_mut(&key) {
-            for slot in sub.events.slots() {
-                indexes[slot].remove(&sub);
+        if let Some(table) = self.tables.get_mut(&key) {
+            for event in sub.events.slots() {
+                table.events[event].remove(&sub, slot);
             }
-            if indexes.iter().all(EventIndex::is_empty) {
+            table.subs.remove(&sub.id);
+            if table.subs.is_empty() && table.route.is_none() {
                 self.tables.remove(&key);
             }
         }
         Some(sub)
+    }
+
+    /// Sets a table's owner route (from its RLS policies) and re-indexes its subscriptions
+    /// when it changed.
+    pub fn set_route(&mut self, schema: &str, table: &str, route: Option<OwnerRoute>) {
+        let key: (Arc<str>, Arc<str>) = (Arc::from(schema), Arc::from(table));
+        let current = self.tables.get(&key).and_then(|t| t.route.clone());
+        if current == route {
+            return;
+        }
+        let ids: Vec<Arc<str>> = self.tables.get(&key).map(|t| t.subs.iter().cloned().collect()).unwrap_or_default();
+        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.remove_sub_by_id(id)).collect();
+        for sub in &subs {
+            if let Some(list) = self.conn_subs.get_mut(&sub.conn) {
+                list.retain(|s| s != &sub.id);
+            }
+        }
+        self.tables.entry(key).or_default().route = route;
+        for sub in subs {
+            self.add_sub(sub);
+        }
+    }
+
+    /// Tables with subscriptions or a route: (schema, table).
+    pub fn tables(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.tables.keys().cloned().collect()
+    }
+
+    /// Re-indexes a connection's subscriptions (its context changed).
+    pub fn reindex_conn(&mut self, conn: ConnId) {
+        let ids = self.conn_subs.remove(&conn).unwrap_or_default();
+        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.remove_sub_by_id(id)).collect();
+        for sub in subs {
+            self.add_sub(sub);
+        }
     }
 
     /// Removes the connection's subscriptions matching `channel` and/or `id`; returns the
@@ -309,11 +415,11 @@ impl Registry {
         table: &str,
         op: RowOp,
         row: Option<&Map<String, Value>>,
-    ) -> Vec<Recipient> {
-        let Some(indexes) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
+    ) -> Matches {
+        let Some(table_index) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
             return Vec::new();
         };
-        let index = &indexes[op as usize];
+        let index = &table_index.events[op as usize];
         let mut matched: Vec<&Arc<str>> = Vec::new();
         if let Some(row) = row {
             for (column, values) in &index.eq {
@@ -324,35 +430,36 @@ impl Registry {
                 }
             }
         }
-        for id in &index.rest {
-            let sub = &self.subs[id];
-            let ok = match (&sub.filter, row) {
-                (None, _) => true,
-                (Some(f), Some(row)) => f.matches(row),
-                (Some(_), None) => false,
-            };
-            if ok {
-                matched.push(id);
+        let passes = |id: &Arc<str>| match (&self.subs[id].filter, row) {
+            (None, _) => true,
+            (Some(f), Some(row)) => f.matches(row),
+            (Some(_), None) => false,
+        };
+        matched.extend(index.rest.iter().filter(|id| passes(id)));
+        if let Some(route) = &table_index.route {
+            let owner = row.map_or(RowOwner::Unknown, |r| route.index.row_owner(r));
+            match owner {
+                RowOwner::Owner(key) => {
+                    if let Some(ids) = index.owners.get(&key) {
+                        matched.extend(ids.iter().filter(|id| passes(id)));
+                    }
+                }
+                RowOwner::Nobody => {}
+                RowOwner::Unknown => {
+                    matched.extend(index.owners.values().flatten().filter(|id| passes(id)));
+                    matched.extend(index.ownerless.iter().filter(|id| passes(id)));
+                }
             }
         }
-        let mut by_conn: HashMap<ConnId, Vec<(Arc<str>, Vec<String>)>> = HashMap::new();
+        let mut out: Matches = Vec::with_capacity(matched.len());
         for id in matched {
             let sub = &self.subs[id];
-            let channels = by_conn.entry(sub.conn).or_default();
-            match channels.iter_mut().find(|(c, _)| *c == sub.channel) {
-                Some((_, ids)) => ids.push(id.to_string()),
-                None => channels.push((sub.channel.clone(), vec![id.to_string()])),
+            if let Some(conn) = self.conns.get(&sub.conn) {
+                out.push((conn.clone(), sub.clone()));
             }
         }
-        by_conn
-            .into_iter()
-            .filter_map(|(conn, channels)| {
-                Some(Recipient {
-                    conn: self.conns.get(&conn)?.clone(),
-                    channels,
-                })
-            })
-            .collect()
+        out.sort_unstable_by_key(|(conn, _)| conn.id);
+        out
     }
 
     /// Connections of a user (`sub`).
@@ -435,6 +542,7 @@ mod tests {
             table: "todos".into(),
             events: EventMask::parse(event).unwrap(),
             filter: filter.map(|f| Filter::parse(f).unwrap()),
+            envelope: Subscription::envelope_for("c", id),
         }
     }
 
@@ -454,14 +562,14 @@ mod tests {
         let mut got: Vec<String> = reg
             .recipients("public", "todos", RowOp::Insert, Some(&row))
             .into_iter()
-            .flat_map(|r| r.channels.into_iter().flat_map(|(_, ids)| ids))
+            .map(|(_, s)| s.id.to_string())
             .collect();
         got.sort();
         assert_eq!(got, ["all", "eq42"]);
         let got: Vec<ConnId> = reg
             .recipients("public", "todos", RowOp::Delete, Some(&row))
             .iter()
-            .map(|r| r.conn.id)
+            .map(|(c, _)| c.id)
             .collect();
         assert_eq!(got.len(), 2);
         assert!(reg.recipients("public", "other", RowOp::Insert, Some(&row)).is_empty());
@@ -472,6 +580,52 @@ mod tests {
         assert_eq!(reg.sub_count(), 3);
         assert_eq!(reg.remove_subs(1, Some("c"), None), ["all"]);
         assert_eq!(reg.sub_count(), 2);
+    }
+
+    #[test]
+    fn owner_routing_reaches_only_the_owner_and_follows_context_changes() {
+        use crate::realtime::rls::{OwnerIndex, OwnerRoute};
+        use fluxbase_auth::Role;
+        let user = |sub: &str| {
+            AuthContext::from_claims(json!({"sub": sub, "role": "authenticated"}).as_object().unwrap().clone())
+        };
+        let (a, b) = ("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a22");
+        let mut reg = Registry::default();
+        let conn_a = ConnShared::new(1, "127.0.0.1".parse().unwrap(), user(a), 8).0;
+        let conn_b = ConnShared::new(2, "127.0.0.1".parse().unwrap(), user(b), 8).0;
+        let conn_s = ConnShared::new(3, "127.0.0.1".parse().unwrap(), AuthContext::service_role(), 8).0;
+        for c in [conn_a.clone(), conn_b, conn_s] {
+            reg.add_conn(c, None, NO_LIMITS).unwrap();
+        }
+        reg.set_route("public", "todos", Some(OwnerRoute {
+            index: OwnerIndex::new("owner".into()),
+            roles: vec![Role::Anon, Role::Authenticated],
+        }));
+        for (id, conn) in [("sa", 1), ("sb", 2), ("ss", 3)] {
+            reg.add_sub(sub(id, conn, "*", None));
+        }
+        let ids = |reg: &Registry, row: Value| {
+            let row = row.as_object().unwrap().clone();
+            let mut v: Vec<String> = reg
+                .recipients("public", "todos", RowOp::Insert, Some(&row))
+                .into_iter()
+                .map(|(_, s)| s.id.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        // The owner and the service role (not routed), nobody else.
+        assert_eq!(ids(&reg, json!({"owner": a})), ["sa", "ss"]);
+        assert_eq!(ids(&reg, json!({"owner": null})), ["ss"]);
+        // Owner not in the row (unchanged TOAST): everyone, the decider decides.
+        assert_eq!(ids(&reg, json!({})), ["sa", "sb", "ss"]);
+        // A's token now says b: re-indexed under b.
+        conn_a.set_context(user(b));
+        reg.reindex_conn(1);
+        assert_eq!(ids(&reg, json!({"owner": b})), ["sa", "sb", "ss"]);
+        // Route dropped (policy changed): everyone is a candidate again.
+        reg.set_route("public", "todos", None);
+        assert_eq!(ids(&reg, json!({"owner": a})), ["sa", "sb", "ss"]);
     }
 
     #[test]
