@@ -30,6 +30,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print an `anon` and a `service_role` API key (long-lived JWTs signed with the
+    /// configured secret), as Supabase clients expect.
+    Keys,
 }
 
 /// Environment variables as strings (non-UTF-8 ones cannot be configuration).
@@ -71,10 +74,14 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    crate::telemetry::init_logging(&loaded.config.log);
+    // `keys` prints only the keys on stdout (where logs go), so that it can be scripted.
+    if !matches!(cli.command, Some(Command::Keys)) {
+        crate::telemetry::init_logging(&loaded.config.log);
+    }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::server::serve(loaded.config),
         Command::Migrate => crate::server::migrate(loaded.config),
+        Command::Keys => keys(loaded.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,4 +91,29 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fluxbase keys`: the secret is resolved as `serve` does (in embedded mode, the
+/// development secret of `.fluxbase/jwt-secret`, created if missing), then one line per key.
+fn keys(mut config: config::Config) -> anyhow::Result<()> {
+    let embedded = config.database.url.is_none();
+    let development = embedded && config.auth.jwt_secret.is_none();
+    crate::server::resolve_jwt_secret(&mut config, embedded)?;
+    let secret = config
+        .auth
+        .jwt_secret
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("auth.jwt_secret is not set"))?;
+    if development {
+        eprintln!(
+            "fluxbase: signed with the development secret in {}/jwt-secret (set FLUXBASE_JWT_SECRET for production)",
+            crate::server::STATE_DIR
+        );
+    }
+    let jwt = fluxbase_auth::JwtKeys::hs256(secret.as_bytes());
+    let now = fluxbase_auth::tokens::now_secs();
+    println!("anon key: {}", fluxbase_auth::tokens::api_key(&jwt, "anon", now));
+    println!("service_role key: {}", fluxbase_auth::tokens::api_key(&jwt, "service_role", now));
+    eprintln!("fluxbase: the service_role key bypasses Row-Level Security: keep it on servers only");
+    Ok(())
 }

@@ -26,6 +26,28 @@ pub enum ErrorCode {
     ServiceUnavailable,
     /// A rate limit was exceeded (429 with `Retry-After`).
     RateLimited,
+    /// Well-formed input that breaks a rule (an invalid email, a name too long); the
+    /// message names the field.
+    ValidationFailed,
+    /// A password shorter than `auth.password_min_length` (or absurdly long).
+    WeakPassword,
+    /// Signup or email change to an email that is taken.
+    UserAlreadyExists,
+    /// The resource is in a state that forbids this (e.g. rotating a revoked key).
+    Conflict,
+    /// Wrong email or password: one answer for both, so accounts cannot be enumerated.
+    InvalidCredentials,
+    /// A refresh token that is unknown, expired, already used, or of a revoked session.
+    InvalidRefreshToken,
+    /// A valid access token whose session was revoked (signed out, or deleted by SQL).
+    SessionNotFound,
+    /// A dashboard account locked after `dashboard.max_failed_logins` failures; the
+    /// message says how long is left.
+    AccountLocked,
+    /// A wrong, reused or expired 2FA code (TOTP or backup code).
+    InvalidTwoFactorCode,
+    /// A 2FA call out of order: enabling twice, enabling before setup, disabling when off.
+    TwoFactorState,
     /// The database cannot be reached.
     DatabaseUnavailable,
     /// A bug or an unexpected failure; details are in the server log only.
@@ -45,6 +67,16 @@ impl ErrorCode {
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorCode::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ErrorCode::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ErrorCode::WeakPassword => (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"),
+            ErrorCode::UserAlreadyExists => (StatusCode::CONFLICT, "user_already_exists"),
+            ErrorCode::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorCode::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ErrorCode::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+            ErrorCode::SessionNotFound => (StatusCode::UNAUTHORIZED, "session_not_found"),
+            ErrorCode::AccountLocked => (StatusCode::LOCKED, "account_locked"),
+            ErrorCode::InvalidTwoFactorCode => (StatusCode::UNAUTHORIZED, "invalid_2fa_code"),
+            ErrorCode::TwoFactorState => (StatusCode::CONFLICT, "invalid_2fa_state"),
             ErrorCode::DatabaseUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
@@ -132,6 +164,16 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::ServiceUnavailable,
             ErrorCode::RateLimited,
+            ErrorCode::ValidationFailed,
+            ErrorCode::WeakPassword,
+            ErrorCode::UserAlreadyExists,
+            ErrorCode::Conflict,
+            ErrorCode::InvalidCredentials,
+            ErrorCode::InvalidRefreshToken,
+            ErrorCode::SessionNotFound,
+            ErrorCode::AccountLocked,
+            ErrorCode::InvalidTwoFactorCode,
+            ErrorCode::TwoFactorState,
             ErrorCode::DatabaseUnavailable,
             ErrorCode::Internal,
         ];

@@ -281,13 +281,20 @@ async fn owner_rls_and_session_revocation() {
              CREATE POLICY own ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
              GRANT SELECT ON public.notes TO anon, authenticated;
              INSERT INTO auth.users (id, email) VALUES ('{alice}', 'alice@example.com'), ('{bob}', 'bob@example.com');
-             INSERT INTO auth.sessions (user_id) VALUES ('{alice}'), ('{bob}');"
+             INSERT INTO auth.sessions (user_id) VALUES ('{alice}');
+             INSERT INTO auth.sessions (id, user_id) VALUES
+               ('11111111-1111-4111-8111-111111111111', '{bob}'),
+               ('22222222-2222-4222-8222-222222222222', '{bob}');"
         ))
         .await
         .unwrap();
     let (server, _dir) = realtime_server(&db, &[]).await;
     let mut a = Ws::connect(&server.addr, Some(&token(json!({"sub": alice, "role": "authenticated"})))).await;
-    let mut b = Ws::connect(&server.addr, Some(&token(json!({"sub": bob, "role": "authenticated"})))).await;
+    let mut b = Ws::connect(
+        &server.addr,
+        Some(&token(json!({"sub": bob, "role": "authenticated", "session_id": "11111111-1111-4111-8111-111111111111"}))),
+    )
+    .await;
     let mut anon = Ws::connect(&server.addr, None).await;
     for ws in [&mut a, &mut b, &mut anon] {
         assert_eq!(ws.subscribe("n", json!({"table": "notes"})).await["type"], "ack");
@@ -330,4 +337,28 @@ async fn owner_rls_and_session_revocation() {
     }
     b.send(json!({"type": "heartbeat"})).await;
     assert_eq!(b.frame_of("heartbeat").await["type"], "heartbeat");
+
+    // Bob signs out on another device: his socket on this session stays open…
+    client
+        .batch_execute("DELETE FROM auth.sessions WHERE id = '22222222-2222-4222-8222-222222222222'")
+        .await
+        .unwrap();
+    client.batch_execute(&format!("INSERT INTO notes (owner, body) VALUES ('{bob}', 'still here')")).await.unwrap();
+    let f = b.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["body"], "still here");
+    // …and closes when its own session goes.
+    client
+        .batch_execute("DELETE FROM auth.sessions WHERE id = '11111111-1111-4111-8111-111111111111'")
+        .await
+        .unwrap();
+    loop {
+        match b.next_event().await {
+            WsEvent::Closed(Some((code, _))) => {
+                assert_eq!(code, 4001);
+                break;
+            }
+            WsEvent::Frame(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
 }

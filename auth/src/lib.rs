@@ -6,7 +6,13 @@
 
 mod context;
 mod jwt;
+pub mod audit;
+pub mod dashboard;
 pub mod password;
+pub mod service_keys;
+pub mod sessions;
+pub mod tokens;
+pub mod totp;
 
 pub use context::{AuthContext, Role};
 pub use jwt::{JwtError, JwtKeys};

@@ -42,6 +42,16 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "auth_realtime_core",
         sql: include_str!("../sql/0003_auth_realtime_core.sql"),
     },
+    Migration {
+        version: 4,
+        name: "app_auth",
+        sql: include_str!("../sql/0004_app_auth.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "dashboard",
+        sql: include_str!("../sql/0005_dashboard.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

@@ -151,9 +151,11 @@ async fn every_type_round_trips() {
 
     // Truncate: one change per table.
     client
-        .batch_execute(
-            "CREATE TABLE other (id int PRIMARY KEY); INSERT INTO everything (id) VALUES (9)",
-        )
+        .batch_execute(&format!(
+            // Tables are published one by one: add the new one as the engine does on subscribe.
+            "CREATE TABLE other (id int PRIMARY KEY); ALTER PUBLICATION pub_{slot} ADD TABLE other; \
+             INSERT INTO everything (id) VALUES (9)"
+        ))
         .await
         .unwrap();
     let _ = next(&handle, &mut rx).await;

@@ -35,6 +35,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Token signing.
     pub auth: AuthConfig,
+    /// Dashboard administrators: lockout, token lifetimes.
+    pub dashboard: DashboardConfig,
     /// WebSocket realtime engine.
     pub realtime: RealtimeConfig,
     /// The logical replication stream the realtime engine consumes.
@@ -239,13 +241,81 @@ impl Default for CsrfConfig {
     }
 }
 
+/// Default `auth.access_token_ttl`: one hour, as Supabase.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Dur = Dur::secs(3600);
+/// Default `auth.refresh_token_ttl`: 30 days of inactivity ends a session.
+pub const DEFAULT_REFRESH_TOKEN_TTL: Dur = Dur::secs(30 * 24 * 3600);
+/// Default `auth.password_min_length`.
+pub const DEFAULT_PASSWORD_MIN_LENGTH: u32 = 8;
+/// Default `auth.service_key_rotation_grace`: a rotated key stops at once.
+pub const DEFAULT_SERVICE_KEY_ROTATION_GRACE: Dur = Dur::secs(0);
+
 /// `auth.*`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 secret (`FLUXBASE_JWT_SECRET`). Required with a real database; generated and
     /// kept in `.fluxbase/jwt-secret` in embedded mode.
     pub jwt_secret: Option<String>,
+    /// Lifetime of application-user access tokens.
+    pub access_token_ttl: Dur,
+    /// A refresh token unused for this long no longer refreshes (each use issues a new one).
+    pub refresh_token_ttl: Dur,
+    /// Shortest password accepted at signup and password change (in characters).
+    pub password_min_length: u32,
+    /// How long a service key keeps working after it is rotated.
+    pub service_key_rotation_grace: Dur,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
+            service_key_rotation_grace: DEFAULT_SERVICE_KEY_ROTATION_GRACE,
+        }
+    }
+}
+
+/// Default `dashboard.max_failed_logins`: consecutive failures that lock an account.
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 5;
+/// Default `dashboard.lockout_duration`.
+pub const DEFAULT_LOCKOUT_DURATION: Dur = Dur::secs(15 * 60);
+/// Default `dashboard.access_token_ttl`: admin tokens are short-lived, refreshed often.
+pub const DEFAULT_DASHBOARD_ACCESS_TOKEN_TTL: Dur = Dur::secs(15 * 60);
+/// Default `dashboard.refresh_token_ttl`: an admin unseen for a day logs in again.
+pub const DEFAULT_DASHBOARD_REFRESH_TOKEN_TTL: Dur = Dur::secs(24 * 3600);
+/// Default `dashboard.password_min_length`: stricter than application users.
+pub const DEFAULT_DASHBOARD_PASSWORD_MIN_LENGTH: u32 = 12;
+
+/// `dashboard.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Consecutive failed logins (password or 2FA code) that lock an account.
+    pub max_failed_logins: u32,
+    /// How long a locked account refuses every login, even with the right password.
+    pub lockout_duration: Dur,
+    /// Lifetime of admin access tokens.
+    pub access_token_ttl: Dur,
+    /// A refresh token older than this no longer refreshes (each use issues a new one).
+    pub refresh_token_ttl: Dur,
+    /// Shortest admin password accepted (in characters).
+    pub password_min_length: u32,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+            lockout_duration: DEFAULT_LOCKOUT_DURATION,
+            access_token_ttl: DEFAULT_DASHBOARD_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_DASHBOARD_REFRESH_TOKEN_TTL,
+            password_min_length: DEFAULT_DASHBOARD_PASSWORD_MIN_LENGTH,
+        }
+    }
 }
 
 /// `realtime.*`
@@ -572,6 +642,24 @@ impl Config {
             ident(&self.replication.publication_name),
             "replication.publication_name",
             "must be 1-63 characters of a-z, 0-9 and _".into(),
+        );
+        let dash = &self.dashboard;
+        check(
+            dash.max_failed_logins >= 1,
+            "dashboard.max_failed_logins",
+            "must be at least 1".into(),
+        );
+        for (value, key) in [
+            (dash.lockout_duration, "dashboard.lockout_duration"),
+            (dash.access_token_ttl, "dashboard.access_token_ttl"),
+            (dash.refresh_token_ttl, "dashboard.refresh_token_ttl"),
+        ] {
+            check(!value.get().is_zero(), key, "must be more than 0s".into());
+        }
+        check(
+            (8..=256).contains(&dash.password_min_length),
+            "dashboard.password_min_length",
+            "must be between 8 and 256".into(),
         );
         if self.storage.provider == StorageProvider::S3 {
             check(

@@ -6,6 +6,7 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use fluxbase_auth::AuthContext;
+use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
 use super::middleware::RequestUser;
@@ -29,8 +30,43 @@ pub fn token_of(req: &HttpRequest) -> Option<String> {
     query.get("token").or_else(|| query.get("apikey")).cloned()
 }
 
+/// The service key of a request: the `X-Service-Key` header, or an `sk_…` credential in
+/// the `Authorization: Bearer` or `apikey` header (never the query string, which is logged).
+pub fn service_key_of(req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(key) = header("x-service-key") {
+        return Some(key.trim().to_string());
+    }
+    let bearer = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    [bearer, header("apikey")]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|t| fluxbase_auth::service_keys::is_service_key(t))
+        .map(str::to_string)
+}
+
+/// Whether the request carries any credential (a token or a service key).
+fn has_credential(req: &HttpRequest) -> bool {
+    token_of(req).is_some() || service_key_of(req).is_some()
+}
+
+/// The request's context: `service_role` for a valid service key (looked up in
+/// `auth.service_keys`), else that of its token (anon without one).
+async fn context_of(req: HttpRequest) -> Result<AuthContext, ApiError> {
+    if let Some(key) = service_key_of(&req) {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))?;
+        return super::service_keys::authenticate(&state, &key).await;
+    }
+    token_context_of(&req)
+}
+
 /// Verifies the request's token (anon without one) and records the user for the log.
-fn context_of(req: &HttpRequest) -> Result<AuthContext, ApiError> {
+fn token_context_of(req: &HttpRequest) -> Result<AuthContext, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))?;
@@ -56,19 +92,21 @@ fn context_of(req: &HttpRequest) -> Result<AuthContext, ApiError> {
     Ok(context)
 }
 
-/// A caller acting as `service_role` (a service-role JWT).
+/// A caller acting as `service_role` (a service-role JWT or a service key).
 #[derive(Debug)]
 pub struct ServiceRole(pub AuthContext);
 
 impl FromRequest for ServiceRole {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(context_of(req).and_then(|ctx| {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = context_of(req.clone()).await?;
             if ctx.bypasses_rls() {
                 Ok(ServiceRole(ctx))
-            } else if token_of(req).is_none() {
+            } else if !has_credential(&req) {
                 Err(ApiError::new(ErrorCode::Unauthorized, "a service_role token is required"))
             } else {
                 Err(ApiError::new(
@@ -76,26 +114,89 @@ impl FromRequest for ServiceRole {
                     "this endpoint needs a service_role token",
                 ))
             }
-        }))
+        })
     }
 }
 
-/// An administrator: a `dashboard_admin` token or the `service_role`.
+/// An administrator: a dashboard admin's token (role `dashboard_admin`, audience
+/// `fluxbase-dashboard`) or the `service_role`.
 #[derive(Debug)]
 pub struct AdminOnly(pub AuthContext);
 
 impl FromRequest for AdminOnly {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(context_of(req).and_then(|ctx| {
-            let admin = ctx.bypasses_rls() || ctx.role().as_str() == "dashboard_admin";
-            match (admin, token_of(req).is_some()) {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = context_of(req.clone()).await?;
+            // A dashboard token only with its own audience and role: an application user's
+            // token (audience "authenticated") never passes, whatever its role claim says.
+            let admin = ctx.bypasses_rls() || fluxbase_auth::dashboard::is_admin(&ctx);
+            match (admin, has_credential(&req)) {
                 (true, _) => Ok(AdminOnly(ctx)),
                 (false, false) => Err(ApiError::new(ErrorCode::Unauthorized, "admin authentication required")),
                 (false, true) => Err(ApiError::new(ErrorCode::Forbidden, "admin role required")),
             }
-        }))
+        })
     }
+}
+
+/// A signed-in application user: an access token whose role and audience are
+/// `authenticated`, with a subject and a session. Dashboard-admin tokens, API keys and
+/// service keys are refused: they are not users.
+#[derive(Debug)]
+pub struct AppUser {
+    /// The token's context (role `authenticated`).
+    pub context: AuthContext,
+    /// `auth.users.id` (`sub`).
+    pub user_id: uuid::Uuid,
+    /// `auth.sessions.id` (`session_id`).
+    pub session_id: uuid::Uuid,
+}
+
+impl FromRequest for AppUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(app_user_of(req))
+    }
+}
+
+fn app_user_of(req: &HttpRequest) -> Result<AppUser, ApiError> {
+    if service_key_of(req).is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "a user's access token is required: service keys do not act as a user",
+        ));
+    }
+    if token_of(req).is_none() {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "sign in first: no access token"));
+    }
+    let context = token_context_of(req)?;
+    let not_user = || {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "not an application user's access token (role and audience must be \"authenticated\")",
+        )
+    };
+    if !fluxbase_auth::tokens::is_app_user(context.claims()) {
+        return Err(not_user());
+    }
+    let uuid_claim = |name: &str| {
+        context
+            .claim(name)
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    };
+    let (Some(user_id), Some(session_id)) = (uuid_claim("sub"), uuid_claim("session_id")) else {
+        return Err(not_user());
+    };
+    Ok(AppUser {
+        context,
+        user_id,
+        session_id,
+    })
 }

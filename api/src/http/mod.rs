@@ -1,10 +1,15 @@
 //! The actix-web application: one factory used by the binary and by in-process tests.
 
+pub mod audit;
 pub mod auth;
+pub mod auth_users;
+pub mod body;
+pub mod dashboard;
 mod health;
 mod middleware;
 mod realtime;
 pub mod security;
+pub mod service_keys;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -103,6 +108,9 @@ pub fn build_app(
         .wrap(actix_web::middleware::from_fn(middleware::observe))
         .configure(health::routes)
         .configure(realtime::routes)
+        .configure(auth_users::routes)
+        .configure(service_keys::routes)
+        .configure(dashboard::routes)
         .default_service(web::to(not_found))
 }
 

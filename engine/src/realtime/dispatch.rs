@@ -194,23 +194,30 @@ impl Engine {
         }
     }
 
-    /// `DELETE FROM auth.sessions WHERE user_id = …` closes that user's sockets.
+    /// `DELETE FROM auth.sessions WHERE user_id = …` closes that user's sockets: those
+    /// whose token names the deleted session (`session_id` claim), and those whose token
+    /// names no session. A signout on one device leaves the user's other devices open.
     fn revoke_sessions(&self, change: &Change) {
-        let Some(user) = change
-            .old_record
-            .as_ref()
-            .and_then(|r| r.get("user_id"))
-            .and_then(Value::as_str)
-        else {
+        let old = change.old_record.as_ref();
+        let Some(user) = old.and_then(|r| r.get("user_id")).and_then(Value::as_str) else {
             return;
         };
+        let session = old.and_then(|r| r.get("id")).and_then(Value::as_str);
         let conns = self.inner.registry.read().expect("registry lock").user_conns(user);
         for conn in conns {
-            conn.request_close(CloseReason {
-                code: close::SESSION_REVOKED,
-                reason: "session revoked".into(),
-                label: "session_revoked",
-            });
+            let ctx = conn.context();
+            let token_session = ctx.claim("session_id").and_then(Value::as_str);
+            let hit = match (token_session, session) {
+                (Some(t), Some(s)) => t.eq_ignore_ascii_case(s),
+                _ => true,
+            };
+            if hit {
+                conn.request_close(CloseReason {
+                    code: close::SESSION_REVOKED,
+                    reason: "session revoked".into(),
+                    label: "session_revoked",
+                });
+            }
         }
     }
 }
