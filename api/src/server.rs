@@ -227,6 +227,10 @@ fn replication_config(
     r.publication_name = config.replication.publication_name.clone();
     r.schemas = config.replication.schemas.clone();
     r.max_lag_bytes = config.replication.max_lag_bytes.0;
+    r.plugin = match config.replication.plugin.as_str() {
+        "wal2json" => fluxbase_replication::Plugin::Wal2json,
+        _ => fluxbase_replication::Plugin::Pgoutput,
+    };
     r
 }
 

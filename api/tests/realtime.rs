@@ -101,6 +101,22 @@ async fn tables_created_after_start_are_subscribable_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal2json_plugin_delivers_the_same_events() {
+    let db = TestDb::new().await;
+    let client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REPLICATION_PLUGIN", "wal2json")]).await;
+    let mut ws = Ws::connect(&server.addr, None).await;
+    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
+    client
+        .batch_execute("INSERT INTO todos (user_id, title) VALUES (7, 'via wal2json')")
+        .await
+        .unwrap();
+    let f = ws.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["title"], "via wal2json", "{f}");
+    assert_eq!(f["payload"]["record"]["user_id"], 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_errors_and_the_connection_survives() {
     let db = TestDb::new().await;
     let _client = setup_public_table(&db).await;

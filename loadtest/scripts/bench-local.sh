@@ -11,15 +11,18 @@
 set -u
 BIN=$(cd "$1" && pwd); OUT=$2; SCENARIO=$3; shift 3
 DIR=$(mktemp -d /tmp/fluxbase-bench-XXXXXX)
+# As root the embedded cluster runs as postgres, which must reach the directory.
+chmod 755 "$DIR"
 cd "$DIR"
-FLUXBASE_SERVER_PORT=${PORT:-18100} FLUXBASE_LOG_LEVEL=warn FLUXBASE_SECURITY_RATE_LIMIT_ENABLED=false \
+FLUXBASE_SERVER_PORT=${PORT:-18100} FLUXBASE_LOG_LEVEL=info FLUXBASE_SECURITY_RATE_LIMIT_ENABLED=false \
 FLUXBASE_REALTIME_MAX_CONNECTIONS=60000 FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_IP=60000 \
 FLUXBASE_DATABASE_MAX_CONNECTIONS=20 \
   env ${SERVER_ENV:-} "$BIN/fluxbase" > server.log 2>&1 &
 SERVER=$!
 trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER; rm -rf "$DIR"' EXIT
-for _ in $(seq 1 120); do
-  curl -s "localhost:${PORT:-18100}/health" > /dev/null && break
+for _ in $(seq 1 240); do
+  if ! kill -0 $SERVER 2>/dev/null; then cat server.log; exit 1; fi
+  grep -q '"listening"\|listening' server.log 2>/dev/null && [ -f .fluxbase/jwt-secret ] && break
   sleep 0.5
 done
 DATABASE_URL="postgres://fluxbase:$(cat .fluxbase/pg-password)@127.0.0.1:$(cat .fluxbase/pg-port)/fluxbase" \

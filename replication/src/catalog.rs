@@ -5,7 +5,9 @@ use postgres_protocol::escape::escape_literal;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::lsn::Lsn;
+use crate::pgoutput::message::{RelationBody, RelationColumn};
 use crate::relation::{FIRST_NORMAL_OID, TypeCache, TypeShape, UserType};
+use crate::wal2json::TableInfo;
 
 /// Rounds of lookups for arrays of user types (array → enum, array → domain → …).
 const MAX_TYPE_ROUNDS: usize = 4;
@@ -95,6 +97,78 @@ pub(crate) async fn primary_key(conn: &mut Connection, relation_id: u32) -> Resu
         .iter()
         .filter_map(|r| r.get("name").map(str::to_owned))
         .collect())
+}
+
+/// A table's shape as pgoutput would describe it, plus what wal2json needs; `None` when the
+/// catalog has no such table.
+pub(crate) async fn table(
+    conn: &mut Connection,
+    publication: &str,
+    schema: &str,
+    table: &str,
+) -> Result<Option<TableInfo>> {
+    let (schema_lit, table_lit) = (escape_literal(schema), escape_literal(table));
+    // `ident_key`: the columns pgoutput flags as key (replica identity index, all under FULL);
+    // `index_key`: primary key or identity index columns whatever the setting.
+    let sql = format!(
+        "WITH rel AS (SELECT c.oid, c.relreplident FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname = {schema_lit} AND c.relname = {table_lit}) \
+         SELECT rel.oid::text AS id, rel.relreplident::text AS ident, \
+           EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = {pub} \
+                   AND p.schemaname = {schema_lit} AND p.tablename = {table_lit})::text AS published, \
+           a.attname::text AS name, a.atttypid::text AS type, a.atttypmod::text AS typmod, \
+           (a.attgenerated <> '')::text AS generated, \
+           (rel.relreplident = 'f' OR a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_index i \
+              WHERE i.indrelid = rel.oid AND ((rel.relreplident = 'd' AND i.indisprimary) \
+              OR (rel.relreplident = 'i' AND i.indisreplident))))::text AS ident_key, \
+           (a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_index i \
+              WHERE i.indrelid = rel.oid AND (i.indisprimary OR i.indisreplident)))::text AS index_key \
+         FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum",
+        pub = escape_literal(publication),
+    );
+    let rows = conn.simple_query(&sql).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let flag = |row: &crate::connection::Row, name| row.get(name) == Some("true");
+    let id: u32 = first.get("id").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut info = TableInfo {
+        body: RelationBody {
+            id,
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            replica_identity: first
+                .get("ident")
+                .and_then(|v| v.bytes().next())
+                .unwrap_or(b'd'),
+            columns: Vec::with_capacity(rows.len()),
+        },
+        primary_key: Vec::new(),
+        wire: Vec::with_capacity(rows.len()),
+        index_key: Vec::new(),
+        published: flag(first, "published"),
+    };
+    for row in &rows {
+        let name = row.get("name").unwrap_or_default().to_owned();
+        let type_oid = row.get("type").and_then(|v| v.parse().ok()).unwrap_or(0);
+        info.wire.push((name.clone(), type_oid));
+        if flag(row, "index_key") {
+            info.index_key.push(name.clone());
+        }
+        // pgoutput does not send generated columns.
+        if !flag(row, "generated") {
+            info.body.columns.push(RelationColumn {
+                is_key: flag(row, "ident_key"),
+                name,
+                type_oid,
+                type_modifier: row.get("typmod").and_then(|v| v.parse().ok()).unwrap_or(-1),
+            });
+        }
+    }
+    info.primary_key = primary_key(conn, id).await?;
+    Ok(Some(info))
 }
 
 /// The slot's confirmed flush LSN and how many WAL bytes the server holds beyond it;

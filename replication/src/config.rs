@@ -27,14 +27,17 @@ pub const DEFAULT_MAX_LAG_BYTES: u64 = 1 << 30;
 /// Connect + startup timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The output plugin used by the slot. Only pgoutput is implemented; the enum leaves room
-/// for wal2json without changing callers.
+/// The output plugin used by the slot (`replication.plugin`). Both produce the same
+/// [`Transaction`](crate::Transaction)s; see [`crate::wal2json`] for the differences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Plugin {
     /// PostgreSQL's built-in logical replication plugin, protocol version 1.
     #[default]
     Pgoutput,
+    /// The wal2json extension (format version 2); must be installed on the server
+    /// (Debian: `postgresql-<major>-wal2json`).
+    Wal2json,
 }
 
 impl Plugin {
@@ -42,6 +45,7 @@ impl Plugin {
     pub fn as_str(self) -> &'static str {
         match self {
             Plugin::Pgoutput => "pgoutput",
+            Plugin::Wal2json => "wal2json",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Errors of the replication client, with kinds that decide what is retried.
 
 use std::io;
+use std::sync::Arc;
 
 use crate::lsn::Lsn;
 
@@ -21,7 +22,28 @@ impl std::fmt::Display for ServerError {
     }
 }
 
-/// Why a pgoutput message could not be decoded.
+/// A JSON syntax or shape error in a wal2json message. `serde_json::Error` is not
+/// comparable; behind an `Arc`, two are equal only when they are the same error, which keeps
+/// [`DecodeError`] `PartialEq` for tests.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct JsonError(Arc<serde_json::Error>);
+
+impl From<serde_json::Error> for JsonError {
+    fn from(err: serde_json::Error) -> Self {
+        JsonError(Arc::new(err))
+    }
+}
+
+impl PartialEq for JsonError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for JsonError {}
+
+/// Why a pgoutput or wal2json message could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     /// The message ended before a field it announced.
@@ -66,6 +88,18 @@ pub enum DecodeError {
     /// A replication protocol CopyData frame (not pgoutput) was malformed.
     #[error("malformed replication frame {0:#04x}")]
     Frame(u8),
+    /// A wal2json message is not valid JSON or not the expected object.
+    #[error("malformed wal2json message")]
+    Json(#[source] JsonError),
+    /// A wal2json action this decoder does not know (at most 16 characters are kept).
+    #[error("unknown wal2json action {0:?}")]
+    UnknownAction(String),
+    /// A wal2json message lacks a field its action needs.
+    #[error("wal2json message without {0}")]
+    MissingField(&'static str),
+    /// A wal2json field has a value of the wrong form (an LSN, a timestamp, a column value).
+    #[error("invalid {0} in wal2json message")]
+    InvalidField(&'static str),
 }
 
 /// What went wrong, with the kind deciding whether to reconnect.

@@ -1,4 +1,4 @@
-//! fluxbase-replication: the PostgreSQL logical replication client (pgoutput),
+//! fluxbase-replication: the PostgreSQL logical replication client (pgoutput or wal2json),
 //! slot and publication management. Emits ordered, typed transactions.
 //!
 //! - **Client**: our own frontend on `postgres-protocol` codecs over TCP, TLS (rustls,
@@ -8,7 +8,11 @@
 //!   configured schemas that have a replica identity (publishing a key-less table would
 //!   make PostgreSQL refuse its UPDATEs and DELETEs), re-listed on each refresh, plus extra
 //!   tables such as `auth.sessions`; the permanent logical slot is created when absent and
-//!   reused when present.
+//!   reused when present. A slot created with another plugin than `replication.plugin` is
+//!   an error naming both (it is never reused).
+//! - **Plugins**: pgoutput (built in) or wal2json format version 2 (Debian:
+//!   `postgresql-<major>-wal2json`); both give the same [`Transaction`]s, see [`wal2json`]
+//!   for how tables are selected and the few values wal2json cannot carry.
 //! - **Delivery**: whole transactions in commit order on a bounded channel. The consumer
 //!   calls [`ReplicationHandle::ack`] with `end_lsn`; only acknowledged positions are
 //!   reported to the server as flushed. Within one process every transaction is delivered
@@ -25,7 +29,7 @@
 //! - **Memory**: a transaction is held whole until its commit, then handed over; the bound
 //!   is `channel_capacity` transactions (pgoutput protocol 2 would lift the per-transaction
 //!   size, it is not implemented).
-//! - **Not implemented**: wal2json, pgoutput protocol 2 (streaming of in-progress
+//! - **Not implemented**: pgoutput protocol 2 (streaming of in-progress
 //!   transactions), binary tuple format.
 //!
 //! ```no_run
@@ -56,9 +60,10 @@ pub mod relation;
 mod slot;
 mod stream;
 mod transaction;
+pub mod wal2json;
 
 pub use config::*;
-pub use error::{DecodeError, ReplicationError, Result, ServerError};
+pub use error::{DecodeError, JsonError, ReplicationError, Result, ServerError};
 pub use handle::{ReplicationHandle, ReplicationStatus};
 pub use lsn::{Lsn, ParseLsnError};
 pub use publication::HAS_REPLICA_IDENTITY_SQL;

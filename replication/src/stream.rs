@@ -6,23 +6,25 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at, sleep, timeout};
 use tracing::{debug, error, info, warn};
 
 use crate::catalog;
-use crate::config::ReplicationConfig;
+use crate::config::{Plugin, ReplicationConfig};
 use crate::connection::{self, Connection};
 use crate::error::{ReplicationError, Result};
 use crate::handle::{ReplicationHandle, ReplicationStatus, Shared};
 use crate::lsn::Lsn;
 use crate::metrics;
-use crate::pgoutput::Decoder;
+use crate::pgoutput;
 use crate::pgoutput::message::PgOutputMessage;
 use crate::protocol::{ServerFrame, standby_status_update};
 use crate::publication;
 use crate::slot;
 use crate::transaction::Transaction;
+use crate::wal2json::{self, Wal2JsonMessage};
 
 /// First server version whose pgoutput can send logical messages.
 const MESSAGES_VERSION: u32 = 140_000;
@@ -66,6 +68,40 @@ pub fn start(
     Ok((ReplicationHandle { shared }, rx))
 }
 
+/// The decoder of the configured plugin; both assemble the same transactions.
+enum Decoder {
+    /// pgoutput protocol 1.
+    Pgoutput(pgoutput::Decoder),
+    /// wal2json format version 2.
+    Wal2json(wal2json::Decoder),
+}
+
+impl Decoder {
+    /// A fresh decoder for `plugin`.
+    fn new(plugin: Plugin) -> Self {
+        match plugin {
+            Plugin::Pgoutput => Decoder::Pgoutput(pgoutput::Decoder::new()),
+            Plugin::Wal2json => Decoder::Wal2json(wal2json::Decoder::new()),
+        }
+    }
+
+    /// Whether a transaction is open (Begin seen, Commit not yet).
+    fn in_transaction(&self) -> bool {
+        match self {
+            Decoder::Pgoutput(d) => d.in_transaction(),
+            Decoder::Wal2json(d) => d.in_transaction(),
+        }
+    }
+
+    /// Forgets session state before a new session.
+    fn reset(&mut self) {
+        match self {
+            Decoder::Pgoutput(d) => d.reset(),
+            Decoder::Wal2json(d) => d.reset(),
+        }
+    }
+}
+
 /// How a session ended without error.
 enum SessionEnd {
     /// Shutdown was requested.
@@ -77,7 +113,7 @@ enum SessionEnd {
 /// Reconnect loop around [`session`].
 async fn run(config: Arc<ReplicationConfig>, shared: Arc<Shared>, tx: mpsc::Sender<Transaction>) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::new(config.plugin);
     let mut backoff = config.backoff_min;
     // End LSN of the last transaction put in the channel. The channel outlives sessions, so
     // a new session skips up to here: within one process every transaction arrives once.
@@ -210,13 +246,19 @@ async fn session(
     decoder.reset();
 
     let start_lsn = shared.acked();
-    let mut options = format!(
-        "proto_version '1', publication_names '{}'",
-        config.publication_name
-    );
-    if conn.server_version_num() >= MESSAGES_VERSION {
-        options.push_str(", messages 'true'");
-    }
+    let options = match config.plugin {
+        Plugin::Pgoutput => {
+            let mut options = format!(
+                "proto_version '1', publication_names '{}'",
+                config.publication_name
+            );
+            if conn.server_version_num() >= MESSAGES_VERSION {
+                options.push_str(", messages 'true'");
+            }
+            options
+        }
+        Plugin::Wal2json => wal2json::start_options(config),
+    };
     conn.start_copy_both(&format!(
         "START_REPLICATION SLOT {} LOGICAL {start_lsn} ({options})",
         config.slot_name
@@ -255,22 +297,10 @@ async fn session(
                     }
                     ServerFrame::XLogData { wal_start, data, .. } => {
                         s.received = s.received.max(wal_start);
-                        let message = PgOutputMessage::parse(data)
-                            .map_err(|source| ReplicationError::Decode { lsn: wal_start, source })?;
-                        let primary_key = match &message {
-                            PgOutputMessage::Relation(body) => {
-                                let missing = decoder.types().missing(body);
-                                let side = s.side().await?;
-                                if !missing.is_empty() {
-                                    catalog::resolve_types(side, decoder.types_mut(), missing).await?;
-                                }
-                                Some(catalog::primary_key(side, body.id).await?)
-                            }
-                            _ => None,
+                        let done = match decoder {
+                            Decoder::Pgoutput(decoder) => decode_pgoutput(&mut s, decoder, wal_start, data).await?,
+                            Decoder::Wal2json(decoder) => decode_wal2json(&mut s, decoder, wal_start, &data).await?,
                         };
-                        let done = decoder
-                            .apply(wal_start, message, primary_key.as_deref())
-                            .map_err(|source| ReplicationError::Decode { lsn: wal_start, source })?;
                         if let Some(transaction) = done {
                             if transaction.end_lsn <= shared.acked().max(s.delivered) {
                                 debug!(end_lsn = %transaction.end_lsn, "skipping already delivered transaction");
@@ -289,6 +319,76 @@ async fn session(
             }
         }
     }
+}
+
+/// Decodes one pgoutput message, looking up what a Relation message does not carry (base
+/// types of user types, the primary key).
+async fn decode_pgoutput(
+    s: &mut Session<'_>,
+    decoder: &mut pgoutput::Decoder,
+    wal_start: Lsn,
+    data: Bytes,
+) -> Result<Option<Transaction>> {
+    let message = PgOutputMessage::parse(data).map_err(|source| ReplicationError::Decode {
+        lsn: wal_start,
+        source,
+    })?;
+    let primary_key = match &message {
+        PgOutputMessage::Relation(body) => {
+            let missing = decoder.types().missing(body);
+            let side = s.side().await?;
+            if !missing.is_empty() {
+                catalog::resolve_types(side, decoder.types_mut(), missing).await?;
+            }
+            Some(catalog::primary_key(side, body.id).await?)
+        }
+        _ => None,
+    };
+    decoder
+        .apply(wal_start, message, primary_key.as_deref())
+        .map_err(|source| ReplicationError::Decode {
+            lsn: wal_start,
+            source,
+        })
+}
+
+/// Decodes one wal2json message, looking up the table (shape, publication membership) and
+/// user types the message names when the decoder does not know them yet.
+async fn decode_wal2json(
+    s: &mut Session<'_>,
+    decoder: &mut wal2json::Decoder,
+    wal_start: Lsn,
+    data: &[u8],
+) -> Result<Option<Transaction>> {
+    let message = Wal2JsonMessage::parse(data).map_err(|source| ReplicationError::Decode {
+        lsn: wal_start,
+        source,
+    })?;
+    let now = std::time::Instant::now();
+    let table = match decoder.needs_table(&message, now, s.config.lag_interval) {
+        Some((schema, table)) => {
+            let publication = &s.config.publication_name;
+            let info = catalog::table(s.side().await?, publication, schema, table).await?;
+            Some((schema, table, info))
+        }
+        None => None,
+    };
+    let missing = decoder.missing_types(
+        &message,
+        table.as_ref().and_then(|(_, _, info)| info.as_ref()),
+    );
+    if !missing.is_empty() {
+        catalog::resolve_types(s.side().await?, decoder.types_mut(), missing).await?;
+    }
+    if let Some((schema, table, info)) = table {
+        decoder.insert_table(schema, table, info, now);
+    }
+    decoder
+        .apply(wal_start, message)
+        .map_err(|source| ReplicationError::Decode {
+            lsn: wal_start,
+            source,
+        })
 }
 
 /// Hands a transaction to the channel, waiting while it is full. While waiting, status

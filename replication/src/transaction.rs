@@ -127,6 +127,76 @@ impl Timestamp {
     pub fn unix_micros(self) -> i64 {
         self.0
     }
+
+    /// From PostgreSQL's ISO text output of a `timestamptz`
+    /// (`2024-01-02 03:04:05.123456+05:30`, zone `+HH`, `+HH:MM` or `+HH:MM:SS`, fraction
+    /// optional), as wal2json writes commit times. `None` for anything else (BC dates,
+    /// infinities, other date styles).
+    pub fn from_pg_text(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        let digits = |from: usize, len: usize| -> Option<i64> {
+            let part = b.get(from..from + len)?;
+            part.iter()
+                .all(u8::is_ascii_digit)
+                .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+        };
+        if b.len() < 22
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b' '
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+        let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        let mut pos = 19;
+        let mut micros = 0i64;
+        if b[pos] == b'.' {
+            pos += 1;
+            let start = pos;
+            while pos < b.len() && b[pos].is_ascii_digit() {
+                pos += 1;
+            }
+            let len = pos - start;
+            if len == 0 || len > 6 {
+                return None;
+            }
+            micros = digits(start, len)? * 10i64.pow(6 - len as u32);
+        }
+        let sign = match b.get(pos)? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let mut offset = digits(pos + 1, 2)? * 3600;
+        pos += 3;
+        for unit in [60, 1] {
+            if pos == b.len() {
+                break;
+            }
+            if b[pos] != b':' {
+                return None;
+            }
+            offset += digits(pos + 1, 2)? * unit;
+            pos += 3;
+        }
+        if pos != b.len() {
+            return None;
+        }
+        let days = days_from_civil(year, month as u32, day as u32);
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - sign * offset;
+        Some(Timestamp(secs * 1_000_000 + micros))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -165,6 +235,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// A proleptic Gregorian date to days since 1970-01-01 (inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +262,36 @@ mod tests {
             "2024-03-01T00:00:00.000001Z"
         );
         assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn parses_timestamptz_text() {
+        let parse = |s| Timestamp::from_pg_text(s).map(|t| t.to_string());
+        assert_eq!(
+            parse("2024-03-01 00:00:00.000001+00").as_deref(),
+            Some("2024-03-01T00:00:00.000001Z")
+        );
+        assert_eq!(
+            parse("2026-11-23 00:28:26.30612+05:30").as_deref(),
+            Some("2026-11-22T18:58:26.306120Z")
+        );
+        assert_eq!(
+            parse("1969-12-31 20:00:00-04").as_deref(),
+            Some("1970-01-01T00:00:00.000000Z")
+        );
+        assert_eq!(
+            parse("2000-01-01 00:00:00+00:00:30").as_deref(),
+            Some("1999-12-31T23:59:30.000000Z")
+        );
+        for bad in [
+            "infinity",
+            "2024-01-02 03:04:05",
+            "2024-01-02 03:04:05.+00",
+            "2024-13-02 03:04:05+00",
+            "2024-01-02 03:04:05+00x",
+            "２０２４-01-02 03:04:05+00",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 }

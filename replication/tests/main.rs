@@ -5,3 +5,4 @@ mod resilience;
 mod stream;
 mod support;
 mod types;
+mod wal2json;

@@ -16,7 +16,7 @@ fn id_of(tx: &Transaction) -> i64 {
 
 /// Receives until `want` distinct ids arrived; asserts order and that nothing acknowledged
 /// comes again.
-async fn collect(
+pub async fn collect(
     handle: &ReplicationHandle,
     rx: &mut mpsc::Receiver<Transaction>,
     seen: &mut Vec<i64>,

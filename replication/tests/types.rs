@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::{finish, next, stream};
 
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
     CREATE TYPE mood AS ENUM ('sad', 'happy');
     CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
     CREATE TABLE everything (
@@ -17,7 +17,7 @@ const SCHEMA: &str = "
         m mood, a_m mood[], p posint
     );";
 
-const INSERT: &str = "
+pub const INSERT: &str = "
     INSERT INTO everything VALUES (
         1, -32768, 2147483647, 123456789012345678901234567890.000000001, 1.5, true,
         'héllo — 世界 🚀 \"quoted\" \\ back', 'varchar', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
@@ -29,7 +29,7 @@ const INSERT: &str = "
     ), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
 
-fn expected_row_1() -> Value {
+pub fn expected_row_1() -> Value {
     json!({
         "id": 1, "i2": -32768, "i4": 2147483647, "n": "123456789012345678901234567890.000000001",
         "f8": 1.5, "b": true, "t": "héllo — 世界 🚀 \"quoted\" \\ back", "vc": "varchar", "bc": "ab ",

@@ -377,7 +377,7 @@ pub struct ReplicationSettings {
     pub publication_name: String,
     /// Schemas whose tables are published (`FLUXBASE_REPLICATION_SCHEMAS=public,app`).
     pub schemas: Vec<String>,
-    /// Output plugin; only `pgoutput` is implemented.
+    /// Output plugin: `pgoutput` (built in) or `wal2json` (format-version 2).
     pub plugin: String,
     /// Slot lag above which health reports `degraded`.
     pub max_lag_bytes: ByteSize,
@@ -621,10 +621,11 @@ impl Config {
             "must be at least 1".into(),
         );
         check(
-            self.replication.plugin == "pgoutput",
+            matches!(self.replication.plugin.as_str(), "pgoutput" | "wal2json"),
             "replication.plugin",
             format!(
-                "{:?} is not supported: only pgoutput is implemented (wal2json is planned)",
+                "{:?} is not supported: use pgoutput or wal2json (the server needs the \
+                 wal2json package for the latter, Debian: postgresql-<major>-wal2json)",
                 self.replication.plugin
             ),
         );

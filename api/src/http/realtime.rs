@@ -189,7 +189,7 @@ async fn run_socket(
             },
             frame = queue.recv() => match frame {
                 Some(frame) => {
-                    if send(&mut session, &conn, frame).await.is_err() {
+                    if send(&mut session, &conn, frame.into_text()).await.is_err() {
                         break "client_closed";
                     }
                 }

@@ -14,6 +14,47 @@ use tokio::sync::{Notify, mpsc};
 /// Identifies a connection for the process lifetime.
 pub type ConnId = u64;
 
+/// A frame waiting in a socket's queue. A change is queued as two shared pieces — the
+/// subscription's envelope prefix and the change's payload, serialized once — so a slow
+/// socket's queue holds pointers, not copies, and the concatenation happens on the socket's
+/// own worker thread when it is sent.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A complete text frame.
+    Text(ByteString),
+    /// A `postgres_changes` frame: `prefix` + `payload` + `}`.
+    Change {
+        /// The envelope up to `"payload":`.
+        prefix: Arc<str>,
+        /// The payload, shared by every recipient.
+        payload: Arc<str>,
+    },
+}
+
+impl Outbound {
+    /// The frame's text.
+    pub fn into_text(self) -> ByteString {
+        match self {
+            Outbound::Text(text) => text,
+            Outbound::Change { prefix, payload } => {
+                super::protocol::postgres_changes_frame(&prefix, &payload)
+            }
+        }
+    }
+}
+
+impl From<ByteString> for Outbound {
+    fn from(text: ByteString) -> Self {
+        Outbound::Text(text)
+    }
+}
+
+impl From<&str> for Outbound {
+    fn from(text: &str) -> Self {
+        Outbound::Text(ByteString::from(text))
+    }
+}
+
 /// Close codes the engine uses.
 pub mod close {
     /// The client could not keep up (DESIGN invariant 3).
@@ -66,7 +107,7 @@ pub struct ConnShared {
     /// Client IP (for per-IP limits).
     pub ip: IpAddr,
     /// Outgoing frames; bounded by `realtime.client_message_queue_size`.
-    tx: mpsc::Sender<ByteString>,
+    tx: mpsc::Sender<Outbound>,
     /// Capacity of `tx`.
     capacity: usize,
     /// Identity; replaced live by `access_token`. An `Arc` so the dispatcher takes it
@@ -92,7 +133,7 @@ impl ConnShared {
         ip: IpAddr,
         context: AuthContext,
         capacity: usize,
-    ) -> (Arc<ConnShared>, mpsc::Receiver<ByteString>) {
+    ) -> (Arc<ConnShared>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let conn = ConnShared {
             id,
@@ -164,12 +205,12 @@ impl ConnShared {
     /// Enqueues without waiting. A full queue, or one over `threshold` for longer than
     /// `timeout`, closes the connection with 4008: a slow client is cut loose, never waited
     /// for and never silently skipped.
-    pub fn push(&self, frame: ByteString, threshold: usize, timeout: Duration) -> PushOutcome {
+    pub fn push(&self, frame: impl Into<Outbound>, threshold: usize, timeout: Duration) -> PushOutcome {
         if self.is_closing() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return PushOutcome::Closing;
         }
-        match self.tx.try_send(frame) {
+        match self.tx.try_send(frame.into()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return self.slow(format!("queue full ({} messages)", self.capacity));
@@ -239,26 +280,26 @@ mod tests {
     fn full_queue_disconnects_with_4008() {
         let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 2);
         let t = Duration::from_secs(30);
-        assert_eq!(conn.push("a".into(), 10, t), PushOutcome::Queued);
-        assert_eq!(conn.push("b".into(), 10, t), PushOutcome::Queued);
-        assert_eq!(conn.push("c".into(), 10, t), PushOutcome::Disconnected);
+        assert_eq!(conn.push("a", 10, t), PushOutcome::Queued);
+        assert_eq!(conn.push("b", 10, t), PushOutcome::Queued);
+        assert_eq!(conn.push("c", 10, t), PushOutcome::Disconnected);
         assert_eq!(conn.close_reason().unwrap().code, close::SLOW_CLIENT);
-        assert_eq!(conn.push("d".into(), 10, t), PushOutcome::Closing);
-        assert_eq!(rx.try_recv().unwrap(), "a");
+        assert_eq!(conn.push("d", 10, t), PushOutcome::Closing);
+        assert_eq!(rx.try_recv().unwrap().into_text(), "a");
     }
 
     #[test]
     fn over_threshold_for_the_timeout_disconnects() {
         let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
-        assert_eq!(conn.push("a".into(), 1, Duration::ZERO), PushOutcome::Queued);
+        assert_eq!(conn.push("a", 1, Duration::ZERO), PushOutcome::Queued);
         // Second message puts it over the threshold: slow from now.
-        assert_eq!(conn.push("b".into(), 1, Duration::ZERO), PushOutcome::Queued);
+        assert_eq!(conn.push("b", 1, Duration::ZERO), PushOutcome::Queued);
         // Still over, and the (zero) timeout has passed.
         assert_eq!(conn.check_pressure(1, Duration::ZERO), PushOutcome::Disconnected);
 
         let (conn, mut rx2) = ConnShared::new(2, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
-        conn.push("a".into(), 1, Duration::from_secs(60));
-        conn.push("b".into(), 1, Duration::from_secs(60));
+        conn.push("a", 1, Duration::from_secs(60));
+        conn.push("b", 1, Duration::from_secs(60));
         rx2.try_recv().unwrap();
         rx2.try_recv().unwrap();
         // Drained: back to normal, never disconnected.

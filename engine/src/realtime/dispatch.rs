@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::Engine;
-use super::connection::{CloseReason, PushOutcome, close};
+use super::connection::{CloseReason, Outbound, PushOutcome, close};
 use super::gate::Visibility;
 use super::protocol;
 use super::registry::RowOp;
@@ -148,28 +148,30 @@ impl Engine {
         }
         let decisions = self.inner.gate.decide(change, &contexts).await;
 
-        let full = payload(tx, change, op, Detail::Full);
-        let mut key_only: Option<String> = None;
+        let full: Arc<str> = Arc::from(payload(tx, change, op, Detail::Full));
+        let mut key_only: Option<Arc<str>> = None;
         let s = &self.inner.settings;
         let latency = latency_seconds(tx);
         let (mut sent, mut dropped) = (0u64, 0u64);
         for (start, end, slot) in groups {
-            let body: &str = match (decisions[slot], op) {
+            let body: &Arc<str> = match (decisions[slot], op) {
                 (Visibility::Allow, _) => &full,
                 // DELETE: the key only where the old row's visibility is not established.
-                (Visibility::Unknown, RowOp::Delete) => {
-                    key_only.get_or_insert_with(|| payload(tx, change, op, Detail::KeyOnly))
-                }
+                (Visibility::Unknown, RowOp::Delete) => key_only
+                    .get_or_insert_with(|| Arc::from(payload(tx, change, op, Detail::KeyOnly))),
                 _ => continue,
             };
             let conn = &matches[start].0;
             let subs = &matches[start..end];
-            let mut push = |frame| match conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
+            let mut push = |frame: Outbound| match conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
                 PushOutcome::Queued => sent += 1,
                 PushOutcome::Disconnected | PushOutcome::Closing => dropped += 1,
             };
             if subs.len() == 1 {
-                push(protocol::postgres_changes_frame(&subs[0].1.envelope, body));
+                push(Outbound::Change {
+                    prefix: subs[0].1.envelope.clone(),
+                    payload: body.clone(),
+                });
                 continue;
             }
             // Several subscriptions of one socket matched: one frame per channel.
@@ -182,7 +184,7 @@ impl Engine {
                     .filter(|(_, sub)| &*sub.channel == channel)
                     .map(|(_, sub)| &*sub.id)
                     .collect();
-                push(protocol::postgres_changes(channel, &ids, body));
+                push(Outbound::Text(protocol::postgres_changes(channel, &ids, body)));
             }
         }
         metrics::counter!("fluxbase_realtime_messages_sent_total").increment(sent);

@@ -29,7 +29,7 @@ use fluxbase_replication::{ReplicationConfig, ReplicationHandle, ReplicationStat
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-pub use connection::{CloseReason, ConnId, ConnShared, close};
+pub use connection::{CloseReason, ConnId, ConnShared, Outbound, close};
 use registry::{EventMask, LimitHit, Limits, Registry, Subscription};
 
 /// Settings of the engine (the `realtime.*` keys).
@@ -224,7 +224,7 @@ impl Engine {
         &self,
         ip: IpAddr,
         context: AuthContext,
-    ) -> Result<(Arc<ConnShared>, mpsc::Receiver<ByteString>), CloseReason> {
+    ) -> Result<(Arc<ConnShared>, mpsc::Receiver<Outbound>), CloseReason> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let user = context.uid().map(str::to_string);
         let (conn, rx) = ConnShared::new(id, ip, context, self.inner.settings.queue_size);

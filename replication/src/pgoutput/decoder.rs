@@ -253,7 +253,7 @@ impl Decoder {
 }
 
 /// Assembles a change of a relation.
-fn change(
+pub(crate) fn change(
     rel: &Relation,
     op: Op,
     record: Option<Map<String, Value>>,
@@ -312,7 +312,7 @@ fn row(
 }
 
 /// Copies unchanged TOAST values from a full old row, keeping only those still unknown.
-fn fill_unchanged(
+pub(crate) fn fill_unchanged(
     mut record: Map<String, Value>,
     unchanged: Vec<String>,
     old: Option<&Map<String, Value>>,
@@ -333,7 +333,7 @@ fn fill_unchanged(
 }
 
 /// The primary-key columns of `record`.
-fn pick(rel: &Relation, record: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn pick(rel: &Relation, record: &Map<String, Value>) -> Map<String, Value> {
     rel.primary_key
         .iter()
         .filter_map(|&i| {
@@ -344,7 +344,7 @@ fn pick(rel: &Relation, record: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Message content as text when UTF-8, else PostgreSQL-style hex.
-fn message_text(content: &[u8]) -> String {
+pub(crate) fn message_text(content: &[u8]) -> String {
     match std::str::from_utf8(content) {
         Ok(s) => s.to_owned(),
         Err(_) => {

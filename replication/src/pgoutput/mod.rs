@@ -2,7 +2,7 @@
 //! assembles messages into transactions.
 
 mod array;
-mod decoder;
+pub(crate) mod decoder;
 pub mod message;
 pub mod value;
 
