@@ -7,6 +7,7 @@ mod dashboard;
 mod http;
 mod loadtest;
 mod realtime;
+mod realtime_rls;
 mod security;
 mod serve;
 mod support;

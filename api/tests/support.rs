@@ -124,6 +124,14 @@ impl Server {
             .unwrap_or_else(|_| panic!("no {message:?} log line within {EVENT_TIMEOUT:?}"))
     }
 
+    /// The log lines that arrived so far (for failure messages).
+    pub fn drain_log(&mut self) -> Vec<String> {
+        while let Ok(line) = self.rx.try_recv() {
+            self.lines.push(line);
+        }
+        self.lines.clone()
+    }
+
     /// Sends a signal (0: none) and waits for the exit, collecting the rest of the log.
     pub async fn stop(mut self, signal: i32) -> (std::process::ExitStatus, Vec<String>) {
         if signal != 0 {

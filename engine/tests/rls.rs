@@ -383,7 +383,7 @@ async fn unsupported_policies_fall_back_to_sql_then_cache() {
         }
     );
 
-    // The old image of a DELETE cannot be checked by SQL: denied, primary key only.
+    // The old image of a DELETE cannot be checked by SQL: undecided, primary key only.
     let gone = json!({"id": 99, "team": "red"});
     let gone = gone.as_object().unwrap();
     let pk = pk_of(gone);
@@ -401,7 +401,7 @@ async fn unsupported_policies_fall_back_to_sql_then_cache() {
         d[0],
         Decision {
             allowed: false,
-            source: Source::Compiled
+            source: Source::Undecided
         }
     );
 }

@@ -52,6 +52,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "dashboard",
         sql: include_str!("../sql/0005_dashboard.sql"),
     },
+    Migration {
+        version: 6,
+        name: "service_role_privileges",
+        sql: include_str!("../sql/0006_service_role_privileges.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

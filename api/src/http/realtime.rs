@@ -138,6 +138,8 @@ async fn run_socket(
     let label: &'static str = loop {
         let expiry = expires.map_or_else(far, expiry_instant);
         tokio::select! {
+            // Close first; then frames already queued, so a reply to a later client request
+            // never overtakes them; then the client.
             biased;
             _ = conn.closed.notified() => {
                 let reason = conn.close_reason().unwrap_or(CloseReason {
@@ -148,6 +150,14 @@ async fn run_socket(
                 engine.disconnect(&conn, label);
                 return;
             }
+            frame = queue.recv() => match frame {
+                Some(frame) => {
+                    if send(&mut session, &conn, frame.into_text()).await.is_err() {
+                        break "client_closed";
+                    }
+                }
+                None => break "closed",
+            },
             msg = futures_util::StreamExt::next(&mut stream) => match msg {
                 None => break "client_closed",
                 Some(Ok(AggregatedMessage::Text(text))) => {
@@ -186,14 +196,6 @@ async fn run_socket(
                     engine.disconnect(&conn, reason.label);
                     return;
                 }
-            },
-            frame = queue.recv() => match frame {
-                Some(frame) => {
-                    if send(&mut session, &conn, frame.into_text()).await.is_err() {
-                        break "client_closed";
-                    }
-                }
-                None => break "closed",
             },
             _ = ping.tick() => {
                 if session.ping(b"").await.is_err() {

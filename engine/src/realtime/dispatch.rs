@@ -106,6 +106,7 @@ impl Engine {
             Op::Delete => RowOp::Delete,
             Op::Truncate | Op::Message => return,
         };
+        tracing::debug!(table = %change.table, op = ?op, "change");
         if &*change.schema == "auth" && &*change.table == "sessions" {
             if op == RowOp::Delete {
                 self.revoke_sessions(change);
@@ -146,7 +147,9 @@ impl Engine {
             groups.push((start, end, slot));
             start = end;
         }
+        tracing::debug!(table = %change.table, recipients = matches.len(), contexts = contexts.len(), "deciding");
         let decisions = self.inner.gate.decide(change, &contexts).await;
+        tracing::debug!(table = %change.table, decisions = ?decisions, "decided");
 
         let full: Arc<str> = Arc::from(payload(tx, change, op, Detail::Full));
         let mut key_only: Option<Arc<str>> = None;

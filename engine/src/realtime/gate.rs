@@ -3,9 +3,9 @@
 
 use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
-use fluxbase_replication::{Change, Op};
+use fluxbase_replication::Change;
 
-use super::rls::{OwnerRoute, RelationRef, RlsConfig, RlsDecider, RlsError, RowChange};
+use super::rls::{OwnerRoute, RelationRef, RlsConfig, RlsDecider, RlsError, RowChange, Source};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
@@ -134,20 +134,15 @@ impl Gate {
             Err(err) => Err(err),
         };
         match decisions {
-            Ok(decisions) => {
-                // A DELETE whose old row is the key only (default replica identity) cannot
-                // be judged: a deny there is "not established", not "invisible".
-                let old_row_complete = change.op != Op::Delete
-                    || row.row.len() >= change.columns.len();
-                decisions
-                    .into_iter()
-                    .map(|d| match (d.allowed, old_row_complete) {
-                        (true, _) => Visibility::Allow,
-                        (false, true) => Visibility::Deny,
-                        (false, false) => Visibility::Unknown,
-                    })
-                    .collect()
-            }
+            Ok(decisions) => decisions
+                .into_iter()
+                .map(|d| match (d.allowed, d.source) {
+                    (true, _) => Visibility::Allow,
+                    // A deleted row no check can judge: "not established", key only.
+                    (false, Source::Undecided) => Visibility::Unknown,
+                    (false, _) => Visibility::Deny,
+                })
+                .collect(),
             Err(err) => {
                 tracing::warn!(error = %err, "RLS decision failed: change withheld from RLS-subject subscribers");
                 undecided()

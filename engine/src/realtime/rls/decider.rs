@@ -51,6 +51,10 @@ pub enum Source {
     Sql,
     /// RLS does not apply (service_role, BYPASSRLS, owner, RLS disabled).
     Bypass,
+    /// Not decidable: the old image of a DELETE that compiled policies cannot judge (the
+    /// row is gone, SQL cannot check it). `allowed` is false; the hub sends the primary
+    /// key only, never the old row.
+    Undecided,
 }
 
 impl Source {
@@ -61,6 +65,7 @@ impl Source {
             Source::Cache => "cache",
             Source::Sql => "sql",
             Source::Bypass => "bypass",
+            Source::Undecided => "undecided",
         }
     }
 }
@@ -330,7 +335,7 @@ impl RlsDecider {
                 continue;
             }
             if !change.exists {
-                decisions[i] = Some(deny(Source::Compiled));
+                decisions[i] = Some(deny(Source::Undecided));
                 continue;
             }
             let slot = match to_check
