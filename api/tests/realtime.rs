@@ -380,3 +380,140 @@ async fn owner_rls_and_session_revocation() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_operator_and_unsubscribe() {
+    let db = TestDb::new().await;
+    let client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut ws = Ws::connect(&server.addr, None).await;
+    let filters = [
+        ("eq", "user_id=eq.5"),
+        ("neq", "user_id=neq.5"),
+        ("gt", "user_id=gt.5"),
+        ("gte", "user_id=gte.5"),
+        ("lt", "user_id=lt.5"),
+        ("lte", "user_id=lte.5"),
+        ("like", "title=like.Wa%"),
+        ("ilike", "title=ilike.wa%"),
+        ("is", "title=is.null"),
+        ("in", "user_id=in.(4,6)"),
+    ];
+    for (name, filter) in filters {
+        let ack = ws.subscribe(name, json!({"table": "todos", "event": "INSERT", "filter": filter})).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    client
+        .batch_execute("INSERT INTO todos (user_id, title) VALUES (4, 'Walk'), (5, 'wash'), (6, NULL)")
+        .await
+        .unwrap();
+    // Which channels each row reached (one frame per matching channel, in commit order).
+    let expected = [
+        (4, vec!["in", "like", "ilike", "lt", "lte", "neq"]),
+        (5, vec!["eq", "gte", "ilike", "lte"]),
+        (6, vec!["gt", "gte", "in", "is", "neq"]),
+    ];
+    let mut seen: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    let total: usize = expected.iter().map(|(_, c)| c.len()).sum();
+    for _ in 0..total {
+        let f = ws.frame_of("postgres_changes").await;
+        let user = f["payload"]["record"]["user_id"].as_i64().unwrap();
+        seen.entry(user).or_default().push(f["channel"].as_str().unwrap().to_string());
+    }
+    for (user, mut channels) in expected {
+        channels.sort();
+        let mut got = seen.remove(&user).unwrap_or_default();
+        got.sort();
+        assert_eq!(got, channels, "user_id {user}");
+    }
+
+    // Unsubscribe stops delivery on that channel only.
+    ws.send(json!({"type": "unsubscribe", "channel": "eq"})).await;
+    let ack = ws.frame_of("ack").await;
+    assert_eq!(ack["subscribed"], false);
+    assert_eq!(ack["subscription_ids"].as_array().unwrap().len(), 1);
+    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (5, 'again')").await.unwrap();
+    let mut channels = Vec::new();
+    for _ in 0..2 {
+        let f = ws.frame_of("postgres_changes").await;
+        channels.push(f["channel"].as_str().unwrap().to_string());
+    }
+    channels.sort();
+    assert_eq!(channels, ["gte", "lte"]);
+    ws.send(json!({"type": "heartbeat"})).await;
+    let f = ws.frame().await;
+    assert_eq!(f["type"], "heartbeat", "the unsubscribed eq channel still delivered: {f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_restarts_lose_nothing() {
+    let db = TestDb::new().await;
+    let client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let mut ws = Ws::connect(&server.addr, None).await;
+    assert_eq!(ws.subscribe("c", json!({"table": "todos", "event": "INSERT"})).await["type"], "ack");
+    let admin = token(json!({"role": "service_role"}));
+    let total = 60;
+    for n in 0..total {
+        client
+            .execute("INSERT INTO todos (user_id, title) VALUES ($1, 'n')", &[&n])
+            .await
+            .unwrap();
+        if n == 20 {
+            let (status, body) = post_json(&server.addr, "/api/v1/admin/realtime/restart", &admin, json!({})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        if n == 40 {
+            // The walsender dies under the stream.
+            client
+                .batch_execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name IS NOT NULL",
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Every row exactly once, in commit order.
+    for n in 0..total {
+        let f = ws.frame_of("postgres_changes").await;
+        assert_eq!(f["payload"]["record"]["user_id"], n, "{f}");
+    }
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.frame().await["type"], "heartbeat", "a duplicate was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiry_drops_subscriptions_and_access_token_restores_them() {
+    let db = TestDb::new().await;
+    let client = setup_public_table(&db).await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sub = "6f1c2a3e-1111-4222-8333-944455556666";
+    let short = token(json!({"sub": sub, "role": "authenticated", "exp": now + 2}));
+    let mut ws = Ws::connect(&server.addr, Some(&short)).await;
+    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
+    // The expiry is the event awaited (about 2 s).
+    let f = ws.frame_of("error").await;
+    assert_eq!(f["code"], "token_expired", "{f}");
+    // A witness socket proves the next change was dispatched before we look.
+    let mut witness = Ws::connect(&server.addr, None).await;
+    assert_eq!(witness.subscribe("w", json!({"table": "todos"})).await["type"], "ack");
+    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (1, 'after expiry')").await.unwrap();
+    assert_eq!(witness.frame_of("postgres_changes").await["payload"]["record"]["title"], "after expiry");
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.frame().await["type"], "heartbeat", "delivered after expiry");
+
+    // A forged refresh is refused; a real one re-authorizes and subscriptions work again.
+    ws.send(json!({"type": "access_token", "token": "eyJhbGciOiJub25lIn0.e30."})).await;
+    assert_eq!(ws.frame().await["code"], "invalid_token");
+    let fresh = token(json!({"sub": sub, "role": "authenticated"}));
+    ws.send(json!({"type": "access_token", "token": fresh})).await;
+    assert_eq!(ws.frame().await["type"], "system");
+    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
+    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (2, 'again')").await.unwrap();
+    let f = ws.frame_of("postgres_changes").await;
+    assert_eq!(f["payload"]["record"]["title"], "again");
+}
