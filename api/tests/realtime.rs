@@ -517,3 +517,22 @@ async fn token_expiry_drops_subscriptions_and_access_token_restores_them() {
     let f = ws.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["title"], "again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_close_with_1009_and_others_are_unaffected() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REALTIME_MESSAGE_SIZE_LIMIT", "1KB")]).await;
+    let mut big = Ws::connect(&server.addr, None).await;
+    let mut other = Ws::connect(&server.addr, None).await;
+    let payload = "x".repeat(4096);
+    big.send(json!({"type": "broadcast", "channel": "r", "payload": {"event": "e", "data": payload}})).await;
+    match big.next_event().await {
+        WsEvent::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1009);
+            assert!(reason.contains("message_size_limit"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    other.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(other.frame().await["type"], "heartbeat");
+}
