@@ -207,6 +207,21 @@ fn locked(secs: i64) -> ApiError {
     .with_retry_after(secs)
 }
 
+/// Refuses a login step on a locked account: counted, logged to the activity log, 423.
+async fn refuse_locked(state: &AppState, user: Uuid, client: &Client, secs: i64) -> ApiError {
+    attempt("failure", "account_locked");
+    activity(
+        state,
+        Some(user),
+        "login_failed",
+        false,
+        client,
+        json!({"reason": "account_locked"}),
+    )
+    .await;
+    locked(secs)
+}
+
 /// Counts a failed password or 2FA code against the account; locks it when the count
 /// reaches `dashboard.max_failed_logins`. Returns the lock's seconds when this failure
 /// locked it (and records the lockout).
@@ -470,17 +485,7 @@ async fn login(
         ));
     };
     if let Some(secs) = account.locked_secs {
-        attempt("failure", "account_locked");
-        activity(
-            &state,
-            Some(account.id),
-            "login_failed",
-            false,
-            &client,
-            json!({"reason": "account_locked"}),
-        )
-        .await;
-        return Err(locked(secs));
+        return Err(refuse_locked(&state, account.id, &client, secs).await);
     }
     let verified =
         verify_password(body.password.clone(), account.encrypted_password.clone()).await?;

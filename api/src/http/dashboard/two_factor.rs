@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::super::body::read_json;
 use super::{
     Account, Client, DashboardAdmin, activity, attempt, check_password, complete_login, keys,
-    locked, record_failure, two_factor_keys, verify_password,
+    locked, record_failure, refuse_locked, two_factor_keys, verify_password,
 };
 use crate::error::{ApiError, ErrorCode};
 
@@ -286,17 +286,7 @@ pub(super) async fn verify(
         ));
     }
     if let Some(secs) = account.locked_secs {
-        attempt("failure", "account_locked");
-        activity(
-            &state,
-            Some(account.id),
-            "login_failed",
-            false,
-            &client,
-            json!({"reason": "account_locked"}),
-        )
-        .await;
-        return Err(locked(secs));
+        return Err(refuse_locked(&state, account.id, &client, secs).await);
     }
     let keys = two_factor_keys(&state)?;
     match spend(&state, &keys, &account, &code).await? {
