@@ -112,8 +112,16 @@ fn keys(mut config: config::Config) -> anyhow::Result<()> {
     }
     let jwt = fluxbase_auth::JwtKeys::hs256(secret.as_bytes());
     let now = fluxbase_auth::tokens::now_secs();
-    println!("anon key: {}", fluxbase_auth::tokens::api_key(&jwt, "anon", now));
-    println!("service_role key: {}", fluxbase_auth::tokens::api_key(&jwt, "service_role", now));
-    eprintln!("fluxbase: the service_role key bypasses Row-Level Security: keep it on servers only");
+    println!(
+        "anon key: {}",
+        fluxbase_auth::tokens::api_key(&jwt, "anon", now)
+    );
+    println!(
+        "service_role key: {}",
+        fluxbase_auth::tokens::api_key(&jwt, "service_role", now)
+    );
+    eprintln!(
+        "fluxbase: the service_role key bypasses Row-Level Security: keep it on servers only"
+    );
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 pub use fluxbase_replication::pgtls::MakeRustlsConnect;
 
@@ -57,7 +57,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("status", &self.pool.status()).finish()
+        f.debug_struct("Db")
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 

@@ -65,7 +65,9 @@ impl ErrorCode {
             ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ErrorCode::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ErrorCode::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            ErrorCode::ServiceUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
             ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ErrorCode::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ErrorCode::WeakPassword => (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"),
@@ -138,7 +140,10 @@ impl From<crate::db::DbError> for ApiError {
         match err {
             crate::db::DbError::Unavailable(_) => {
                 tracing::error!(error = %err, "database unavailable");
-                ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable")
+                ApiError::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable",
+                )
             }
             crate::db::DbError::Query(_) => {
                 tracing::error!(error = %err, "query failed");

@@ -79,18 +79,20 @@ impl Database {
             .context("connect to the embedded PostgreSQL")?;
         let task = tokio::spawn(conn);
         let exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&EMBEDDED_DATABASE])
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&EMBEDDED_DATABASE],
+            )
             .await?
             .is_some();
-        if !exists {
-            if let Err(err) = client
+        if !exists
+            && let Err(err) = client
                 .batch_execute(&format!("CREATE DATABASE {EMBEDDED_DATABASE}"))
                 .await
-            {
-                // Another fluxbase process on the same directory created it meanwhile.
-                if err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
-                    return Err(err).context("create the fluxbase database");
-                }
+        {
+            // Another fluxbase process on the same directory created it meanwhile.
+            if err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(err).context("create the fluxbase database");
             }
         }
         drop(client);
@@ -100,11 +102,10 @@ impl Database {
 
     /// Applies pending migrations on a dedicated connection.
     pub async fn migrate(&self) -> anyhow::Result<fluxbase_migrations::MigrationReport> {
-        let (mut client, conn) = self
-            .pg
-            .connect(crate::db::tls())
-            .await
-            .map_err(|e| anyhow::anyhow!("connect to the database: {}", describe_pg_error(&e)))?;
+        let (mut client, conn) =
+            self.pg.connect(crate::db::tls()).await.map_err(|e| {
+                anyhow::anyhow!("connect to the database: {}", describe_pg_error(&e))
+            })?;
         let task = tokio::spawn(conn);
         let report = fluxbase_migrations::run(&mut client).await?;
         drop(client);
@@ -168,7 +169,9 @@ pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result
         ),
         (Some(secret), true) => {
             if weak(secret) {
-                tracing::warn!("FLUXBASE_JWT_SECRET is weak: fine for development, not for production");
+                tracing::warn!(
+                    "FLUXBASE_JWT_SECRET is weak: fine for development, not for production"
+                );
             }
             Ok(())
         }
@@ -186,10 +189,10 @@ pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result
 }
 
 fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
-    if let Ok(text) = fs::read_to_string(path) {
-        if text.trim().len() >= MIN_SECRET_LEN {
-            return Ok(text.trim().to_string());
-        }
+    if let Ok(text) = fs::read_to_string(path)
+        && text.trim().len() >= MIN_SECRET_LEN
+    {
+        return Ok(text.trim().to_string());
     }
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -274,10 +277,10 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
 
 async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     database.ensure_created().await?;
-    if database.embedded.is_none() {
-        if let Err(err) = database.check_wal_level().await {
-            tracing::warn!(error = %err, "could not read wal_level");
-        }
+    if database.embedded.is_none()
+        && let Err(err) = database.check_wal_level().await
+    {
+        tracing::warn!(error = %err, "could not read wal_level");
     }
     let report = database.migrate().await?;
     if !report.applied.is_empty() {
@@ -291,7 +294,10 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
 
     let mut state = AppState::new(config.clone(), db.clone());
     let engine = if config.realtime.enabled {
-        let keys = state.keys.clone().context("auth.jwt_secret is resolved before serving")?;
+        let keys = state
+            .keys
+            .clone()
+            .context("auth.jwt_secret is resolved before serving")?;
         let engine = fluxbase_engine::realtime::Engine::new(
             AppState::realtime_settings(&config),
             keys,
@@ -301,7 +307,10 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
             config.replication.schemas.clone(),
         );
         let live = engine
-            .start(replication_config(&config, database.pg.clone()), REPLICATION_READY_TIMEOUT)
+            .start(
+                replication_config(&config, database.pg.clone()),
+                REPLICATION_READY_TIMEOUT,
+            )
             .await
             .context("start the realtime engine")?;
         if !live {

@@ -159,7 +159,10 @@ pub fn prometheus() -> PrometheusHandle {
 /// Help texts, and zero values so the series exist before their first event.
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("fluxbase_http_requests_total", "HTTP requests by method, route and status");
+    describe_counter!(
+        "fluxbase_http_requests_total",
+        "HTTP requests by method, route and status"
+    );
     describe_histogram!(
         "fluxbase_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -171,14 +174,26 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Database query latency"
     );
-    describe_gauge!("fluxbase_db_connections", "Open database connections in the pool");
-    describe_gauge!("fluxbase_db_connections_idle", "Idle database connections in the pool");
-    describe_gauge!("fluxbase_db_connections_max", "Pool size limit (database.max_connections)");
+    describe_gauge!(
+        "fluxbase_db_connections",
+        "Open database connections in the pool"
+    );
+    describe_gauge!(
+        "fluxbase_db_connections_idle",
+        "Idle database connections in the pool"
+    );
+    describe_gauge!(
+        "fluxbase_db_connections_max",
+        "Pool size limit (database.max_connections)"
+    );
     describe_gauge!(
         "fluxbase_db_connections_waiting",
         "Requests waiting for a database connection"
     );
-    describe_gauge!("fluxbase_system_uptime_seconds", "Seconds since the server started");
+    describe_gauge!(
+        "fluxbase_system_uptime_seconds",
+        "Seconds since the server started"
+    );
     metrics::counter!("fluxbase_db_queries_total", "status" => "ok").increment(0);
     metrics::counter!("fluxbase_db_queries_total", "status" => "error").increment(0);
 }

@@ -104,7 +104,12 @@ async fn config_test_names_bad_values_unknown_keys_and_their_origin() {
         "realtime:\n  enabled: true\n  rls_cache_size: lots\nlog:\n  levle: debug\n",
     )
     .unwrap();
-    let out = run(&dir, &["--config", path.to_str().unwrap(), "--config-test"], &[]).await;
+    let out = run(
+        &dir,
+        &["--config", path.to_str().unwrap(), "--config-test"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = text(&out);
     assert!(report.contains("realtime.rls_cache_size"), "{report}");
@@ -138,7 +143,10 @@ async fn serve_refuses_a_bad_config_before_doing_anything() {
     let out = run(&dir, &[], &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("server.port"), "{}", text(&out));
-    assert!(!dir.0.join(".fluxbase").exists(), "started a cluster anyway");
+    assert!(
+        !dir.0.join(".fluxbase").exists(),
+        "started a cluster anyway"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +162,10 @@ async fn migrate_twice_and_concurrently() {
     assert!(b.status.success(), "{}", text(&b));
     let outputs = [text(&a), text(&b)];
     assert_eq!(
-        outputs.iter().filter(|o| o.contains("applied migrations [1")).count(),
+        outputs
+            .iter()
+            .filter(|o| o.contains("applied migrations [1"))
+            .count(),
         1,
         "{outputs:?}"
     );
@@ -162,11 +173,18 @@ async fn migrate_twice_and_concurrently() {
     // And again: nothing to do.
     let out = run(&dir, &["migrate"], &env).await;
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("migrations up to date"), "{}", text(&out));
+    assert!(
+        text(&out).contains("migrations up to date"),
+        "{}",
+        text(&out)
+    );
 
     let client = db.client().await;
     let versions: Vec<i64> = client
-        .query("SELECT version FROM _fluxbase.schema_migrations ORDER BY 1", &[])
+        .query(
+            "SELECT version FROM _fluxbase.schema_migrations ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -186,7 +204,11 @@ async fn serve_with_a_real_database_requires_a_strong_jwt_secret() {
     let url = db.url();
     let out = run(&dir, &[], &[("DATABASE_URL", url.as_str())]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("FLUXBASE_JWT_SECRET is not set"), "{}", text(&out));
+    assert!(
+        text(&out).contains("FLUXBASE_JWT_SECRET is not set"),
+        "{}",
+        text(&out)
+    );
 
     let out = run(
         &dir,
@@ -200,5 +222,9 @@ async fn serve_with_a_real_database_requires_a_strong_jwt_secret() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("placeholder"), "{}", text(&out));
     // The secret itself is never printed.
-    assert!(!text(&out).contains("your-256-bit-secret-key-here"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("your-256-bit-secret-key-here"),
+        "{}",
+        text(&out)
+    );
 }

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::support::state_for;
 
-async fn body_json<B: actix_web::body::MessageBody>(res: actix_web::dev::ServiceResponse<B>) -> Value {
+async fn body_json<B: actix_web::body::MessageBody>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> Value {
     let bytes = read_body(res).await;
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
@@ -31,14 +33,21 @@ async fn health_ready_and_component_health() {
 
     let res = call_service(
         &app,
-        TestRequest::get().uri("/api/v1/monitoring/health").to_request(),
+        TestRequest::get()
+            .uri("/api/v1/monitoring/health")
+            .to_request(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body = body_json(res).await;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["components"]["database"]["status"], "healthy");
-    assert!(body["components"]["database"]["pool"]["max_size"].as_u64().unwrap() > 0);
+    assert!(
+        body["components"]["database"]["pool"]["max_size"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[actix_web::test]
@@ -167,11 +176,16 @@ async fn ready_follows_the_database_without_a_restart() {
 
     let res = call_service(
         &app,
-        TestRequest::get().uri("/api/v1/monitoring/health").to_request(),
+        TestRequest::get()
+            .uri("/api/v1/monitoring/health")
+            .to_request(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body_json(res).await["components"]["database"]["status"], "unhealthy");
+    assert_eq!(
+        body_json(res).await["components"]["database"]["status"],
+        "unhealthy"
+    );
 
     cluster.restart();
     let res = call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
@@ -182,17 +196,40 @@ async fn ready_follows_the_database_without_a_restart() {
 async fn sslmode_require_encrypts_pool_connections() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut cluster = DedicatedCluster::start().await;
-    let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await.unwrap();
+    let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     actix_web::rt::spawn(conn);
-    let data_dir: String = admin.query_one("SHOW data_directory", &[]).await.unwrap().get(0);
+    let data_dir: String = admin
+        .query_one("SHOW data_directory", &[])
+        .await
+        .unwrap()
+        .get(0);
     let owner = std::fs::metadata(&data_dir).unwrap();
-    let (cert, key) = (format!("{data_dir}/tls_cert.pem"), format!("{data_dir}/tls_key.pem"));
+    let (cert, key) = (
+        format!("{data_dir}/tls_cert.pem"),
+        format!("{data_dir}/tls_key.pem"),
+    );
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
         .args(["-keyout", &key, "-out", &cert])
         .output()
         .expect("openssl (Debian: apt-get install openssl) is needed to make a test certificate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for file in [&cert, &key] {
         std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).unwrap();
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -215,8 +252,14 @@ async fn sslmode_require_encrypts_pool_connections() {
     let res = call_service(&app, TestRequest::get().uri("/ready").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let rows = db
-        .query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .unwrap();
-    assert!(rows[0].get::<_, bool>(0), "pool connection is not encrypted");
+    assert!(
+        rows[0].get::<_, bool>(0),
+        "pool connection is not encrypted"
+    );
 }

@@ -36,13 +36,32 @@ async fn small_scale_scenarios_are_clean() {
     .await;
     let pid = server.child.id().unwrap();
 
-    for scenario in [Scenario::RealtimePublic, Scenario::RealtimeOwner, Scenario::ConnectStorm] {
+    for scenario in [
+        Scenario::RealtimePublic,
+        Scenario::RealtimeOwner,
+        Scenario::ConnectStorm,
+    ] {
         let c = config(scenario, &server.addr, &db, pid);
-        let report = run(&c).await.unwrap_or_else(|e| panic!("{scenario:?}: {e}"));
-        assert!(report.is_clean(), "{scenario:?} not clean:\n{}", report.render());
+        let report = run(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{scenario:?}: {e}"));
+        assert!(
+            report.is_clean(),
+            "{scenario:?} not clean:\n{}",
+            report.render()
+        );
         if let Some(events) = &report.events {
-            assert!(events.counts.expected > 0, "{scenario:?} expected no events:\n{}", report.render());
-            assert_eq!(events.counts.delivered, events.counts.expected, "{}", report.render());
+            assert!(
+                events.counts.expected > 0,
+                "{scenario:?} expected no events:\n{}",
+                report.render()
+            );
+            assert_eq!(
+                events.counts.delivered,
+                events.counts.expected,
+                "{}",
+                report.render()
+            );
         }
     }
 
@@ -55,10 +74,18 @@ async fn small_scale_scenarios_are_clean() {
     c.rate = 40.0;
     c.duration = Duration::from_secs(5);
     let report = run(&c).await.unwrap();
-    assert!(report.is_clean(), "slow-clients not clean:\n{}", report.render());
+    assert!(
+        report.is_clean(),
+        "slow-clients not clean:\n{}",
+        report.render()
+    );
     let sockets = report.sockets.as_ref().unwrap();
     assert_eq!(
-        sockets.slow_outcomes.get("close:4008").copied().unwrap_or(0),
+        sockets
+            .slow_outcomes
+            .get("close:4008")
+            .copied()
+            .unwrap_or(0),
         3,
         "slow sockets not all closed with 4008:\n{}",
         report.render()

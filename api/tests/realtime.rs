@@ -52,8 +52,19 @@ async fn changes_reach_subscribers_in_commit_order_with_filters() {
     assert_eq!(f["payload"]["type"], "INSERT");
     assert_eq!(f["payload"]["record"]["title"], "one");
     assert_eq!(f["payload"]["schema"], "public");
-    assert!(f["payload"]["commit_timestamp"].as_str().unwrap().ends_with('Z'));
-    assert!(f["payload"]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "title"));
+    assert!(
+        f["payload"]["commit_timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(
+        f["payload"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "title")
+    );
     let f = all.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["title"], "Grüße ✓");
     let f = all.frame_of("postgres_changes").await;
@@ -68,7 +79,11 @@ async fn changes_reach_subscribers_in_commit_order_with_filters() {
     let f = only42.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["user_id"], 42);
     only42.send(json!({"type": "heartbeat"})).await;
-    assert_eq!(only42.frame().await["type"], "heartbeat", "an unexpected change was delivered");
+    assert_eq!(
+        only42.frame().await["type"],
+        "heartbeat",
+        "an unexpected change was delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +102,10 @@ async fn tables_created_after_start_are_subscribable_at_once() {
     let mut ws = Ws::connect(&server.addr, None).await;
     let ack = ws.subscribe("l", json!({"table": "late"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
-    client.batch_execute("INSERT INTO late VALUES (1, 'first')").await.unwrap();
+    client
+        .batch_execute("INSERT INTO late VALUES (1, 'first')")
+        .await
+        .unwrap();
     let f = ws.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["v"], "first");
 
@@ -95,7 +113,9 @@ async fn tables_created_after_start_are_subscribable_at_once() {
     let err = ws.subscribe("k", json!({"table": "keyless"})).await;
     assert_eq!(err["code"], "no_primary_key", "{err}");
     client
-        .batch_execute("INSERT INTO keyless VALUES ('a'); UPDATE keyless SET v = 'b'; DELETE FROM keyless")
+        .batch_execute(
+            "INSERT INTO keyless VALUES ('a'); UPDATE keyless SET v = 'b'; DELETE FROM keyless",
+        )
         .await
         .unwrap();
 }
@@ -106,7 +126,10 @@ async fn wal2json_plugin_delivers_the_same_events() {
     let client = setup_public_table(&db).await;
     let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REPLICATION_PLUGIN", "wal2json")]).await;
     let mut ws = Ws::connect(&server.addr, None).await;
-    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
+    assert_eq!(
+        ws.subscribe("c", json!({"table": "todos"})).await["type"],
+        "ack"
+    );
     client
         .batch_execute("INSERT INTO todos (user_id, title) VALUES (7, 'via wal2json')")
         .await
@@ -127,13 +150,34 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
         ("{not json", "invalid_json"),
         (r#"{"type":"dance"}"#, "unknown_type"),
         (r#"{"type":"subscribe"}"#, "invalid_message"),
-        (r#"{"type":"subscribe","channel":"c","config":{"table":"nope"}}"#, "unknown_table"),
-        (r#"{"type":"subscribe","channel":"c","config":{"schema":"auth","table":"users"}}"#, "unknown_table"),
-        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"nope=eq.1"}}"#, "unknown_column"),
-        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"user_id=between.1"}}"#, "invalid_filter"),
-        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos","event":"UPSERT"}}"#, "invalid_event"),
-        (r#"{"type":"subscribe","channel":"c","config":{"table":"todos; DROP TABLE todos"}}"#, "unknown_table"),
-        (r#"{"type":"access_token","token":"forged.token.here"}"#, "invalid_token"),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"table":"nope"}}"#,
+            "unknown_table",
+        ),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"schema":"auth","table":"users"}}"#,
+            "unknown_table",
+        ),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"nope=eq.1"}}"#,
+            "unknown_column",
+        ),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"table":"todos","filter":"user_id=between.1"}}"#,
+            "invalid_filter",
+        ),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"table":"todos","event":"UPSERT"}}"#,
+            "invalid_event",
+        ),
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"table":"todos; DROP TABLE todos"}}"#,
+            "unknown_table",
+        ),
+        (
+            r#"{"type":"access_token","token":"forged.token.here"}"#,
+            "invalid_token",
+        ),
     ];
     for (frame, code) in cases {
         ws.send_raw(frame).await;
@@ -153,11 +197,18 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
 async fn forged_expired_and_alg_none_tokens_are_refused() {
     let db = TestDb::new().await;
     let (server, _dir) = realtime_server(&db, &[]).await;
-    let forged = fluxbase_auth::JwtKeys::hs256(b"someone-elses-secret-0123456789abcdef")
-        .sign(json!({"sub": "u", "role": "service_role"}).as_object().unwrap());
+    let forged = fluxbase_auth::JwtKeys::hs256(b"someone-elses-secret-0123456789abcdef").sign(
+        json!({"sub": "u", "role": "service_role"})
+            .as_object()
+            .unwrap(),
+    );
     let expired = token(json!({"sub": "u", "role": "authenticated", "exp": 1000}));
     let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.";
-    for (t, code) in [(forged.as_str(), "invalid_token"), (expired.as_str(), "token_expired"), (none, "invalid_token")] {
+    for (t, code) in [
+        (forged.as_str(), "invalid_token"),
+        (expired.as_str(), "token_expired"),
+        (none, "invalid_token"),
+    ] {
         let mut ws = Ws::connect(&server.addr, Some(t)).await;
         let f = ws.frame().await;
         assert_eq!(f["type"], "error");
@@ -200,14 +251,26 @@ async fn broadcast_and_presence() {
     let res = crate::support::http(&server.addr, "POST", "/api/v1/realtime/broadcast").await;
     assert_eq!(res.status, 401, "{}", res.body);
     let service = token(json!({"role": "service_role"}));
-    let res = post_json(&server.addr, "/api/v1/realtime/broadcast", &service, json!({"channel": "room1", "event": "news", "payload": {"n": 7}})).await;
+    let res = post_json(
+        &server.addr,
+        "/api/v1/realtime/broadcast",
+        &service,
+        json!({"channel": "room1", "event": "news", "payload": {"n": 7}}),
+    )
+    .await;
     assert_eq!(res.0, 202, "{}", res.1);
     for ws in [&mut a, &mut b] {
         let f = ws.frame_of("broadcast").await;
         assert_eq!(f["payload"]["event"], "news");
     }
     let user = token(json!({"sub": "u1", "role": "authenticated"}));
-    let res = post_json(&server.addr, "/api/v1/realtime/broadcast", &user, json!({"channel": "room1", "event": "x"})).await;
+    let res = post_json(
+        &server.addr,
+        "/api/v1/realtime/broadcast",
+        &user,
+        json!({"channel": "room1", "event": "x"}),
+    )
+    .await;
     assert_eq!(res.0, 403, "{}", res.1);
 
     // Leaving: b sees a's presence leave.
@@ -219,7 +282,8 @@ async fn broadcast_and_presence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_admin_restart() {
     let db = TestDb::new().await;
-    let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER", "1")]).await;
+    let (server, _dir) =
+        realtime_server(&db, &[("FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER", "1")]).await;
     let t = token(json!({"sub": "6f1c2a3e-1111-4222-8333-944455556666", "role": "authenticated"}));
     let mut first = Ws::connect(&server.addr, Some(&t)).await;
     first.send(json!({"type": "heartbeat"})).await;
@@ -235,14 +299,35 @@ async fn limits_and_admin_restart() {
         other => panic!("{other:?}"),
     }
 
-    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", "", json!({})).await;
+    let res = post_json(
+        &server.addr,
+        "/api/v1/admin/realtime/restart",
+        "",
+        json!({}),
+    )
+    .await;
     assert_eq!(res.0, 401, "{}", res.1);
-    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", &t, json!({})).await;
+    let res = post_json(
+        &server.addr,
+        "/api/v1/admin/realtime/restart",
+        &t,
+        json!({}),
+    )
+    .await;
     assert_eq!(res.0, 403, "{}", res.1);
     let admin = token(json!({"role": "service_role"}));
-    let res = post_json(&server.addr, "/api/v1/admin/realtime/restart", &admin, json!({})).await;
+    let res = post_json(
+        &server.addr,
+        "/api/v1/admin/realtime/restart",
+        &admin,
+        json!({}),
+    )
+    .await;
     assert_eq!(res.0, 200, "{}", res.1);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&res.1).unwrap()["restarted"], true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&res.1).unwrap()["restarted"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +352,11 @@ async fn shutdown_sends_close_frames() {
 async fn post_json(addr: &str, path: &str, token: &str, body: serde_json::Value) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = body.to_string();
-    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -278,7 +367,11 @@ async fn post_json(addr: &str, path: &str, token: &str, body: serde_json::Value)
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, body.to_string())
 }
 
@@ -305,7 +398,11 @@ async fn owner_rls_and_session_revocation() {
         .await
         .unwrap();
     let (server, _dir) = realtime_server(&db, &[]).await;
-    let mut a = Ws::connect(&server.addr, Some(&token(json!({"sub": alice, "role": "authenticated"})))).await;
+    let mut a = Ws::connect(
+        &server.addr,
+        Some(&token(json!({"sub": alice, "role": "authenticated"}))),
+    )
+    .await;
     let mut b = Ws::connect(
         &server.addr,
         Some(&token(json!({"sub": bob, "role": "authenticated", "session_id": "11111111-1111-4111-8111-111111111111"}))),
@@ -313,7 +410,10 @@ async fn owner_rls_and_session_revocation() {
     .await;
     let mut anon = Ws::connect(&server.addr, None).await;
     for ws in [&mut a, &mut b, &mut anon] {
-        assert_eq!(ws.subscribe("n", json!({"table": "notes"})).await["type"], "ack");
+        assert_eq!(
+            ws.subscribe("n", json!({"table": "notes"})).await["type"],
+            "ack"
+        );
     }
     client
         .batch_execute(&format!(
@@ -328,7 +428,11 @@ async fn owner_rls_and_session_revocation() {
     assert_eq!(f["payload"]["record"]["body"], "for alice", "{f}");
     let f = a.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["type"], "DELETE");
-    assert_eq!(f["payload"]["old_record"].as_object().unwrap().len(), 1, "{f}");
+    assert_eq!(
+        f["payload"]["old_record"].as_object().unwrap().len(),
+        1,
+        "{f}"
+    );
     let f = b.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["body"], "for bob", "{f}");
     // anon has no policy on notes: it can never see a row, so it gets nothing at all, not
@@ -339,7 +443,10 @@ async fn owner_rls_and_session_revocation() {
 
     // The runbook's revocation closes Alice's socket, not Bob's.
     client
-        .execute("DELETE FROM auth.sessions WHERE user_id = $1::text::uuid", &[&alice])
+        .execute(
+            "DELETE FROM auth.sessions WHERE user_id = $1::text::uuid",
+            &[&alice],
+        )
         .await
         .unwrap();
     loop {
@@ -358,15 +465,24 @@ async fn owner_rls_and_session_revocation() {
 
     // Bob signs out on another device: his socket on this session stays open…
     client
-        .batch_execute("DELETE FROM auth.sessions WHERE id = '22222222-2222-4222-8222-222222222222'")
+        .batch_execute(
+            "DELETE FROM auth.sessions WHERE id = '22222222-2222-4222-8222-222222222222'",
+        )
         .await
         .unwrap();
-    client.batch_execute(&format!("INSERT INTO notes (owner, body) VALUES ('{bob}', 'still here')")).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO notes (owner, body) VALUES ('{bob}', 'still here')"
+        ))
+        .await
+        .unwrap();
     let f = b.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["body"], "still here");
     // …and closes when its own session goes.
     client
-        .batch_execute("DELETE FROM auth.sessions WHERE id = '11111111-1111-4111-8111-111111111111'")
+        .batch_execute(
+            "DELETE FROM auth.sessions WHERE id = '11111111-1111-4111-8111-111111111111'",
+        )
         .await
         .unwrap();
     loop {
@@ -400,11 +516,18 @@ async fn every_filter_operator_and_unsubscribe() {
         ("in", "user_id=in.(4,6)"),
     ];
     for (name, filter) in filters {
-        let ack = ws.subscribe(name, json!({"table": "todos", "event": "INSERT", "filter": filter})).await;
+        let ack = ws
+            .subscribe(
+                name,
+                json!({"table": "todos", "event": "INSERT", "filter": filter}),
+            )
+            .await;
         assert_eq!(ack["type"], "ack", "{ack}");
     }
     client
-        .batch_execute("INSERT INTO todos (user_id, title) VALUES (4, 'Walk'), (5, 'wash'), (6, NULL)")
+        .batch_execute(
+            "INSERT INTO todos (user_id, title) VALUES (4, 'Walk'), (5, 'wash'), (6, NULL)",
+        )
         .await
         .unwrap();
     // Which channels each row reached (one frame per matching channel, in commit order).
@@ -418,7 +541,9 @@ async fn every_filter_operator_and_unsubscribe() {
     for _ in 0..total {
         let f = ws.frame_of("postgres_changes").await;
         let user = f["payload"]["record"]["user_id"].as_i64().unwrap();
-        seen.entry(user).or_default().push(f["channel"].as_str().unwrap().to_string());
+        seen.entry(user)
+            .or_default()
+            .push(f["channel"].as_str().unwrap().to_string());
     }
     for (user, mut channels) in expected {
         channels.sort();
@@ -428,11 +553,15 @@ async fn every_filter_operator_and_unsubscribe() {
     }
 
     // Unsubscribe stops delivery on that channel only.
-    ws.send(json!({"type": "unsubscribe", "channel": "eq"})).await;
+    ws.send(json!({"type": "unsubscribe", "channel": "eq"}))
+        .await;
     let ack = ws.frame_of("ack").await;
     assert_eq!(ack["subscribed"], false);
     assert_eq!(ack["subscription_ids"].as_array().unwrap().len(), 1);
-    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (5, 'again')").await.unwrap();
+    client
+        .batch_execute("INSERT INTO todos (user_id, title) VALUES (5, 'again')")
+        .await
+        .unwrap();
     let mut channels = Vec::new();
     for _ in 0..2 {
         let f = ws.frame_of("postgres_changes").await;
@@ -442,7 +571,10 @@ async fn every_filter_operator_and_unsubscribe() {
     assert_eq!(channels, ["gte", "lte"]);
     ws.send(json!({"type": "heartbeat"})).await;
     let f = ws.frame().await;
-    assert_eq!(f["type"], "heartbeat", "the unsubscribed eq channel still delivered: {f}");
+    assert_eq!(
+        f["type"], "heartbeat",
+        "the unsubscribed eq channel still delivered: {f}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,7 +583,11 @@ async fn replication_restarts_lose_nothing() {
     let client = setup_public_table(&db).await;
     let (server, _dir) = realtime_server(&db, &[]).await;
     let mut ws = Ws::connect(&server.addr, None).await;
-    assert_eq!(ws.subscribe("c", json!({"table": "todos", "event": "INSERT"})).await["type"], "ack");
+    assert_eq!(
+        ws.subscribe("c", json!({"table": "todos", "event": "INSERT"}))
+            .await["type"],
+        "ack"
+    );
     let admin = token(json!({"role": "service_role"}));
     let total = 60;
     for n in 0..total {
@@ -460,7 +596,13 @@ async fn replication_restarts_lose_nothing() {
             .await
             .unwrap();
         if n == 20 {
-            let (status, body) = post_json(&server.addr, "/api/v1/admin/realtime/restart", &admin, json!({})).await;
+            let (status, body) = post_json(
+                &server.addr,
+                "/api/v1/admin/realtime/restart",
+                &admin,
+                json!({}),
+            )
+            .await;
             assert_eq!(status, 200, "{body}");
         }
         if n == 40 {
@@ -479,7 +621,11 @@ async fn replication_restarts_lose_nothing() {
         assert_eq!(f["payload"]["record"]["user_id"], n, "{f}");
     }
     ws.send(json!({"type": "heartbeat"})).await;
-    assert_eq!(ws.frame().await["type"], "heartbeat", "a duplicate was delivered");
+    assert_eq!(
+        ws.frame().await["type"],
+        "heartbeat",
+        "a duplicate was delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,26 +640,50 @@ async fn token_expiry_drops_subscriptions_and_access_token_restores_them() {
     let sub = "6f1c2a3e-1111-4222-8333-944455556666";
     let short = token(json!({"sub": sub, "role": "authenticated", "exp": now + 2}));
     let mut ws = Ws::connect(&server.addr, Some(&short)).await;
-    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
+    assert_eq!(
+        ws.subscribe("c", json!({"table": "todos"})).await["type"],
+        "ack"
+    );
     // The expiry is the event awaited (about 2 s).
     let f = ws.frame_of("error").await;
     assert_eq!(f["code"], "token_expired", "{f}");
     // A witness socket proves the next change was dispatched before we look.
     let mut witness = Ws::connect(&server.addr, None).await;
-    assert_eq!(witness.subscribe("w", json!({"table": "todos"})).await["type"], "ack");
-    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (1, 'after expiry')").await.unwrap();
-    assert_eq!(witness.frame_of("postgres_changes").await["payload"]["record"]["title"], "after expiry");
+    assert_eq!(
+        witness.subscribe("w", json!({"table": "todos"})).await["type"],
+        "ack"
+    );
+    client
+        .batch_execute("INSERT INTO todos (user_id, title) VALUES (1, 'after expiry')")
+        .await
+        .unwrap();
+    assert_eq!(
+        witness.frame_of("postgres_changes").await["payload"]["record"]["title"],
+        "after expiry"
+    );
     ws.send(json!({"type": "heartbeat"})).await;
-    assert_eq!(ws.frame().await["type"], "heartbeat", "delivered after expiry");
+    assert_eq!(
+        ws.frame().await["type"],
+        "heartbeat",
+        "delivered after expiry"
+    );
 
     // A forged refresh is refused; a real one re-authorizes and subscriptions work again.
-    ws.send(json!({"type": "access_token", "token": "eyJhbGciOiJub25lIn0.e30."})).await;
+    ws.send(json!({"type": "access_token", "token": "eyJhbGciOiJub25lIn0.e30."}))
+        .await;
     assert_eq!(ws.frame().await["code"], "invalid_token");
     let fresh = token(json!({"sub": sub, "role": "authenticated"}));
-    ws.send(json!({"type": "access_token", "token": fresh})).await;
+    ws.send(json!({"type": "access_token", "token": fresh}))
+        .await;
     assert_eq!(ws.frame().await["type"], "system");
-    assert_eq!(ws.subscribe("c", json!({"table": "todos"})).await["type"], "ack");
-    client.batch_execute("INSERT INTO todos (user_id, title) VALUES (2, 'again')").await.unwrap();
+    assert_eq!(
+        ws.subscribe("c", json!({"table": "todos"})).await["type"],
+        "ack"
+    );
+    client
+        .batch_execute("INSERT INTO todos (user_id, title) VALUES (2, 'again')")
+        .await
+        .unwrap();
     let f = ws.frame_of("postgres_changes").await;
     assert_eq!(f["payload"]["record"]["title"], "again");
 }
@@ -521,11 +691,15 @@ async fn token_expiry_drops_subscriptions_and_access_token_restores_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_close_with_1009_and_others_are_unaffected() {
     let db = TestDb::new().await;
-    let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REALTIME_MESSAGE_SIZE_LIMIT", "1KB")]).await;
+    let (server, _dir) =
+        realtime_server(&db, &[("FLUXBASE_REALTIME_MESSAGE_SIZE_LIMIT", "1KB")]).await;
     let mut big = Ws::connect(&server.addr, None).await;
     let mut other = Ws::connect(&server.addr, None).await;
     let payload = "x".repeat(4096);
-    big.send(json!({"type": "broadcast", "channel": "r", "payload": {"event": "e", "data": payload}})).await;
+    big.send(
+        json!({"type": "broadcast", "channel": "r", "payload": {"event": "e", "data": payload}}),
+    )
+    .await;
     match big.next_event().await {
         WsEvent::Closed(Some((code, reason))) => {
             assert_eq!(code, 1009);

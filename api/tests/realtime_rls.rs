@@ -16,19 +16,31 @@ use crate::support::{Ws, realtime_server, token};
 #[derive(Debug, Clone, PartialEq)]
 enum Expect {
     /// INSERT/UPDATE of a row it may SELECT: exactly this record.
-    Row { kind: &'static str, id: i64, record: Value },
+    Row {
+        kind: &'static str,
+        id: i64,
+        record: Value,
+    },
     /// DELETE of a row it could see: the event must arrive (old row or key only).
     Delete { id: i64 },
 }
 
 async fn visible(client: &mut tokio_postgres::Client, role: &str, claims: &Value, id: i64) -> bool {
     let tx = client.transaction().await.unwrap();
-    tx.execute("SELECT set_config('request.jwt.claims', $1, true)", &[&claims.to_string()])
+    tx.execute(
+        "SELECT set_config('request.jwt.claims', $1, true)",
+        &[&claims.to_string()],
+    )
+    .await
+    .unwrap();
+    tx.batch_execute(&format!("SET LOCAL ROLE {role}"))
         .await
         .unwrap();
-    tx.batch_execute(&format!("SET LOCAL ROLE {role}")).await.unwrap();
     let seen: bool = tx
-        .query_one("SELECT EXISTS (SELECT 1 FROM public.docs WHERE id = $1)", &[&id])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM public.docs WHERE id = $1)",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -55,7 +67,11 @@ async fn await_sentinel(ws: &mut Ws, kind: &str, id: i64) {
     loop {
         let f = ws.frame_of("postgres_changes").await;
         let p = &f["payload"];
-        let row = if kind == "DELETE" { &p["old_record"] } else { &p["record"] };
+        let row = if kind == "DELETE" {
+            &p["old_record"]
+        } else {
+            &p["record"]
+        };
         if p["type"] == kind && row["id"] == id {
             return;
         }
@@ -85,7 +101,8 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
         .await
         .unwrap();
     // TTL 0: a membership change (another table) is seen by the very next decision.
-    let (mut server, _dir) = realtime_server(&db, &[("FLUXBASE_REALTIME_RLS_CACHE_TTL", "0s")]).await;
+    let (mut server, _dir) =
+        realtime_server(&db, &[("FLUXBASE_REALTIME_RLS_CACHE_TTL", "0s")]).await;
 
     // 10 users (some with a tenant claim), one anon socket, one service_role sentinel.
     let tenants = ["acme", "globex", ""];
@@ -106,11 +123,18 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
         } else {
             Ws::connect(&server.addr, Some(&token(claims.clone()))).await
         };
-        assert_eq!(ws.subscribe("docs", json!({"table": "docs"})).await["type"], "ack");
+        assert_eq!(
+            ws.subscribe("docs", json!({"table": "docs"})).await["type"],
+            "ack"
+        );
         sockets.push(ws);
     }
-    let mut sentinel = Ws::connect(&server.addr, Some(&token(json!({"role": "service_role"})))).await;
-    assert_eq!(sentinel.subscribe("docs", json!({"table": "docs"})).await["type"], "ack");
+    let mut sentinel =
+        Ws::connect(&server.addr, Some(&token(json!({"role": "service_role"})))).await;
+    assert_eq!(
+        sentinel.subscribe("docs", json!({"table": "docs"})).await["type"],
+        "ack"
+    );
 
     let user_ids: Vec<String> = identities[..10]
         .iter()
@@ -172,7 +196,10 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
             for (role, claims) in &identities {
                 before.push(visible(&mut client, role, claims, id).await);
             }
-            client.execute("DELETE FROM public.docs WHERE id = $1", &[&id]).await.unwrap();
+            client
+                .execute("DELETE FROM public.docs WHERE id = $1", &[&id])
+                .await
+                .unwrap();
             for (i, seen) in before.into_iter().enumerate() {
                 if seen {
                     expected[i].push(Expect::Delete { id });
@@ -187,18 +214,34 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
         let record = row_json(&client, id).await;
         for (i, (role, claims)) in identities.iter().enumerate() {
             if visible(&mut client, role, claims, id).await {
-                expected[i].push(Expect::Row { kind, id, record: record.clone() });
+                expected[i].push(Expect::Row {
+                    kind,
+                    id,
+                    record: record.clone(),
+                });
             }
         }
-        if tokio::time::timeout(std::time::Duration::from_secs(10), await_sentinel(&mut sentinel, kind, id)).await.is_err() {
-            panic!("no sentinel event; server log:\n{}", server.drain_log().join("\n"));
+        if tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            await_sentinel(&mut sentinel, kind, id),
+        )
+        .await
+        .is_err()
+        {
+            panic!(
+                "no sentinel event; server log:\n{}",
+                server.drain_log().join("\n")
+            );
         }
     }
     assert!(writes > 100, "only {writes} writes");
 
     // A public marker row: once every socket has it, everything before it has arrived.
     let marker: i64 = client
-        .query_one("INSERT INTO public.docs (is_public, body) VALUES (true, 'marker') RETURNING id", &[])
+        .query_one(
+            "INSERT INTO public.docs (is_public, body) VALUES (true, 'marker') RETURNING id",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -269,5 +312,8 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
     assert!(seen > 50, "{seen}");
     let most = expected.iter().map(Vec::len).max().unwrap();
     let least = expected.iter().map(Vec::len).min().unwrap();
-    assert!(least < most, "every socket saw the same events: visibility never differed");
+    assert!(
+        least < most,
+        "every socket saw the same events: visibility never differed"
+    );
 }

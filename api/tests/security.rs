@@ -31,16 +31,28 @@ async fn security_headers_on_every_response() {
         let h = res.headers();
         assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{uri}");
         assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
-        assert!(h.get("content-security-policy").unwrap().to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(
+            h.get("content-security-policy")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
         assert!(h.contains_key("referrer-policy"));
-        assert!(!h.contains_key("strict-transport-security"), "HSTS over plain HTTP");
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "HSTS over plain HTTP"
+        );
     }
 }
 
 #[actix_web::test]
 async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
     let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| c.security.rate_limit.requests_per_minute = 3))).await;
+    let app = init_service(build_app(state(&db, |c| {
+        c.security.rate_limit.requests_per_minute = 3
+    })))
+    .await;
     let get = |uri: &str, ip: &str| TestRequest::get().uri(uri).peer_addr(peer(ip)).to_request();
     for _ in 0..3 {
         let res = call_service(&app, get("/api/v1/monitoring/metrics", "10.1.1.1")).await;
@@ -48,7 +60,14 @@ async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
     }
     let res = call_service(&app, get("/api/v1/monitoring/metrics", "10.1.1.1")).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = res.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
     let body: serde_json::Value = serde_json::from_slice(&read_body(res).await).unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -61,7 +80,10 @@ async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
     }
     let res = call_service(&app, get("/metrics", "10.1.1.1")).await;
     let text = String::from_utf8(read_body(res).await.to_vec()).unwrap();
-    assert!(text.contains(r#"fluxbase_rate_limit_hits_total{scope="ip"}"#), "{text}");
+    assert!(
+        text.contains(r#"fluxbase_rate_limit_hits_total{scope="ip"}"#),
+        "{text}"
+    );
 }
 
 #[actix_web::test]
@@ -73,7 +95,9 @@ async fn per_user_limit_follows_the_verified_token_and_proxies_are_trusted_only_
         c.server.trusted_proxies = vec!["10.0.0.1".into()];
     })))
     .await;
-    let t = token(serde_json::json!({"sub": "6f1c2a3e-1111-4222-8333-944455556666", "role": "authenticated"}));
+    let t = token(
+        serde_json::json!({"sub": "6f1c2a3e-1111-4222-8333-944455556666", "role": "authenticated"}),
+    );
     let mut statuses = Vec::new();
     for i in 0..3 {
         // Different client addresses through the trusted proxy: the user budget still binds.
@@ -147,18 +171,34 @@ async fn cors_preflight_and_simple_requests() {
     };
     let res = call_service(&app, preflight("https://app.example.com")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert_eq!(res.headers().get("access-control-allow-origin").unwrap(), "https://app.example.com");
-    assert!(res.headers().get("access-control-allow-methods").unwrap().to_str().unwrap().contains("POST"));
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
+    assert!(
+        res.headers()
+            .get("access-control-allow-methods")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
     let res = call_service(&app, preflight("https://evil.example.net")).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(!res.headers().contains_key("access-control-allow-origin"));
 
     let res = call_service(
         &app,
-        TestRequest::get().uri("/health").insert_header(("Origin", "https://app.example.com")).to_request(),
+        TestRequest::get()
+            .uri("/health")
+            .insert_header(("Origin", "https://app.example.com"))
+            .to_request(),
     )
     .await;
-    assert_eq!(res.headers().get("access-control-allow-origin").unwrap(), "https://app.example.com");
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
 }
 
 #[actix_web::test]
@@ -167,9 +207,25 @@ async fn csrf_double_submit_for_cookie_sessions() {
     let app = init_service(build_app(state(&db, |c| c.security.csrf.enabled = true))).await;
     // A GET hands out the cookie.
     let res = call_service(&app, TestRequest::get().uri("/health").to_request()).await;
-    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(cookie.starts_with("fluxbase_csrf=") && cookie.contains("Secure") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let value = cookie.split(';').next().unwrap().trim_start_matches("fluxbase_csrf=").to_string();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with("fluxbase_csrf=")
+            && cookie.contains("Secure")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("fluxbase_csrf=")
+        .to_string();
 
     let post = |csrf: Option<&str>| {
         let mut r = TestRequest::post()
@@ -194,7 +250,13 @@ async fn csrf_double_submit_for_cookie_sessions() {
         &app,
         TestRequest::post()
             .uri("/api/v1/admin/realtime/restart")
-            .insert_header(("Authorization", format!("Bearer {}", token(serde_json::json!({"role": "service_role"})))))
+            .insert_header((
+                "Authorization",
+                format!(
+                    "Bearer {}",
+                    token(serde_json::json!({"role": "service_role"}))
+                ),
+            ))
             .to_request(),
     )
     .await;

@@ -10,7 +10,11 @@ async fn embedded_client(dir: &TempDir) -> tokio_postgres::Client {
     let state = dir.0.join(".fluxbase");
     let password = std::fs::read_to_string(state.join("pg-password")).unwrap();
     let port = std::fs::read_to_string(state.join("pg-port")).unwrap();
-    let url = format!("postgres://fluxbase:{}@127.0.0.1:{}/fluxbase", password.trim(), port.trim());
+    let url = format!(
+        "postgres://fluxbase:{}@127.0.0.1:{}/fluxbase",
+        password.trim(),
+        port.trim()
+    );
     let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(conn);
     client
@@ -23,7 +27,10 @@ async fn embedded_server_starts_serves_stops_and_keeps_its_data() {
     let mut server = Server::start(fluxbase(&dir.0)).await;
     let first = serde_json::from_str::<serde_json::Value>(&server.lines[0]).unwrap();
     assert!(
-        first["message"].as_str().unwrap().contains("embedded PostgreSQL"),
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("embedded PostgreSQL"),
         "first log line must say the embedded cluster is used: {first}"
     );
     assert!(server.lines.iter().any(|l| l.contains("migration applied")));
@@ -35,7 +42,11 @@ async fn embedded_server_starts_serves_stops_and_keeps_its_data() {
     assert_eq!(res.status, 200, "{}", res.body);
     let res = http(&server.addr, "GET", "/metrics").await;
     assert_eq!(res.status, 200);
-    assert!(res.body.contains("fluxbase_http_requests_total"), "{}", res.body);
+    assert!(
+        res.body.contains("fluxbase_http_requests_total"),
+        "{}",
+        res.body
+    );
     server.wait_for_log("HTTP request").await;
 
     // State is private: generated secrets are 0600.
@@ -50,7 +61,9 @@ async fn embedded_server_starts_serves_stops_and_keeps_its_data() {
 
     let client = embedded_client(&dir).await;
     client
-        .batch_execute("CREATE TABLE public.kept (v text); INSERT INTO kept VALUES ('across restarts')")
+        .batch_execute(
+            "CREATE TABLE public.kept (v text); INSERT INTO kept VALUES ('across restarts')",
+        )
         .await
         .unwrap();
     drop(client);
@@ -73,7 +86,11 @@ async fn embedded_server_starts_serves_stops_and_keeps_its_data() {
     let res = http(&server.addr, "GET", "/ready").await;
     assert_eq!(res.status, 200);
     let client = embedded_client(&dir).await;
-    let v: String = client.query_one("SELECT v FROM kept", &[]).await.unwrap().get(0);
+    let v: String = client
+        .query_one("SELECT v FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "across restarts");
     drop(client);
     let (status, _) = server.stop(libc::SIGINT).await;
@@ -94,15 +111,29 @@ async fn server_on_database_url_logs_json_requests() {
         // Every query is "slow": the log line must say so, with the statement only.
         .env("FLUXBASE_DATABASE_SLOW_QUERY_THRESHOLD", "0s")
         .env("FLUXBASE_DATABASE_MIN_CONNECTIONS", "3")
-        .env("FLUXBASE_REPLICATION_SLOT_NAME", format!("slot_{}", db.name()));
+        .env(
+            "FLUXBASE_REPLICATION_SLOT_NAME",
+            format!("slot_{}", db.name()),
+        );
     let mut server = Server::start(cmd).await;
-    assert!(!dir.0.join(".fluxbase").exists(), "embedded state created with DATABASE_URL");
+    assert!(
+        !dir.0.join(".fluxbase").exists(),
+        "embedded state created with DATABASE_URL"
+    );
 
     let res = http(&server.addr, "GET", "/nope?x=1").await;
     assert_eq!(res.status, 404);
     assert_eq!(res.json()["error"]["code"], "not_found");
     let line = server.wait_for_log("HTTP request").await;
-    for field in ["request_id", "method", "path", "status", "duration_ms", "ip", "user_id"] {
+    for field in [
+        "request_id",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "ip",
+        "user_id",
+    ] {
         assert!(line.get(field).is_some(), "{field} missing from {line}");
     }
     assert_eq!(line["level"], "warn");

@@ -33,7 +33,10 @@ pub fn fluxbase(dir: &Path) -> Command {
     let mut cmd = Command::new(binary());
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if (key.starts_with("FLUXBASE_") && key != "FLUXBASE_PG_BINDIR") || key == "DATABASE_URL" || key == "RUST_LOG" {
+        if (key.starts_with("FLUXBASE_") && key != "FLUXBASE_PG_BINDIR")
+            || key == "DATABASE_URL"
+            || key == "RUST_LOG"
+        {
             cmd.env_remove(key.as_ref());
         }
     }
@@ -109,13 +112,16 @@ impl Server {
         let fut = async {
             loop {
                 let Some(line) = self.rx.recv().await else {
-                    panic!("fluxbase exited before logging {message:?}; log:\n{}", self.lines.join("\n"));
+                    panic!(
+                        "fluxbase exited before logging {message:?}; log:\n{}",
+                        self.lines.join("\n")
+                    );
                 };
                 self.lines.push(line.clone());
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == message {
-                        return v;
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == message
+                {
+                    return v;
                 }
             }
         };
@@ -164,8 +170,7 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -201,19 +206,31 @@ pub async fn http(addr: &str, method: &str, path: &str) -> Response {
 pub const TEST_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256-0123456789";
 
 /// A server on `db` with realtime on, its own replication slot, and `extra` env vars.
-pub async fn realtime_server(db: &fluxbase_migrations::test_utils::TestDb, extra: &[(&str, &str)]) -> (Server, TempDir) {
+pub async fn realtime_server(
+    db: &fluxbase_migrations::test_utils::TestDb,
+    extra: &[(&str, &str)],
+) -> (Server, TempDir) {
     let dir = TempDir::new();
     let mut cmd = fluxbase(&dir.0);
     cmd.env("DATABASE_URL", db.url())
         .env("FLUXBASE_JWT_SECRET", TEST_SECRET)
-        .env("FLUXBASE_REPLICATION_SLOT_NAME", format!("slot_{}", db.name()))
-        .env("FLUXBASE_REPLICATION_PUBLICATION_NAME", format!("pub_{}", db.name()));
+        .env(
+            "FLUXBASE_REPLICATION_SLOT_NAME",
+            format!("slot_{}", db.name()),
+        )
+        .env(
+            "FLUXBASE_REPLICATION_PUBLICATION_NAME",
+            format!("pub_{}", db.name()),
+        );
     for (k, v) in extra {
         cmd.env(k, v);
     }
     let server = Server::start(cmd).await;
     assert!(
-        server.lines.iter().any(|l| l.contains("realtime engine started")),
+        server
+            .lines
+            .iter()
+            .any(|l| l.contains("realtime engine started")),
         "{}",
         server.lines.join("\n")
     );
@@ -235,7 +252,9 @@ pub fn token(claims: serde_json::Value) -> String {
 
 /// A WebSocket client of `/realtime`.
 pub struct Ws {
-    pub inner: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    pub inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl Ws {
@@ -256,7 +275,9 @@ impl Ws {
     pub async fn send(&mut self, value: serde_json::Value) {
         use futures_util::SinkExt;
         self.inner
-            .send(tokio_tungstenite::tungstenite::Message::text(value.to_string()))
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                value.to_string(),
+            ))
             .await
             .expect("websocket send");
     }
@@ -265,7 +286,9 @@ impl Ws {
     pub async fn send_raw(&mut self, text: &str) {
         use futures_util::SinkExt;
         self.inner
-            .send(tokio_tungstenite::tungstenite::Message::text(text.to_string()))
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                text.to_string(),
+            ))
             .await
             .expect("websocket send");
     }
@@ -278,10 +301,14 @@ impl Ws {
             loop {
                 match self.inner.next().await {
                     Some(Ok(Message::Text(t))) => {
-                        return WsEvent::Frame(serde_json::from_str(t.as_str()).expect("server frame is JSON"));
+                        return WsEvent::Frame(
+                            serde_json::from_str(t.as_str()).expect("server frame is JSON"),
+                        );
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        return WsEvent::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
+                        return WsEvent::Closed(
+                            frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                        );
                     }
                     Some(Ok(_)) => continue,
                     Some(Err(_)) | None => return WsEvent::Closed(None),
@@ -312,8 +339,13 @@ impl Ws {
     }
 
     /// Subscribes and returns the ack.
-    pub async fn subscribe(&mut self, channel: &str, config: serde_json::Value) -> serde_json::Value {
-        self.send(serde_json::json!({"type": "subscribe", "channel": channel, "config": config})).await;
+    pub async fn subscribe(
+        &mut self,
+        channel: &str,
+        config: serde_json::Value,
+    ) -> serde_json::Value {
+        self.send(serde_json::json!({"type": "subscribe", "channel": channel, "config": config}))
+            .await;
         self.frame().await
     }
 }

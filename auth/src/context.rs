@@ -163,14 +163,20 @@ mod tests {
         assert_eq!(a1.fingerprint(), a2.fingerprint());
         assert_ne!(a1.fingerprint(), b.fingerprint());
         assert_ne!(a1.fingerprint(), c.fingerprint());
-        assert_eq!(AuthContext::anon().fingerprint(), AuthContext::anon().fingerprint());
+        assert_eq!(
+            AuthContext::anon().fingerprint(),
+            AuthContext::anon().fingerprint()
+        );
         assert_ne!(AuthContext::anon().fingerprint(), a1.fingerprint());
     }
 
     #[test]
     fn roles() {
         assert_eq!(ctx(json!({})).role(), &Role::Anon);
-        assert_eq!(ctx(json!({"role": "service_role"})).role(), &Role::ServiceRole);
+        assert_eq!(
+            ctx(json!({"role": "service_role"})).role(),
+            &Role::ServiceRole
+        );
         assert!(AuthContext::service_role().bypasses_rls());
         assert_eq!(
             ctx(json!({"role": "editor"})).role(),

@@ -59,13 +59,16 @@ impl JwtKeys {
 
     /// Verifies signature and expiry and returns the claims.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
-            .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => JwtError::Expired,
-                ErrorKind::InvalidSignature => JwtError::Invalid("bad signature".into()),
-                ErrorKind::InvalidAlgorithm => JwtError::Invalid("algorithm must be HS256".into()),
-                _ => JwtError::Invalid("malformed token".into()),
-            })?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
+                .map_err(|err| match err.kind() {
+                    ErrorKind::ExpiredSignature => JwtError::Expired,
+                    ErrorKind::InvalidSignature => JwtError::Invalid("bad signature".into()),
+                    ErrorKind::InvalidAlgorithm => {
+                        JwtError::Invalid("algorithm must be HS256".into())
+                    }
+                    _ => JwtError::Invalid("malformed token".into()),
+                })?;
         Ok(data.claims)
     }
 
@@ -103,7 +106,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let token = keys().sign(&claims(json!({"sub": "u1", "role": "authenticated", "exp": now() + 60})));
+        let token = keys().sign(&claims(
+            json!({"sub": "u1", "role": "authenticated", "exp": now() + 60}),
+        ));
         let ctx = keys().context(&token).unwrap();
         assert_eq!(ctx.uid(), Some("u1"));
         assert_eq!(ctx.role().as_str(), "authenticated");

@@ -4,10 +4,10 @@
 //! Today: HS256 token verification and signing, and [`AuthContext`]. Application and
 //! dashboard auth (users, sessions, TOTP, service keys) are issue 6.
 
-mod context;
-mod jwt;
 pub mod audit;
+mod context;
 pub mod dashboard;
+mod jwt;
 pub mod password;
 pub mod service_keys;
 pub mod sessions;

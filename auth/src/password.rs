@@ -1,9 +1,9 @@
 //! Password hashing: argon2id for every new hash; bcrypt hashes (written by the runbook's
 //! `crypt(…, gen_salt('bf'))`) still verify and are reported for upgrade.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 /// Why hashing or verifying failed (never the password itself).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,7 +77,9 @@ mod tests {
     #[test]
     fn bcrypt_verifies_and_asks_for_rehash() {
         // As written by crypt('temporary-password', gen_salt('bf')) (pgcrypto uses $2a$).
-        let h = bcrypt::hash("temporary-password", 4).unwrap().replacen("$2b$", "$2a$", 1);
+        let h = bcrypt::hash("temporary-password", 4)
+            .unwrap()
+            .replacen("$2b$", "$2a$", 1);
         assert_eq!(verify("temporary-password", &h), Ok(Verified::YesRehash));
         assert_eq!(verify("nope", &h), Ok(Verified::No));
     }
@@ -88,6 +90,9 @@ mod tests {
             assert!(verify("x", stored).is_err(), "{stored}");
         }
         // Parses as a (hash-less) PHC string: it must simply not verify.
-        assert!(!matches!(verify("x", "$argon2id$v=19$broken"), Ok(Verified::Yes | Verified::YesRehash)));
+        assert!(!matches!(
+            verify("x", "$argon2id$v=19$broken"),
+            Ok(Verified::Yes | Verified::YesRehash)
+        ));
     }
 }

@@ -50,7 +50,9 @@ pub enum EmbeddedError {
     #[error("no PostgreSQL server binaries (initdb, postgres) found: {INSTALL_HINT}")]
     BinariesNotFound,
     /// The binaries found are too old.
-    #[error("PostgreSQL {found} found in {bindir}, but {MIN_PG_MAJOR} or newer is required: {INSTALL_HINT}")]
+    #[error(
+        "PostgreSQL {found} found in {bindir}, but {MIN_PG_MAJOR} or newer is required: {INSTALL_HINT}"
+    )]
     TooOld { found: String, bindir: PathBuf },
     /// Running as root without a `postgres` user to run the cluster as.
     #[error(
@@ -125,13 +127,18 @@ impl PgBinaries {
         if let Some(path) = std::env::var_os("PATH") {
             candidates.extend(std::env::split_paths(&path));
         }
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            if out.status.success() {
-                let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                candidates.push(PathBuf::from(dir));
-            }
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+            && out.status.success()
+        {
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            candidates.push(PathBuf::from(dir));
         }
-        for root in ["/usr/lib/postgresql", "/usr/pgsql", "/opt/homebrew/opt", "/usr/local/opt"] {
+        for root in [
+            "/usr/lib/postgresql",
+            "/usr/pgsql",
+            "/opt/homebrew/opt",
+            "/usr/local/opt",
+        ] {
             candidates.extend(versioned_bindirs(Path::new(root)));
         }
         let mut too_old = None;
@@ -177,7 +184,7 @@ fn versioned_bindirs(root: &Path) -> Vec<PathBuf> {
             Some((version, e.path().join("bin")))
         })
         .collect();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     dirs.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -431,7 +438,10 @@ impl EmbeddedCluster {
                     let _ = tx.send(Err(err));
                 }
             })
-            .map_err(EmbeddedError::io("spawn a thread for", &self.options.data_dir))?;
+            .map_err(EmbeddedError::io(
+                "spawn a thread for",
+                &self.options.data_dir,
+            ))?;
         let pid = rx
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("supervisor thread died")))
@@ -527,7 +537,10 @@ impl EmbeddedCluster {
         let deadline = Instant::now() + STOP_TIMEOUT;
         while !supervisor.thread.is_finished() {
             if Instant::now() > deadline {
-                tracing::warn!(pid = supervisor.pid, "embedded PostgreSQL slow to stop, sending an immediate shutdown");
+                tracing::warn!(
+                    pid = supervisor.pid,
+                    "embedded PostgreSQL slow to stop, sending an immediate shutdown"
+                );
                 // SAFETY: as above.
                 unsafe { libc::kill(supervisor.pid, libc::SIGQUIT) };
                 break;
@@ -615,7 +628,9 @@ fn init_data_dir(
         .map_err(EmbeddedError::io("set permissions on", data_dir))?;
     // initdb reads the password from a file the cluster's user can read; it lives only
     // for the duration of initdb, inside the 0700 data directory's parent.
-    let pwfile = options.state_dir().join(format!(".pwfile-{}", std::process::id()));
+    let pwfile = options
+        .state_dir()
+        .join(format!(".pwfile-{}", std::process::id()));
     fs::write(&pwfile, password).map_err(EmbeddedError::io("write", &pwfile))?;
     fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600))
         .map_err(EmbeddedError::io("set permissions on", &pwfile))?;
@@ -717,10 +732,10 @@ fn choose_port(port_file: &Path) -> u16 {
     let previous = fs::read_to_string(port_file)
         .ok()
         .and_then(|t| t.trim().parse::<u16>().ok());
-    if let Some(port) = previous {
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
+    if let Some(port) = previous
+        && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    {
+        return port;
     }
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())

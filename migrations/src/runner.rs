@@ -77,7 +77,9 @@ pub enum MigrateError {
         expected: String,
     },
     /// The database has migrations this binary does not know: it is older than the schema.
-    #[error("the database has migration {version} which this binary does not know: upgrade fluxbase")]
+    #[error(
+        "the database has migration {version} which this binary does not know: upgrade fluxbase"
+    )]
     UnknownVersion { version: i64 },
     /// A statement failed.
     #[error("migration {version} ({name}) failed: {source}")]

@@ -64,12 +64,11 @@ fn info() -> &'static ClusterInfo {
 
 /// Stops the shared cluster and removes its directory when the test process exits.
 extern "C" fn stop_at_exit() {
-    if let Some(lock) = CLUSTER.get() {
-        if let Ok(mut guard) = lock.lock() {
-            if let Some(mut cluster) = guard.take() {
-                let _ = cluster.stop();
-            }
-        }
+    if let Some(lock) = CLUSTER.get()
+        && let Ok(mut guard) = lock.lock()
+        && let Some(mut cluster) = guard.take()
+    {
+        let _ = cluster.stop();
     }
     if let Some(info) = INFO.get() {
         let _ = std::fs::remove_dir_all(&info.root);

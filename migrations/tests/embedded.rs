@@ -24,7 +24,10 @@ async fn restart_keeps_data_and_requires_the_password() {
         .unwrap();
     assert!(cluster.is_owned());
     let password_file = root.join("pg-password");
-    let mode = std::fs::metadata(&password_file).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&password_file)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "password file mode {mode:o}");
 
     let (client, conn) = cluster.config("postgres").connect(NoTls).await.unwrap();
@@ -43,7 +46,11 @@ async fn restart_keeps_data_and_requires_the_password() {
     // A wrong password is refused: no trust access for other local users.
     let mut wrong = cluster.config("postgres");
     wrong.password("not-the-password");
-    let err = wrong.connect(NoTls).await.err().expect("wrong password accepted");
+    let err = wrong
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("wrong password accepted");
     let code = err.as_db_error().map(|e| e.code().clone());
     assert_eq!(
         code,
@@ -60,7 +67,10 @@ async fn restart_keeps_data_and_requires_the_password() {
     })
     .await
     .unwrap();
-    assert!(!root.join("pg/postmaster.pid").exists(), "not stopped cleanly");
+    assert!(
+        !root.join("pg/postmaster.pid").exists(),
+        "not stopped cleanly"
+    );
 
     let opts = options.clone();
     let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(opts))
@@ -77,7 +87,9 @@ async fn restart_keeps_data_and_requires_the_password() {
         .get(0);
     assert_eq!(v, "still here");
     drop(client);
-    tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
     std::fs::remove_dir_all(&root).unwrap();
 }
 
@@ -104,7 +116,9 @@ async fn second_start_on_a_running_directory_attaches() {
     tokio::spawn(conn);
     client.batch_execute("SELECT 1").await.unwrap();
     drop(client);
-    tokio::task::spawn_blocking(move || drop(first)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(first))
+        .await
+        .unwrap();
     std::fs::remove_dir_all(&root).unwrap();
 }
 

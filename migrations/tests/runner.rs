@@ -8,7 +8,11 @@ async fn template_is_migrated_and_rerun_applies_nothing() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
     let report = run(&mut client).await.expect("second run");
-    assert!(report.applied.is_empty(), "re-applied: {:?}", report.applied);
+    assert!(
+        report.applied.is_empty(),
+        "re-applied: {:?}",
+        report.applied
+    );
     let expected: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(report.already_applied, expected);
     let count: i64 = client
@@ -34,7 +38,10 @@ async fn foundation_objects_exist() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(schemas, ["auth", "dashboard", "jobs", "realtime", "storage"]);
+    assert_eq!(
+        schemas,
+        ["auth", "dashboard", "jobs", "realtime", "storage"]
+    );
     let extensions: Vec<String> = client
         .query(
             "SELECT extname::text FROM pg_extension
@@ -95,7 +102,9 @@ async fn auth_functions_read_request_claims() {
     )
     .await
     .unwrap();
-    tx.execute("SET LOCAL ROLE authenticated", &[]).await.unwrap();
+    tx.execute("SET LOCAL ROLE authenticated", &[])
+        .await
+        .unwrap();
     let row = tx
         .query_one(
             "SELECT auth.uid()::text, auth.role(), auth.jwt() ->> 'tenant'",
@@ -103,7 +112,10 @@ async fn auth_functions_read_request_claims() {
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "6f1c2a3e-1111-4222-8333-944455556666");
+    assert_eq!(
+        row.get::<_, String>(0),
+        "6f1c2a3e-1111-4222-8333-944455556666"
+    );
     assert_eq!(row.get::<_, String>(1), "authenticated");
     assert_eq!(row.get::<_, String>(2), "acme");
     tx.commit().await.unwrap();
@@ -146,9 +158,9 @@ async fn concurrent_runs_apply_each_migration_once() {
         .unwrap();
     let mut list = MIGRATIONS.to_vec();
     list.push(Migration {
-            version: 9998,
-            name: "counter",
-            sql: "CREATE TABLE public.migration_race (n int);
+        version: 9998,
+        name: "counter",
+        sql: "CREATE TABLE public.migration_race (n int);
                   INSERT INTO public.migration_race VALUES (1);",
     });
     let extra: &'static [Migration] = Box::leak(list.into_boxed_slice());
@@ -195,7 +207,10 @@ async fn failing_migration_rolls_back_and_is_not_recorded() {
         sql: "CREATE TABLE public.half_done (n int); SELECT no_such_function();",
     });
     let err = run_list(&mut client, &list).await.unwrap_err();
-    assert!(matches!(err, MigrateError::Failed { version: 9999, .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::Failed { version: 9999, .. }),
+        "{err}"
+    );
     let exists: bool = client
         .query_one("SELECT to_regclass('public.half_done') IS NOT NULL", &[])
         .await

@@ -203,8 +203,16 @@ mod tests {
         // Idempotent: a second refresh (reconnect) changes nothing and does not fail.
         refresh(&mut conn, &config).await.unwrap();
         let tables = published(&mut conn, "pub_test").await;
-        for expected in ["public.a", "auth.sessions", "public.full_identity", "public.parted_1"] {
-            assert!(tables.contains(&expected.to_owned()), "{expected}: {tables:?}");
+        for expected in [
+            "public.a",
+            "auth.sessions",
+            "public.full_identity",
+            "public.parted_1",
+        ] {
+            assert!(
+                tables.contains(&expected.to_owned()),
+                "{expected}: {tables:?}"
+            );
         }
         for absent in ["auth.other", "public.scratch", "public.keyless"] {
             assert!(!tables.contains(&absent.to_owned()), "{absent}: {tables:?}");
@@ -220,7 +228,11 @@ mod tests {
         conn.simple_query("CREATE TABLE public.later (id int PRIMARY KEY)")
             .await
             .unwrap();
-        assert!(!published(&mut conn, "pub_test").await.contains(&"public.later".to_owned()));
+        assert!(
+            !published(&mut conn, "pub_test")
+                .await
+                .contains(&"public.later".to_owned())
+        );
         refresh(&mut conn, &config).await.unwrap();
         let tables = published(&mut conn, "pub_test").await;
         assert!(tables.contains(&"public.later".to_owned()), "{tables:?}");

@@ -118,7 +118,8 @@ pub fn load(
                             path: path.clone(),
                             line: doc.lines.get(&key).copied().unwrap_or(1),
                         };
-                        if value.is_null() && (sections.contains(&key) || known.contains_key(&key)) {
+                        if value.is_null() && (sections.contains(&key) || known.contains_key(&key))
+                        {
                             continue; // `realtime:` with nothing under it, or `key: ~`
                         }
                         if sections.contains(&key) {
@@ -208,8 +209,7 @@ fn apply_env(
     origins: &mut BTreeMap<String, Origin>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let by_env_name: BTreeMap<String, &String> =
-        known.keys().map(|k| (env_name(k), k)).collect();
+    let by_env_name: BTreeMap<String, &String> = known.keys().map(|k| (env_name(k), k)).collect();
     let mut env: Vec<(String, String)> = env.into_iter().collect();
     // Specific names win over aliases: apply aliases first.
     env.sort_by_key(|(name, _)| !ENV_ALIASES.iter().any(|(alias, _)| alias == name));
@@ -336,7 +336,10 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 /// Serde's messages, in the words of this file format.
 fn friendly(message: String) -> String {
     message
-        .replace("invalid type: string", "expected another type, got the string")
+        .replace(
+            "invalid type: string",
+            "expected another type, got the string",
+        )
         .replace(", expected u64", "; expected a whole number")
         .replace(", expected u32", "; expected a whole number")
         .replace(", expected u16", "; expected a port number (0-65535)")
@@ -429,7 +432,10 @@ mod tests {
         let loaded = load(Some(&path), env(&[])).unwrap();
         assert_eq!(loaded.config.realtime.rls_cache_size, 100_000);
         assert_eq!(loaded.config.database.max_connections, 50);
-        assert_eq!(loaded.config.realtime.ping_interval, super::super::Dur::secs(30));
+        assert_eq!(
+            loaded.config.realtime.ping_interval,
+            super::super::Dur::secs(30)
+        );
     }
 
     #[test]
@@ -447,9 +453,19 @@ mod tests {
             .find(|e| e.key == "realtime.rls_cache_size")
             .unwrap();
         assert_eq!(cache.value.as_deref(), Some("\"lots\""));
-        assert_eq!(cache.origin, Origin::File { path: path.clone(), line: 2 });
+        assert_eq!(
+            cache.origin,
+            Origin::File {
+                path: path.clone(),
+                line: 2
+            }
+        );
         let typo = errors.iter().find(|e| e.key == "server.prot").unwrap();
-        assert!(typo.message.contains("did you mean server.port"), "{}", typo.message);
+        assert!(
+            typo.message.contains("did you mean server.port"),
+            "{}",
+            typo.message
+        );
     }
 
     #[test]
@@ -470,7 +486,10 @@ mod tests {
         assert_eq!(loaded.config.server.host, "127.0.0.1");
         assert_eq!(loaded.config.server.port, 9999);
         assert_eq!(loaded.config.storage.s3.bucket.as_deref(), Some("b"));
-        assert_eq!(loaded.config.database.url.as_deref(), Some("postgres://u:p@h/db"));
+        assert_eq!(
+            loaded.config.database.url.as_deref(),
+            Some("postgres://u:p@h/db")
+        );
 
         let errors = load(
             Some(&path),
@@ -483,7 +502,11 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().any(|e| e.key == "realtime.rls_cache_size"
             && e.origin == Origin::Env("FLUXBASE_REALTIME_RLS_CACHE_SIZE".into())));
-        assert!(errors.iter().any(|e| e.key == "FLUXBASE_REALTIME_RLS_CACHE_SIZ"));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == "FLUXBASE_REALTIME_RLS_CACHE_SIZ")
+        );
     }
 
     #[test]
@@ -507,7 +530,10 @@ mod tests {
         let loaded = load(
             Some(&path),
             env(&[
-                ("FLUXBASE_JWT_SECRET", "super-secret-value-that-is-long-enough"),
+                (
+                    "FLUXBASE_JWT_SECRET",
+                    "super-secret-value-that-is-long-enough",
+                ),
                 ("DATABASE_URL", "postgres://u:hunter2@h/db"),
             ]),
         )

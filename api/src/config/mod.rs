@@ -179,8 +179,15 @@ impl Default for CorsConfig {
                 .map(String::from)
                 .to_vec(),
             allowed_headers: [
-                "authorization", "apikey", "content-type", "x-client-info", "x-request-id",
-                "x-service-key", "x-csrf-token", "prefer", "range",
+                "authorization",
+                "apikey",
+                "content-type",
+                "x-client-info",
+                "x-request-id",
+                "x-service-key",
+                "x-csrf-token",
+                "prefer",
+                "range",
             ]
             .map(String::from)
             .to_vec(),
@@ -553,9 +560,12 @@ impl Config {
         );
         if let Some(url) = &db.url {
             check(
-                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('='),
+                url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.contains('='),
                 "database.url",
-                "must be a postgres:// or postgresql:// URL (or a key=value connection string)".into(),
+                "must be a postgres:// or postgresql:// URL (or a key=value connection string)"
+                    .into(),
             );
         }
         let rt = &self.realtime;
@@ -589,10 +599,19 @@ impl Config {
         );
         let rl = &self.security.rate_limit;
         for (value, key) in [
-            (rl.requests_per_minute, "security.rate_limit.requests_per_minute"),
+            (
+                rl.requests_per_minute,
+                "security.rate_limit.requests_per_minute",
+            ),
             (rl.login_attempts, "security.rate_limit.login_attempts"),
-            (rl.per_user_per_minute, "security.rate_limit.per_user_per_minute"),
-            (rl.per_service_key_per_minute, "security.rate_limit.per_service_key_per_minute"),
+            (
+                rl.per_user_per_minute,
+                "security.rate_limit.per_user_per_minute",
+            ),
+            (
+                rl.per_service_key_per_minute,
+                "security.rate_limit.per_service_key_per_minute",
+            ),
             (self.server.rate_limit.burst, "server.rate_limit.burst"),
         ] {
             check(value >= 1, key, "must be at least 1".into());
@@ -632,7 +651,8 @@ impl Config {
         let ident = |s: &str| {
             !s.is_empty()
                 && s.len() <= 63
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         };
         check(
             ident(&self.replication.slot_name),

@@ -54,7 +54,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in {text:?} (use ms, s, m, h or d)"
+                ));
+            }
         };
         rest = &rest[unit_len..];
         total += Duration::from_secs_f64(number * unit_secs);
@@ -66,7 +70,7 @@ impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let ms = d.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             let s = d.as_secs();
@@ -125,7 +129,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     if split == 0 {
-        return Err(format!("expected a size such as 1048576 or \"10MB\", got {text:?}"));
+        return Err(format!(
+            "expected a size such as 1048576 or \"10MB\", got {text:?}"
+        ));
     }
     let number: u64 = text[..split]
         .parse()
@@ -136,7 +142,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?} in {text:?} (use B, KB, MB, GB or TB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use B, KB, MB, GB or TB)"
+            ));
+        }
     };
     number
         .checked_mul(factor)

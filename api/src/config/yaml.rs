@@ -155,10 +155,11 @@ fn resolve_plain(text: &str) -> Value {
     if let Ok(n) = text.parse::<i64>() {
         return Value::Number(n.into());
     }
-    if text.chars().any(|c| c.is_ascii_digit()) && !text.chars().any(char::is_alphabetic) {
-        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(n);
-        }
+    if text.chars().any(|c| c.is_ascii_digit())
+        && !text.chars().any(char::is_alphabetic)
+        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Value::Number(n);
     }
     Value::String(text.to_string())
 }

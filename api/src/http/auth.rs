@@ -15,18 +15,22 @@ use crate::error::{ApiError, ErrorCode};
 /// The token of a request: `Authorization: Bearer`, then the `apikey` header, then the
 /// `token` / `apikey` query parameters (for WebSocket clients that cannot set headers).
 pub fn token_of(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
-        if let Some(token) = value
+    if let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        && let Some(token) = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-        {
-            return Some(token.trim().to_string());
-        }
+    {
+        return Some(token.trim().to_string());
     }
     if let Some(value) = req.headers().get("apikey").and_then(|v| v.to_str().ok()) {
         return Some(value.trim().to_string());
     }
-    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok()?;
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()?;
     query.get("token").or_else(|| query.get("apikey")).cloned()
 }
 
@@ -37,8 +41,10 @@ pub fn service_key_of(req: &HttpRequest) -> Option<String> {
     if let Some(key) = header("x-service-key") {
         return Some(key.trim().to_string());
     }
-    let bearer = header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let bearer = header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    });
     [bearer, header("apikey")]
         .into_iter()
         .flatten()
@@ -73,10 +79,12 @@ fn token_context_of(req: &HttpRequest) -> Result<AuthContext, ApiError> {
     let Some(token) = token_of(req) else {
         return Ok(AuthContext::anon());
     };
-    let keys = state
-        .keys
-        .as_ref()
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "token verification is not configured"))?;
+    let keys = state.keys.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "token verification is not configured",
+        )
+    })?;
     let context = keys.context(&token).map_err(|err| {
         ApiError::new(
             match err {
@@ -107,7 +115,10 @@ impl FromRequest for ServiceRole {
             if ctx.bypasses_rls() {
                 Ok(ServiceRole(ctx))
             } else if !has_credential(&req) {
-                Err(ApiError::new(ErrorCode::Unauthorized, "a service_role token is required"))
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "a service_role token is required",
+                ))
             } else {
                 Err(ApiError::new(
                     ErrorCode::Forbidden,
@@ -136,7 +147,10 @@ impl FromRequest for AdminOnly {
             let admin = ctx.bypasses_rls() || fluxbase_auth::dashboard::is_admin(&ctx);
             match (admin, has_credential(&req)) {
                 (true, _) => Ok(AdminOnly(ctx)),
-                (false, false) => Err(ApiError::new(ErrorCode::Unauthorized, "admin authentication required")),
+                (false, false) => Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "admin authentication required",
+                )),
                 (false, true) => Err(ApiError::new(ErrorCode::Forbidden, "admin role required")),
             }
         })
@@ -173,7 +187,10 @@ fn app_user_of(req: &HttpRequest) -> Result<AppUser, ApiError> {
         ));
     }
     if token_of(req).is_none() {
-        return Err(ApiError::new(ErrorCode::Unauthorized, "sign in first: no access token"));
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "sign in first: no access token",
+        ));
     }
     let context = token_context_of(req)?;
     let not_user = || {

@@ -12,7 +12,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/ready", ready))
         .service(get_resource("/metrics", prometheus_metrics))
         .service(get_resource("/api/v1/monitoring/health", monitoring_health))
-        .service(get_resource("/api/v1/monitoring/metrics", monitoring_metrics));
+        .service(get_resource(
+            "/api/v1/monitoring/metrics",
+            monitoring_metrics,
+        ));
 }
 
 /// Liveness: the process answers. Never touches the database.
@@ -76,7 +79,8 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
         });
         components["replication"] = json!(stats.replication);
         if let Some(r) = &stats.replication {
-            components["replication"]["status"] = json!(if r.degraded { "degraded" } else { "healthy" });
+            components["replication"]["status"] =
+                json!(if r.degraded { "degraded" } else { "healthy" });
         }
     }
     let healthy = components["database"]["status"] == "healthy";

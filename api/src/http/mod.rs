@@ -124,7 +124,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 | actix_web::error::JsonPayloadError::Overflow { .. } => {
                     ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
                 }
-                other => ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {other}")),
+                other => {
+                    ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {other}"))
+                }
             };
             api.into()
         })

@@ -38,7 +38,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 fn engine(state: &AppState) -> Result<Engine, ApiError> {
     state.engine.clone().ok_or_else(|| {
-        ApiError::new(ErrorCode::ServiceUnavailable, "realtime is disabled (realtime.enabled)")
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "realtime is disabled (realtime.enabled)",
+        )
     })
 }
 
@@ -50,7 +53,9 @@ async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let engine = engine(&state)?;
-    let ip = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
+    let ip = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
     let auth = engine.authenticate(token_of(&req).as_deref());
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = usize::try_from(state.config.realtime.message_size_limit.0).unwrap_or(usize::MAX);
@@ -68,7 +73,9 @@ async fn connect(
             Ok(context) => run_socket(engine, session, stream, ip, context, timing).await,
             Err(err) => {
                 let mut session = session;
-                let _ = session.text(protocol::error(err.code(), &err.to_string(), None)).await;
+                let _ = session
+                    .text(protocol::error(err.code(), &err.to_string(), None))
+                    .await;
                 let _ = session
                     .close(Some(actix_ws::CloseReason {
                         code: CloseCode::Other(close::SESSION_REVOKED),
@@ -253,7 +260,10 @@ async fn broadcast(
 ) -> Result<HttpResponse, ApiError> {
     let engine = engine(&state)?;
     if body.channel.is_empty() || body.event.is_empty() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "channel and event must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "channel and event must not be empty",
+        ));
     }
     let body = body.into_inner();
     let sent = engine.broadcast(&body.channel, &body.event, body.payload);
@@ -263,6 +273,10 @@ async fn broadcast(
 async fn restart(_admin: AdminOnly, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let engine = engine(&state)?;
     let restarted = engine.restart().await;
-    tracing::info!(log_type = "audit", action = "realtime_restart", "realtime restart requested");
+    tracing::info!(
+        log_type = "audit",
+        action = "realtime_restart",
+        "realtime restart requested"
+    );
     Ok(HttpResponse::Ok().json(json!({"restarted": restarted})))
 }

@@ -47,7 +47,9 @@ pub struct Limiters {
 
 impl std::fmt::Debug for Limiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiters").field("enabled", &self.enabled).finish_non_exhaustive()
+        f.debug_struct("Limiters")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
     }
 }
 
@@ -147,12 +149,19 @@ pub fn check_login(state: &AppState, ip: IpAddr, account: &str) -> Result<(), Ap
     if !limiters.enabled {
         return Ok(());
     }
-    match limiters.login.check_key(&(ip, account.to_ascii_lowercase())) {
+    match limiters
+        .login
+        .check_key(&(ip, account.to_ascii_lowercase()))
+    {
         Ok(()) => Ok(()),
         Err(not_until) => {
             let secs = wait_of(not_until).as_secs_f64().ceil().max(1.0) as u64;
             metrics::counter!("fluxbase_rate_limit_hits_total", "scope" => "login").increment(1);
-            tracing::warn!(rate_limit = "login", log_type = "audit", "login rate limit hit");
+            tracing::warn!(
+                rate_limit = "login",
+                log_type = "audit",
+                "login rate limit hit"
+            );
             Err(ApiError::new(
                 ErrorCode::RateLimited,
                 format!("too many login attempts; retry after {secs}s"),
@@ -178,7 +187,10 @@ pub async fn protect(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_right_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_right_body);
     };
     let peer = req.peer_addr().map(|a| a.ip());
     let https = state.limiters.is_https(peer, req.headers());
@@ -189,12 +201,18 @@ pub async fn protect(
         .map(str::to_string);
     let cors = &state.config.security.cors;
     let allowed_origin = origin.as_deref().filter(|o| {
-        cors.enabled && cors.allowed_origins.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+        cors.enabled
+            && cors
+                .allowed_origins
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
     });
 
     // Preflight: answered here, for any path.
     if req.method() == Method::OPTIONS
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         && origin.is_some()
     {
         let mut res = match allowed_origin {
@@ -202,13 +220,28 @@ pub async fn protect(
                 let mut res = HttpResponse::NoContent().finish();
                 let h = res.headers_mut();
                 set_cors(h, o, cors);
-                insert(h, header::ACCESS_CONTROL_ALLOW_METHODS, &cors.allowed_methods.join(", "));
-                insert(h, header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.allowed_headers.join(", "));
-                insert(h, header::ACCESS_CONTROL_MAX_AGE, &cors.max_age.get().as_secs().to_string());
+                insert(
+                    h,
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    &cors.allowed_methods.join(", "),
+                );
+                insert(
+                    h,
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    &cors.allowed_headers.join(", "),
+                );
+                insert(
+                    h,
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    &cors.max_age.get().as_secs().to_string(),
+                );
                 res
             }
-            None => ApiError::new(ErrorCode::Forbidden, "origin not allowed (security.cors.allowed_origins)")
-                .error_response(),
+            None => ApiError::new(
+                ErrorCode::Forbidden,
+                "origin not allowed (security.cors.allowed_origins)",
+            )
+            .error_response(),
         };
         security_headers(res.headers_mut(), https);
         return Ok(req.into_response(res).map_into_left_body());
@@ -224,9 +257,14 @@ pub async fn protect(
     let csrf_cookie = cookie_value(req.headers(), CSRF_COOKIE);
     if csrf.enabled && is_unsafe(req.method()) && uses_cookie_session(&req) {
         let header_token = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        let ok = matches!((&csrf_cookie, header_token), (Some(c), Some(h)) if !c.is_empty() && c == h);
+        let ok =
+            matches!((&csrf_cookie, header_token), (Some(c), Some(h)) if !c.is_empty() && c == h);
         if !ok {
-            tracing::warn!(log_type = "audit", event = "csrf_rejected", "CSRF token missing or wrong");
+            tracing::warn!(
+                log_type = "audit",
+                event = "csrf_rejected",
+                "CSRF token missing or wrong"
+            );
             let mut res = ApiError::new(
                 ErrorCode::Forbidden,
                 format!("CSRF check failed: send the {CSRF_COOKIE} cookie's value in the X-CSRF-Token header"),
@@ -255,22 +293,38 @@ pub async fn protect(
 }
 
 /// Applies the per-IP, per-user and per-key limits; `Some(429)` when one is exceeded.
-fn rate_limit(state: &AppState, req: &ServiceRequest, peer: Option<IpAddr>) -> Option<HttpResponse> {
+fn rate_limit(
+    state: &AppState,
+    req: &ServiceRequest,
+    peer: Option<IpAddr>,
+) -> Option<HttpResponse> {
     let limiters = &state.limiters;
     if !limiters.enabled || EXEMPT_PATHS.contains(&req.path()) {
         return None;
     }
     let ip = limiters.client_ip(peer, req.headers())?;
     if let Err(n) = limiters.per_second.check_key(&ip) {
-        return Some(too_many("ip_burst", wait_of(n), "server.rate_limit per address"));
+        return Some(too_many(
+            "ip_burst",
+            wait_of(n),
+            "server.rate_limit per address",
+        ));
     }
     if let Err(n) = limiters.per_minute.check_key(&ip) {
-        return Some(too_many("ip", wait_of(n), "security.rate_limit.requests_per_minute per address"));
+        return Some(too_many(
+            "ip",
+            wait_of(n),
+            "security.rate_limit.requests_per_minute per address",
+        ));
     }
     let headers = req.headers();
     let service_key = headers
         .get("x-service-key")
-        .or_else(|| headers.get("apikey").filter(|v| v.as_bytes().starts_with(b"sk_")))
+        .or_else(|| {
+            headers
+                .get("apikey")
+                .filter(|v| v.as_bytes().starts_with(b"sk_"))
+        })
         .and_then(|v| v.to_str().ok());
     if let Some(key) = service_key {
         let id = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
@@ -279,12 +333,11 @@ fn rate_limit(state: &AppState, req: &ServiceRequest, peer: Option<IpAddr>) -> O
         }
     } else if let (Some(keys), Some(token)) = (&state.keys, super::auth::token_of(req.request())) {
         // Only a verified token names a user: a forged `sub` must not spend another's budget.
-        if let Ok(ctx) = keys.context(&token) {
-            if let Some(uid) = ctx.uid() {
-                if let Err(n) = limiters.per_user.check_key(&uid.to_string()) {
-                    return Some(too_many("user", wait_of(n), "per user"));
-                }
-            }
+        if let Ok(ctx) = keys.context(&token)
+            && let Some(uid) = ctx.uid()
+            && let Err(n) = limiters.per_user.check_key(&uid.to_string())
+        {
+            return Some(too_many("user", wait_of(n), "per user"));
         }
     }
     None
@@ -326,13 +379,21 @@ fn set_cors(headers: &mut HeaderMap, origin: &str, cors: &crate::config::CorsCon
     insert(
         headers,
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        if any && !cors.allow_credentials { "*" } else { origin },
+        if any && !cors.allow_credentials {
+            "*"
+        } else {
+            origin
+        },
     );
     if cors.allow_credentials {
         insert(headers, header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
     }
     insert(headers, header::VARY, "Origin");
-    insert(headers, header::ACCESS_CONTROL_EXPOSE_HEADERS, "x-request-id, retry-after, content-range");
+    insert(
+        headers,
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        "x-request-id, retry-after, content-range",
+    );
 }
 
 /// The headers of the runbook's "Security Headers" on every response.
@@ -344,9 +405,17 @@ fn security_headers(headers: &mut HeaderMap, https: bool) {
     );
     insert(headers, header::X_FRAME_OPTIONS, "DENY");
     insert(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    insert(headers, header::REFERRER_POLICY, "strict-origin-when-cross-origin");
+    insert(
+        headers,
+        header::REFERRER_POLICY,
+        "strict-origin-when-cross-origin",
+    );
     if https {
-        insert(headers, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
+        insert(
+            headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
     }
 }
 

@@ -9,7 +9,13 @@ use tokio_postgres::Client;
 /// Schemas whose tables are never offered to clients, even when published (the engine
 /// itself reads `auth.sessions`).
 pub const INTERNAL_SCHEMAS: &[&str] = &[
-    "auth", "dashboard", "storage", "jobs", "realtime", "_fluxbase", "pg_catalog",
+    "auth",
+    "dashboard",
+    "storage",
+    "jobs",
+    "realtime",
+    "_fluxbase",
+    "pg_catalog",
     "information_schema",
 ];
 
@@ -98,7 +104,12 @@ impl Catalog {
 
     /// Adds an existing, keyed, permanent table to the publication; false when there is no
     /// such table. Identifiers are quoted by PostgreSQL (`format('%I')`), never spliced.
-    async fn publish(&self, client: &Client, schema: &str, table: &str) -> Result<bool, CatalogError> {
+    async fn publish(
+        &self,
+        client: &Client,
+        schema: &str,
+        table: &str,
+    ) -> Result<bool, CatalogError> {
         let row = client
             .query_opt(
                 &format!(
@@ -125,7 +136,9 @@ impl Catalog {
                 Ok(true)
             }
             // Added concurrently by the replication refresh: fine.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => Ok(true),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
+                Ok(true)
+            }
             Err(e) => Err(e.into()),
         }
     }

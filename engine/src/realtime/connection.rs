@@ -205,7 +205,12 @@ impl ConnShared {
     /// Enqueues without waiting. A full queue, or one over `threshold` for longer than
     /// `timeout`, closes the connection with 4008: a slow client is cut loose, never waited
     /// for and never silently skipped.
-    pub fn push(&self, frame: impl Into<Outbound>, threshold: usize, timeout: Duration) -> PushOutcome {
+    pub fn push(
+        &self,
+        frame: impl Into<Outbound>,
+        threshold: usize,
+        timeout: Duration,
+    ) -> PushOutcome {
         if self.is_closing() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return PushOutcome::Closing;
@@ -278,7 +283,8 @@ mod tests {
 
     #[test]
     fn full_queue_disconnects_with_4008() {
-        let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 2);
+        let (conn, mut rx) =
+            ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 2);
         let t = Duration::from_secs(30);
         assert_eq!(conn.push("a", 10, t), PushOutcome::Queued);
         assert_eq!(conn.push("b", 10, t), PushOutcome::Queued);
@@ -290,14 +296,19 @@ mod tests {
 
     #[test]
     fn over_threshold_for_the_timeout_disconnects() {
-        let (conn, mut rx) = ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
+        let (conn, mut rx) =
+            ConnShared::new(1, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
         assert_eq!(conn.push("a", 1, Duration::ZERO), PushOutcome::Queued);
         // Second message puts it over the threshold: slow from now.
         assert_eq!(conn.push("b", 1, Duration::ZERO), PushOutcome::Queued);
         // Still over, and the (zero) timeout has passed.
-        assert_eq!(conn.check_pressure(1, Duration::ZERO), PushOutcome::Disconnected);
+        assert_eq!(
+            conn.check_pressure(1, Duration::ZERO),
+            PushOutcome::Disconnected
+        );
 
-        let (conn, mut rx2) = ConnShared::new(2, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
+        let (conn, mut rx2) =
+            ConnShared::new(2, "127.0.0.1".parse().unwrap(), AuthContext::anon(), 10);
         conn.push("a", 1, Duration::from_secs(60));
         conn.push("b", 1, Duration::from_secs(60));
         rx2.try_recv().unwrap();

@@ -45,18 +45,25 @@ pub(super) async fn run(
 /// Closes clients that stay over the slow threshold even when no new message arrives.
 pub(super) async fn sweep(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     let s = engine.settings().clone();
-    let period = (s.slow_client_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let period =
+        (s.slow_client_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let conns = engine.inner.registry.read().expect("registry lock").all_conns();
+        let conns = engine
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .all_conns();
         for conn in conns {
             conn.check_pressure(s.slow_client_threshold, s.slow_client_timeout);
         }
-        metrics::gauge!("fluxbase_realtime_rls_cache_entries").set(engine.inner.gate.cache_len() as f64);
+        metrics::gauge!("fluxbase_realtime_rls_cache_entries")
+            .set(engine.inner.gate.cache_len() as f64);
     }
 }
 
@@ -166,7 +173,11 @@ impl Engine {
             };
             let conn = &matches[start].0;
             let subs = &matches[start..end];
-            let mut push = |frame: Outbound| match conn.push(frame, s.slow_client_threshold, s.slow_client_timeout) {
+            let mut push = |frame: Outbound| match conn.push(
+                frame,
+                s.slow_client_threshold,
+                s.slow_client_timeout,
+            ) {
                 PushOutcome::Queued => sent += 1,
                 PushOutcome::Disconnected | PushOutcome::Closing => dropped += 1,
             };
@@ -187,7 +198,9 @@ impl Engine {
                     .filter(|(_, sub)| &*sub.channel == channel)
                     .map(|(_, sub)| &*sub.id)
                     .collect();
-                push(Outbound::Text(protocol::postgres_changes(channel, &ids, body)));
+                push(Outbound::Text(protocol::postgres_changes(
+                    channel, &ids, body,
+                )));
             }
         }
         metrics::counter!("fluxbase_realtime_messages_sent_total").increment(sent);
@@ -208,7 +221,12 @@ impl Engine {
             return;
         };
         let session = old.and_then(|r| r.get("id")).and_then(Value::as_str);
-        let conns = self.inner.registry.read().expect("registry lock").user_conns(user);
+        let conns = self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .user_conns(user);
         for conn in conns {
             let ctx = conn.context();
             let token_session = ctx.claim("session_id").and_then(Value::as_str);
@@ -278,7 +296,11 @@ fn payload(tx: &Transaction, change: &Change, op: RowOp, detail: Detail) -> Stri
     };
     let record = match op {
         RowOp::Delete => Value::Null,
-        _ => change.record.clone().map(Value::Object).unwrap_or(Value::Null),
+        _ => change
+            .record
+            .clone()
+            .map(Value::Object)
+            .unwrap_or(Value::Null),
     };
     let mut body = json!({
         "type": kind,
@@ -298,7 +320,10 @@ fn payload(tx: &Transaction, change: &Change, op: RowOp, detail: Detail) -> Stri
 
 /// Commit → now, in seconds.
 fn latency_seconds(tx: &Transaction) -> Option<f64> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_micros() as i64;
     let micros = now - tx.commit_timestamp.unix_micros();
     (micros >= 0).then(|| micros as f64 / 1e6)
 }

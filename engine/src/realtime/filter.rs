@@ -85,7 +85,11 @@ impl Filter {
                 let inner = value
                     .strip_prefix('(')
                     .and_then(|v| v.strip_suffix(')'))
-                    .ok_or_else(|| FilterError::Operand(format!("in needs a list like in.(1,2), got {value:?}")))?;
+                    .ok_or_else(|| {
+                        FilterError::Operand(format!(
+                            "in needs a list like in.(1,2), got {value:?}"
+                        ))
+                    })?;
                 let items: Vec<String> = inner
                     .split(',')
                     .map(|s| s.trim().trim_matches('"').to_string())
@@ -132,11 +136,17 @@ impl Filter {
                 };
                 match self.op {
                     FilterOp::Eq => compare(value, &self.values[0]) == Some(Ordering::Equal),
-                    FilterOp::Neq => compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Equal),
+                    FilterOp::Neq => {
+                        compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Equal)
+                    }
                     FilterOp::Gt => compare(value, &self.values[0]) == Some(Ordering::Greater),
-                    FilterOp::Gte => compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Less),
+                    FilterOp::Gte => {
+                        compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Less)
+                    }
                     FilterOp::Lt => compare(value, &self.values[0]) == Some(Ordering::Less),
-                    FilterOp::Lte => compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Greater),
+                    FilterOp::Lte => {
+                        compare(value, &self.values[0]).is_some_and(|o| o != Ordering::Greater)
+                    }
                     FilterOp::Like => like(&value_text(value), &self.values[0], false),
                     FilterOp::Ilike => like(&value_text(value), &self.values[0], true),
                     FilterOp::In => self
@@ -179,10 +189,11 @@ fn compare(value: &Value, operand: &str) -> Option<Ordering> {
         },
         Value::String(s) => {
             // numeric columns arrive as strings: compare numerically when both parse.
-            if let (Ok(l), Ok(r)) = (s.parse::<f64>(), operand.parse::<f64>()) {
-                if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
-                    return l.partial_cmp(&r);
-                }
+            if let (Ok(l), Ok(r)) = (s.parse::<f64>(), operand.parse::<f64>())
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            {
+                return l.partial_cmp(&r);
             }
             Some(s.as_str().cmp(operand))
         }
@@ -193,7 +204,10 @@ fn compare(value: &Value, operand: &str) -> Option<Ordering> {
 /// SQL LIKE: `%` any run, `_` one character.
 fn like(text: &str, pattern: &str, case_insensitive: bool) -> bool {
     let (t, p): (Vec<char>, Vec<char>) = if case_insensitive {
-        (text.to_lowercase().chars().collect(), pattern.to_lowercase().chars().collect())
+        (
+            text.to_lowercase().chars().collect(),
+            pattern.to_lowercase().chars().collect(),
+        )
     } else {
         (text.chars().collect(), pattern.chars().collect())
     };
@@ -232,7 +246,8 @@ mod tests {
 
     #[test]
     fn parses_and_matches() {
-        let r = row(json!({"id": 42, "name": "Ada", "price": "10.50", "done": false, "gone": null}));
+        let r =
+            row(json!({"id": 42, "name": "Ada", "price": "10.50", "done": false, "gone": null}));
         let t = |f: &str| Filter::parse(f).unwrap().matches(&r);
         assert!(t("id=eq.42"));
         assert!(!t("id=eq.43"));
@@ -248,7 +263,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_filters() {
-        for bad in ["", "id", "id=42", "id=between.1", "id=in.1,2", "id=is.maybe", "=eq.1", "id=in.()"] {
+        for bad in [
+            "",
+            "id",
+            "id=42",
+            "id=between.1",
+            "id=in.1,2",
+            "id=is.maybe",
+            "=eq.1",
+            "id=in.()",
+        ] {
             assert!(Filter::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Filter::parse("user_id=eq.42").unwrap().eq_key(), Some("42"));

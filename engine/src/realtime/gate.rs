@@ -32,7 +32,12 @@ pub struct Gate {
 
 impl Gate {
     /// A gate reading through `pool`.
-    pub fn new(pg: tokio_postgres::Config, pool: Pool, cache_size: usize, ttl: std::time::Duration) -> Gate {
+    pub fn new(
+        pg: tokio_postgres::Config,
+        pool: Pool,
+        cache_size: usize,
+        ttl: std::time::Duration,
+    ) -> Gate {
         Gate {
             pg,
             pool,
@@ -69,18 +74,20 @@ impl Gate {
     /// owner-only.
     pub async fn owner_route(&self, relid: u32) -> Option<OwnerRoute> {
         // The common case (policies already loaded) needs no connection.
-        if let Some(decider) = self.decider.get() {
-            if decider.table(relid).is_some() {
-                return decider.owner_route(relid);
-            }
+        if let Some(decider) = self.decider.get()
+            && decider.table(relid).is_some()
+        {
+            return decider.owner_route(relid);
         }
         let client = self.pool.get().await.ok()?;
         let decider = self.decider(&client).await.ok()?;
-        if decider.table(relid).is_none() {
-            if let Err(err) = decider.add_relations(&client, &[RelationRef::Oid(relid)]).await {
-                tracing::warn!(error = %err, relid, "loading RLS policies failed");
-                return None;
-            }
+        if decider.table(relid).is_none()
+            && let Err(err) = decider
+                .add_relations(&client, &[RelationRef::Oid(relid)])
+                .await
+        {
+            tracing::warn!(error = %err, relid, "loading RLS policies failed");
+            return None;
         }
         decider.owner_route(relid)
     }
@@ -92,7 +99,11 @@ impl Gate {
 
     /// Visibility of `change`'s row for each context. On any failure nothing is allowed:
     /// a row is never delivered without a decision.
-    pub async fn decide(&self, change: &Change, contexts: &[std::sync::Arc<AuthContext>]) -> Vec<Visibility> {
+    pub async fn decide(
+        &self,
+        change: &Change,
+        contexts: &[std::sync::Arc<AuthContext>],
+    ) -> Vec<Visibility> {
         let undecided = || vec![Visibility::Unknown; contexts.len()];
         let Some(row) = RowChange::from_change(change) else {
             return undecided();
@@ -106,7 +117,9 @@ impl Gate {
         };
         let decisions = match self.decider(&client).await {
             Ok(decider) => {
-                let rls_off = decider.table(change.relation_id).is_some_and(|t| !t.rls_enabled);
+                let rls_off = decider
+                    .table(change.relation_id)
+                    .is_some_and(|t| !t.rls_enabled);
                 if rls_off && contexts.len() > 1 {
                     // Without RLS only the role matters (its privileges): decide once per
                     // distinct role, not once per user.

@@ -119,7 +119,12 @@ impl Engine {
         publication: &str,
         schemas: Vec<String>,
     ) -> Engine {
-        let gate = gate::Gate::new(pg, pool.clone(), settings.rls_cache_size, settings.rls_cache_ttl);
+        let gate = gate::Gate::new(
+            pg,
+            pool.clone(),
+            settings.rls_cache_size,
+            settings.rls_cache_ttl,
+        );
         Engine {
             inner: Arc::new(Inner {
                 keys,
@@ -147,9 +152,20 @@ impl Engine {
         let (handle, transactions) = fluxbase_replication::start(replication)?;
         *self.inner.replication.lock().expect("replication lock") = Some(handle.clone());
         let mut status = handle.watch_status();
-        tokio::spawn(dispatch::run(self.clone(), transactions, handle, self.inner.shutdown.subscribe()));
-        tokio::spawn(dispatch::sweep(self.clone(), self.inner.shutdown.subscribe()));
-        tokio::spawn(dispatch::watch_ddl(self.clone(), self.inner.shutdown.subscribe()));
+        tokio::spawn(dispatch::run(
+            self.clone(),
+            transactions,
+            handle,
+            self.inner.shutdown.subscribe(),
+        ));
+        tokio::spawn(dispatch::sweep(
+            self.clone(),
+            self.inner.shutdown.subscribe(),
+        ));
+        tokio::spawn(dispatch::watch_ddl(
+            self.clone(),
+            self.inner.shutdown.subscribe(),
+        ));
         let live = tokio::time::timeout(ready_timeout, status.wait_for(|s| s.connected)).await;
         Ok(matches!(live, Ok(Ok(_))))
     }
@@ -158,7 +174,13 @@ impl Engine {
     /// catalog are re-read too.
     pub async fn restart(&self) -> bool {
         self.reload().await;
-        match self.inner.replication.lock().expect("replication lock").as_ref() {
+        match self
+            .inner
+            .replication
+            .lock()
+            .expect("replication lock")
+            .as_ref()
+        {
             Some(handle) => {
                 handle.restart();
                 true
@@ -192,7 +214,12 @@ impl Engine {
     /// Closes every socket (1001) and stops replication.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
-        let conns = self.inner.registry.read().expect("registry lock").all_conns();
+        let conns = self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .all_conns();
         for conn in conns {
             conn.request_close(CloseReason {
                 code: close::GOING_AWAY,
@@ -200,7 +227,12 @@ impl Engine {
                 label: "shutdown",
             });
         }
-        let handle = self.inner.replication.lock().expect("replication lock").take();
+        let handle = self
+            .inner
+            .replication
+            .lock()
+            .expect("replication lock")
+            .take();
         if let Some(handle) = handle {
             handle.shutdown().await;
         }
@@ -212,7 +244,10 @@ impl Engine {
     }
 
     /// Verifies a token into a context (`None` → anon).
-    pub fn authenticate(&self, token: Option<&str>) -> Result<AuthContext, fluxbase_auth::JwtError> {
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<AuthContext, fluxbase_auth::JwtError> {
         match token {
             None => Ok(AuthContext::anon()),
             Some(t) => self.inner.keys.context(t),
@@ -242,12 +277,23 @@ impl Engine {
             .add_conn(conn.clone(), user, limits);
         if let Err(hit) = result {
             let reason = match hit {
-                LimitHit::Total(n) => format!("too many connections (realtime.max_connections = {n})"),
-                LimitHit::User(n) => format!("too many connections for this user (realtime.max_connections_per_user = {n})"),
-                LimitHit::Ip(n) => format!("too many connections from this address (realtime.max_connections_per_ip = {n})"),
+                LimitHit::Total(n) => {
+                    format!("too many connections (realtime.max_connections = {n})")
+                }
+                LimitHit::User(n) => format!(
+                    "too many connections for this user (realtime.max_connections_per_user = {n})"
+                ),
+                LimitHit::Ip(n) => format!(
+                    "too many connections from this address (realtime.max_connections_per_ip = {n})"
+                ),
             };
-            metrics::counter!("fluxbase_realtime_disconnects_total", "reason" => "limit").increment(1);
-            return Err(CloseReason { code: close::LIMIT, reason, label: "limit" });
+            metrics::counter!("fluxbase_realtime_disconnects_total", "reason" => "limit")
+                .increment(1);
+            return Err(CloseReason {
+                code: close::LIMIT,
+                reason,
+                label: "limit",
+            });
         }
         self.publish_gauges();
         Ok((conn, rx))
@@ -255,7 +301,12 @@ impl Engine {
 
     /// Unregisters a socket; presence leaves go to the channels it was in.
     pub fn disconnect(&self, conn: &ConnShared, label: &'static str) {
-        let left = self.inner.registry.write().expect("registry lock").remove_conn(conn.id);
+        let left = self
+            .inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .remove_conn(conn.id);
         metrics::counter!("fluxbase_realtime_disconnects_total", "reason" => label).increment(1);
         for (channel, state) in left {
             if let Some(state) = state {
@@ -299,12 +350,16 @@ impl Engine {
             protocol::ClientFrame::Subscribe { channel, config } => {
                 vec![self.subscribe(conn, &channel, config).await]
             }
-            protocol::ClientFrame::Unsubscribe { channel, subscription_id } => {
-                let removed = self.inner.registry.write().expect("registry lock").remove_subs(
-                    conn.id,
-                    channel.as_deref(),
-                    subscription_id.as_deref(),
-                );
+            protocol::ClientFrame::Unsubscribe {
+                channel,
+                subscription_id,
+            } => {
+                let removed = self
+                    .inner
+                    .registry
+                    .write()
+                    .expect("registry lock")
+                    .remove_subs(conn.id, channel.as_deref(), subscription_id.as_deref());
                 self.publish_gauges();
                 vec![protocol::encode(&json!({
                     "type": "ack", "subscribed": false, "channel": channel,
@@ -325,14 +380,21 @@ impl Engine {
                 Err(err) => vec![protocol::error(err.code(), &err.to_string(), None)],
             },
             protocol::ClientFrame::Broadcast { channel, payload } => {
-                self.inner.registry.write().expect("registry lock").join(&channel, conn.id);
-                let frame = protocol::encode(&json!({"type": "broadcast", "channel": channel, "payload": payload}));
+                self.inner
+                    .registry
+                    .write()
+                    .expect("registry lock")
+                    .join(&channel, conn.id);
+                let frame = protocol::encode(
+                    &json!({"type": "broadcast", "channel": channel, "payload": payload}),
+                );
                 self.send_to_channel(&channel, &frame, Some(conn.id));
                 Vec::new()
             }
             protocol::ClientFrame::Presence { channel, payload } => {
                 let replies = self.join_channel(conn, &channel);
-                let state = (payload.event == "track").then(|| payload.state.unwrap_or(Value::Null));
+                let state =
+                    (payload.event == "track").then(|| payload.state.unwrap_or(Value::Null));
                 let previous = self
                     .inner
                     .registry
@@ -375,17 +437,31 @@ impl Engine {
         }
         let state: serde_json::Map<String, Value> = reg
             .channel(channel)
-            .map(|c| c.presence.iter().map(|(id, s)| (id.to_string(), s.clone())).collect())
+            .map(|c| {
+                c.presence
+                    .iter()
+                    .map(|(id, s)| (id.to_string(), s.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
-        vec![protocol::encode(&json!({"type": "presence_state", "channel": channel, "payload": state}))]
+        vec![protocol::encode(
+            &json!({"type": "presence_state", "channel": channel, "payload": state}),
+        )]
     }
 
-    fn presence_diff(&self, channel: &str, conn: ConnId, joined: Option<Value>, left: Option<Value>) {
+    fn presence_diff(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        joined: Option<Value>,
+        left: Option<Value>,
+    ) {
         if joined.is_none() && left.is_none() {
             return;
         }
         let key = conn.to_string();
-        let joins: serde_json::Map<String, Value> = joined.map(|s| (key.clone(), s)).into_iter().collect();
+        let joins: serde_json::Map<String, Value> =
+            joined.map(|s| (key.clone(), s)).into_iter().collect();
         let leaves: serde_json::Map<String, Value> = left.map(|s| (key, s)).into_iter().collect();
         let frame = protocol::encode(&json!({
             "type": "presence_diff", "channel": channel,
@@ -395,12 +471,20 @@ impl Engine {
     }
 
     fn send_to_channel(&self, channel: &str, frame: &ByteString, except: Option<ConnId>) -> usize {
-        let conns = self.inner.registry.read().expect("registry lock").channel_conns(channel);
+        let conns = self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .channel_conns(channel);
         let s = &self.inner.settings;
         let mut sent = 0;
         for conn in conns.iter().filter(|c| Some(c.id) != except) {
-            if conn.push(frame.clone(), s.slow_client_threshold, s.slow_client_timeout)
-                == connection::PushOutcome::Queued
+            if conn.push(
+                frame.clone(),
+                s.slow_client_threshold,
+                s.slow_client_timeout,
+            ) == connection::PushOutcome::Queued
             {
                 sent += 1;
             }
@@ -412,23 +496,40 @@ impl Engine {
     /// Reads a table from the catalog (publishing it when needed). The connection is
     /// released before anything else needs one: a burst of subscribes must not hold the
     /// pool while waiting for a second connection.
-    async fn lookup_table(&self, schema: &str, table: &str) -> Result<Arc<catalog::TableInfo>, (&'static str, String)> {
+    async fn lookup_table(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Arc<catalog::TableInfo>, (&'static str, String)> {
         let client = self.inner.pool.get().await.map_err(|e| {
             tracing::warn!(error = %e, "realtime catalog unavailable");
-            ("unavailable", "the database is unavailable; try again".to_string())
+            (
+                "unavailable",
+                "the database is unavailable; try again".to_string(),
+            )
         })?;
         match self.inner.catalog.lookup(&client, schema, table).await {
             Ok(info) => Ok(info),
             Err(catalog::CatalogError::Database(e)) => {
                 tracing::warn!(error = %e, "realtime catalog read failed");
-                Err(("unavailable", "the database is unavailable; try again".into()))
+                Err((
+                    "unavailable",
+                    "the database is unavailable; try again".into(),
+                ))
             }
-            Err(e @ catalog::CatalogError::NoReplicaIdentity(..)) => Err(("no_primary_key", e.to_string())),
+            Err(e @ catalog::CatalogError::NoReplicaIdentity(..)) => {
+                Err(("no_primary_key", e.to_string()))
+            }
             Err(e) => Err(("unknown_table", e.to_string())),
         }
     }
 
-    async fn subscribe(&self, conn: &Arc<ConnShared>, channel: &str, config: protocol::SubscribeConfig) -> ByteString {
+    async fn subscribe(
+        &self,
+        conn: &Arc<ConnShared>,
+        channel: &str,
+        config: protocol::SubscribeConfig,
+    ) -> ByteString {
         let err = |code: &str, msg: String| protocol::error(code, &msg, Some(channel));
         let Some(table) = config.table.clone() else {
             // A channel for broadcast and presence only.
@@ -440,18 +541,34 @@ impl Engine {
         let schema = config.schema.clone().unwrap_or_else(|| "public".into());
         let event = config.event.clone().unwrap_or_else(|| "*".into());
         let Some(events) = EventMask::parse(&event) else {
-            return err("invalid_event", format!("event must be INSERT, UPDATE, DELETE or *, got {event:?}"));
+            return err(
+                "invalid_event",
+                format!("event must be INSERT, UPDATE, DELETE or *, got {event:?}"),
+            );
         };
-        let filter = match config.filter.as_deref().map(filter::Filter::parse).transpose() {
+        let filter = match config
+            .filter
+            .as_deref()
+            .map(filter::Filter::parse)
+            .transpose()
+        {
             Ok(f) => f,
             Err(e) => return err("invalid_filter", e.to_string()),
         };
-        if self.inner.registry.read().expect("registry lock").subs_of(conn.id)
+        if self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .subs_of(conn.id)
             >= self.inner.settings.max_subscriptions_per_connection
         {
             return err(
                 "too_many_subscriptions",
-                format!("at most {} subscriptions per connection", self.inner.settings.max_subscriptions_per_connection),
+                format!(
+                    "at most {} subscriptions per connection",
+                    self.inner.settings.max_subscriptions_per_connection
+                ),
             );
         }
         let info = match self.inner.catalog.cached(&schema, &table) {
@@ -461,13 +578,13 @@ impl Engine {
                 Err((code, message)) => return err(code, message),
             },
         };
-        if let Some(f) = &filter {
-            if !info.has_column(&f.column) {
-                return err(
-                    "unknown_column",
-                    format!("column {:?} does not exist in {schema}.{table}", f.column),
-                );
-            }
+        if let Some(f) = &filter
+            && !info.has_column(&f.column)
+        {
+            return err(
+                "unknown_column",
+                format!("column {:?} does not exist in {schema}.{table}", f.column),
+            );
         }
         let route = self.inner.gate.owner_route(info.relid).await;
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());

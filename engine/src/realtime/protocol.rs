@@ -206,7 +206,9 @@ pub fn system(message: &str) -> ByteString {
 pub fn postgres_changes_prefix(channel: &str, subscription_ids: &[&str]) -> String {
     let ids = serde_json::to_string(subscription_ids).unwrap_or_else(|_| "[]".into());
     let channel = serde_json::to_string(channel).unwrap_or_else(|_| "\"\"".into());
-    format!("{{\"type\":\"postgres_changes\",\"channel\":{channel},\"subscription_ids\":{ids},\"payload\":")
+    format!(
+        "{{\"type\":\"postgres_changes\",\"channel\":{channel},\"subscription_ids\":{ids},\"payload\":"
+    )
 }
 
 /// A `postgres_changes` frame from its prefix and the change's payload, serialized once per
@@ -231,25 +233,71 @@ mod tests {
     #[test]
     fn decodes_every_type() {
         let f = decode(r#"{"type":"subscribe","channel":"c1","config":{"event":"INSERT","schema":"public","table":"todos","filter":"user_id=eq.42"}}"#).unwrap();
-        assert!(matches!(f, ClientFrame::Subscribe { ref channel, ref config } if channel == "c1" && config.table.as_deref() == Some("todos")));
-        assert_eq!(decode(r#"{"type":"heartbeat"}"#).unwrap(), ClientFrame::Heartbeat);
-        assert!(matches!(decode(r#"{"type":"access_token","token":"x"}"#).unwrap(), ClientFrame::AccessToken { .. }));
-        assert!(matches!(decode(r#"{"type":"broadcast","channel":"r","payload":{"event":"e","data":1}}"#).unwrap(), ClientFrame::Broadcast { .. }));
-        assert!(matches!(decode(r#"{"type":"presence","channel":"r","payload":{"event":"track","state":{"a":1}}}"#).unwrap(), ClientFrame::Presence { .. }));
-        assert!(matches!(decode(r#"{"type":"unsubscribe","channel":"c1"}"#).unwrap(), ClientFrame::Unsubscribe { .. }));
+        assert!(
+            matches!(f, ClientFrame::Subscribe { ref channel, ref config } if channel == "c1" && config.table.as_deref() == Some("todos"))
+        );
+        assert_eq!(
+            decode(r#"{"type":"heartbeat"}"#).unwrap(),
+            ClientFrame::Heartbeat
+        );
+        assert!(matches!(
+            decode(r#"{"type":"access_token","token":"x"}"#).unwrap(),
+            ClientFrame::AccessToken { .. }
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"broadcast","channel":"r","payload":{"event":"e","data":1}}"#)
+                .unwrap(),
+            ClientFrame::Broadcast { .. }
+        ));
+        assert!(matches!(
+            decode(
+                r#"{"type":"presence","channel":"r","payload":{"event":"track","state":{"a":1}}}"#
+            )
+            .unwrap(),
+            ClientFrame::Presence { .. }
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"unsubscribe","channel":"c1"}"#).unwrap(),
+            ClientFrame::Unsubscribe { .. }
+        ));
     }
 
     #[test]
     fn bad_frames_name_the_problem() {
         assert_eq!(decode("not json").unwrap_err().code, "invalid_json");
         assert_eq!(decode("[1,2]").unwrap_err().code, "invalid_json");
-        assert_eq!(decode(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
-        assert!(decode(r#"{"channel":"c"}"#).unwrap_err().message.contains("type"));
-        assert!(decode(r#"{"type":"subscribe"}"#).unwrap_err().message.contains("channel"));
-        assert!(decode(r#"{"type":"subscribe","channel":"c","config":{"tabel":"x"}}"#).unwrap_err().message.contains("tabel"));
+        assert_eq!(
+            decode(r#"{"type":"dance"}"#).unwrap_err().code,
+            "unknown_type"
+        );
+        assert!(
+            decode(r#"{"channel":"c"}"#)
+                .unwrap_err()
+                .message
+                .contains("type")
+        );
+        assert!(
+            decode(r#"{"type":"subscribe"}"#)
+                .unwrap_err()
+                .message
+                .contains("channel")
+        );
+        assert!(
+            decode(r#"{"type":"subscribe","channel":"c","config":{"tabel":"x"}}"#)
+                .unwrap_err()
+                .message
+                .contains("tabel")
+        );
         assert!(decode(r#"{"type":"subscribe","channel":5}"#).is_err());
-        assert!(decode(r#"{"type":"presence","channel":"r","payload":{"event":"dance"}}"#).is_err());
-        assert!(decode(r#"{"type":"access_token"}"#).unwrap_err().message.contains("token"));
+        assert!(
+            decode(r#"{"type":"presence","channel":"r","payload":{"event":"dance"}}"#).is_err()
+        );
+        assert!(
+            decode(r#"{"type":"access_token"}"#)
+                .unwrap_err()
+                .message
+                .contains("token")
+        );
     }
 
     #[test]

@@ -26,13 +26,30 @@ pub struct EventMask {
 impl EventMask {
     /// Parses `INSERT`, `UPDATE`, `DELETE` or `*` (case-insensitive).
     pub fn parse(text: &str) -> Option<EventMask> {
-        let all = EventMask { insert: true, update: true, delete: true };
-        let none = EventMask { insert: false, update: false, delete: false };
+        let all = EventMask {
+            insert: true,
+            update: true,
+            delete: true,
+        };
+        let none = EventMask {
+            insert: false,
+            update: false,
+            delete: false,
+        };
         match text.to_ascii_uppercase().as_str() {
             "*" => Some(all),
-            "INSERT" => Some(EventMask { insert: true, ..none }),
-            "UPDATE" => Some(EventMask { update: true, ..none }),
-            "DELETE" => Some(EventMask { delete: true, ..none }),
+            "INSERT" => Some(EventMask {
+                insert: true,
+                ..none
+            }),
+            "UPDATE" => Some(EventMask {
+                update: true,
+                ..none
+            }),
+            "DELETE" => Some(EventMask {
+                delete: true,
+                ..none
+            }),
             _ => None,
         }
     }
@@ -175,7 +192,6 @@ impl EventIndex {
             }
         }
     }
-
 }
 
 /// A broadcast/presence channel.
@@ -239,10 +255,10 @@ impl Registry {
         if self.conns.len() >= limits.max_connections {
             return Err(LimitHit::Total(limits.max_connections));
         }
-        if let Some(user) = &user {
-            if self.users.get(user).map_or(0, HashSet::len) >= limits.per_user {
-                return Err(LimitHit::User(limits.per_user));
-            }
+        if let Some(user) = &user
+            && self.users.get(user).map_or(0, HashSet::len) >= limits.per_user
+        {
+            return Err(LimitHit::User(limits.per_user));
         }
         if self.ips.get(&conn.ip).copied().unwrap_or(0) >= limits.per_ip {
             return Err(LimitHit::Ip(limits.per_ip));
@@ -262,20 +278,20 @@ impl Registry {
         for sub in self.conn_subs.remove(&id).unwrap_or_default() {
             self.remove_sub_by_id(&sub);
         }
-        if let Some(user) = self.conn_user.remove(&id) {
-            if let Some(set) = self.users.get_mut(&user) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.users.remove(&user);
-                }
+        if let Some(user) = self.conn_user.remove(&id)
+            && let Some(set) = self.users.get_mut(&user)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.users.remove(&user);
             }
         }
-        if let Some(conn) = self.conns.remove(&id) {
-            if let Some(n) = self.ips.get_mut(&conn.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.ips.remove(&conn.ip);
-                }
+        if let Some(conn) = self.conns.remove(&id)
+            && let Some(n) = self.ips.get_mut(&conn.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.ips.remove(&conn.ip);
             }
         }
         let mut left = Vec::new();
@@ -290,12 +306,12 @@ impl Registry {
 
     /// Moves a connection to another user (after `access_token` with another `sub`).
     pub fn set_user(&mut self, id: ConnId, user: Option<String>) {
-        if let Some(old) = self.conn_user.remove(&id) {
-            if let Some(set) = self.users.get_mut(&old) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.users.remove(&old);
-                }
+        if let Some(old) = self.conn_user.remove(&id)
+            && let Some(set) = self.users.get_mut(&old)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.users.remove(&old);
             }
         }
         if let Some(user) = user {
@@ -326,7 +342,10 @@ impl Registry {
             table.events[event].insert(&sub, slot);
         }
         table.subs.insert(sub.id.clone());
-        self.conn_subs.entry(sub.conn).or_default().push(sub.id.clone());
+        self.conn_subs
+            .entry(sub.conn)
+            .or_default()
+            .push(sub.id.clone());
         self.slots.insert(sub.id.clone(), slot);
         self.subs.insert(sub.id.clone(), Arc::new(sub));
     }
@@ -355,8 +374,15 @@ impl Registry {
         if current == route {
             return;
         }
-        let ids: Vec<Arc<str>> = self.tables.get(&key).map(|t| t.subs.iter().cloned().collect()).unwrap_or_default();
-        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.remove_sub_by_id(id)).collect();
+        let ids: Vec<Arc<str>> = self
+            .tables
+            .get(&key)
+            .map(|t| t.subs.iter().cloned().collect())
+            .unwrap_or_default();
+        let subs: Vec<Subscription> = ids
+            .iter()
+            .filter_map(|id| self.remove_sub_by_id(id))
+            .collect();
         for sub in &subs {
             if let Some(list) = self.conn_subs.get_mut(&sub.conn) {
                 list.retain(|s| s != &sub.id);
@@ -376,7 +402,10 @@ impl Registry {
     /// Re-indexes a connection's subscriptions (its context changed).
     pub fn reindex_conn(&mut self, conn: ConnId) {
         let ids = self.conn_subs.remove(&conn).unwrap_or_default();
-        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.remove_sub_by_id(id)).collect();
+        let subs: Vec<Subscription> = ids
+            .iter()
+            .filter_map(|id| self.remove_sub_by_id(id))
+            .collect();
         for sub in subs {
             self.add_sub(sub);
         }
@@ -384,7 +413,12 @@ impl Registry {
 
     /// Removes the connection's subscriptions matching `channel` and/or `id`; returns the
     /// removed ids.
-    pub fn remove_subs(&mut self, conn: ConnId, channel: Option<&str>, id: Option<&str>) -> Vec<String> {
+    pub fn remove_subs(
+        &mut self,
+        conn: ConnId,
+        channel: Option<&str>,
+        id: Option<&str>,
+    ) -> Vec<String> {
         let ids: Vec<Arc<str>> = self
             .conn_subs
             .get(&conn)
@@ -423,10 +457,10 @@ impl Registry {
         let mut matched: Vec<&Arc<str>> = Vec::new();
         if let Some(row) = row {
             for (column, values) in &index.eq {
-                if let Some(value) = row.get(column).filter(|v| !v.is_null()) {
-                    if let Some(ids) = values.get(&value_text(value)) {
-                        matched.extend(ids);
-                    }
+                if let Some(value) = row.get(column).filter(|v| !v.is_null())
+                    && let Some(ids) = values.get(&value_text(value))
+                {
+                    matched.extend(ids);
                 }
             }
         }
@@ -466,7 +500,11 @@ impl Registry {
     pub fn user_conns(&self, user: &str) -> Vec<Arc<ConnShared>> {
         self.users
             .get(user)
-            .map(|ids| ids.iter().filter_map(|id| self.conns.get(id).cloned()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.conns.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -505,7 +543,12 @@ impl Registry {
     }
 
     /// Sets or clears a connection's presence in a channel; returns the previous state.
-    pub fn set_presence(&mut self, channel: &str, conn: ConnId, state: Option<Value>) -> Option<Value> {
+    pub fn set_presence(
+        &mut self,
+        channel: &str,
+        conn: ConnId,
+        state: Option<Value>,
+    ) -> Option<Value> {
         let ch = self.channels.entry(channel.to_string()).or_default();
         ch.members.insert(conn);
         match state {
@@ -518,7 +561,12 @@ impl Registry {
     pub fn channel_conns(&self, name: &str) -> Vec<Arc<ConnShared>> {
         self.channels
             .get(name)
-            .map(|c| c.members.iter().filter_map(|id| self.conns.get(id).cloned()).collect())
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter_map(|id| self.conns.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -546,7 +594,11 @@ mod tests {
         }
     }
 
-    const NO_LIMITS: Limits = Limits { max_connections: 100, per_user: 100, per_ip: 100 };
+    const NO_LIMITS: Limits = Limits {
+        max_connections: 100,
+        per_user: 100,
+        per_ip: 100,
+    };
 
     #[test]
     fn index_routes_by_event_and_filter() {
@@ -572,10 +624,15 @@ mod tests {
             .map(|(c, _)| c.id)
             .collect();
         assert_eq!(got.len(), 2);
-        assert!(reg.recipients("public", "other", RowOp::Insert, Some(&row)).is_empty());
+        assert!(
+            reg.recipients("public", "other", RowOp::Insert, Some(&row))
+                .is_empty()
+        );
 
         reg.remove_conn(2);
-        let n = reg.recipients("public", "todos", RowOp::Insert, Some(&row)).len();
+        let n = reg
+            .recipients("public", "todos", RowOp::Insert, Some(&row))
+            .len();
         assert_eq!(n, 1);
         assert_eq!(reg.sub_count(), 3);
         assert_eq!(reg.remove_subs(1, Some("c"), None), ["all"]);
@@ -587,20 +644,38 @@ mod tests {
         use crate::realtime::rls::{OwnerIndex, OwnerRoute};
         use fluxbase_auth::Role;
         let user = |sub: &str| {
-            AuthContext::from_claims(json!({"sub": sub, "role": "authenticated"}).as_object().unwrap().clone())
+            AuthContext::from_claims(
+                json!({"sub": sub, "role": "authenticated"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
         };
-        let (a, b) = ("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a22");
+        let (a, b) = (
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a22",
+        );
         let mut reg = Registry::default();
         let conn_a = ConnShared::new(1, "127.0.0.1".parse().unwrap(), user(a), 8).0;
         let conn_b = ConnShared::new(2, "127.0.0.1".parse().unwrap(), user(b), 8).0;
-        let conn_s = ConnShared::new(3, "127.0.0.1".parse().unwrap(), AuthContext::service_role(), 8).0;
+        let conn_s = ConnShared::new(
+            3,
+            "127.0.0.1".parse().unwrap(),
+            AuthContext::service_role(),
+            8,
+        )
+        .0;
         for c in [conn_a.clone(), conn_b, conn_s] {
             reg.add_conn(c, None, NO_LIMITS).unwrap();
         }
-        reg.set_route("public", "todos", Some(OwnerRoute {
-            index: OwnerIndex::new("owner".into()),
-            roles: vec![Role::Anon, Role::Authenticated],
-        }));
+        reg.set_route(
+            "public",
+            "todos",
+            Some(OwnerRoute {
+                index: OwnerIndex::new("owner".into()),
+                roles: vec![Role::Anon, Role::Authenticated],
+            }),
+        );
         for (id, conn) in [("sa", 1), ("sb", 2), ("ss", 3)] {
             reg.add_sub(sub(id, conn, "*", None));
         }
@@ -631,9 +706,16 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let mut reg = Registry::default();
-        let limits = Limits { max_connections: 3, per_user: 1, per_ip: 2 };
+        let limits = Limits {
+            max_connections: 3,
+            per_user: 1,
+            per_ip: 2,
+        };
         reg.add_conn(conn(1), Some("u".into()), limits).unwrap();
-        assert_eq!(reg.add_conn(conn(2), Some("u".into()), limits), Err(LimitHit::User(1)));
+        assert_eq!(
+            reg.add_conn(conn(2), Some("u".into()), limits),
+            Err(LimitHit::User(1))
+        );
         reg.add_conn(conn(3), None, limits).unwrap();
         assert_eq!(reg.add_conn(conn(4), None, limits), Err(LimitHit::Ip(2)));
         reg.remove_conn(1);

@@ -32,7 +32,8 @@ pub(crate) fn client_config() -> Result<Arc<ClientConfig>> {
 /// Upgrades an accepted `SSLRequest` stream to TLS.
 pub(crate) async fn connect(stream: TcpStream, host: &str) -> Result<TlsStream<TcpStream>> {
     let config = client_config()?;
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| ReplicationError::Tls(e.to_string()))?;
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|e| ReplicationError::Tls(e.to_string()))?;
     tokio_rustls::TlsConnector::from(config)
         .connect(name, stream)
         .await

@@ -471,8 +471,10 @@ pub fn cast_supported(from: &SqlType, to: &SqlType) -> bool {
     }
     matches!(
         (from, to),
-        (Int2 | Int4 | Int8, Int2 | Int4 | Int8 | Numeric | Float4 | Float8 | Text)
-            | (Numeric, Int2 | Int4 | Int8 | Float8 | Text)
+        (
+            Int2 | Int4 | Int8,
+            Int2 | Int4 | Int8 | Numeric | Float4 | Float8 | Text
+        ) | (Numeric, Int2 | Int4 | Int8 | Float8 | Text)
             | (Float4, Float8)
             | (Text, Int2 | Int4 | Int8 | Numeric | Uuid | Bool)
             | (Uuid | Bool, Text)
