@@ -194,7 +194,6 @@ async fn ready_follows_the_database_without_a_restart() {
 
 #[actix_web::test]
 async fn sslmode_require_encrypts_pool_connections() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut cluster = DedicatedCluster::start().await;
     let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
         .await
@@ -205,35 +204,7 @@ async fn sslmode_require_encrypts_pool_connections() {
         .await
         .unwrap()
         .get(0);
-    let owner = std::fs::metadata(&data_dir).unwrap();
-    let (cert, key) = (
-        format!("{data_dir}/tls_cert.pem"),
-        format!("{data_dir}/tls_key.pem"),
-    );
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-keyout", &key, "-out", &cert])
-        .output()
-        .expect("openssl (Debian: apt-get install openssl) is needed to make a test certificate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for file in [&cert, &key] {
-        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).unwrap();
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let (cert, key) = fluxbase_migrations::test_utils::self_signed_cert(&data_dir);
     for sql in [
         "ALTER SYSTEM SET ssl = on".to_string(),
         format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),

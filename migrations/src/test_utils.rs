@@ -229,6 +229,35 @@ impl Drop for TestDb {
     }
 }
 
+/// Writes a self-signed certificate and key (`openssl req -x509`) into a cluster's data
+/// directory, owned by the cluster's user and `0600` as PostgreSQL demands, for tests that
+/// turn `ssl` on. Returns the (certificate, key) paths.
+pub fn self_signed_cert(data_dir: &str) -> (String, String) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(data_dir).expect("the data directory exists");
+    let (cert, key) = (
+        format!("{data_dir}/test_cert.pem"),
+        format!("{data_dir}/test_key.pem"),
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout", &key, "-out", &cert])
+        .output()
+        .expect("openssl is needed to make a test certificate (Debian: apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [&cert, &key] {
+        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).expect("chown");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    (cert, key)
+}
+
 /// A cluster of the test's own, for tests that stop and start PostgreSQL. Stopped and
 /// removed on drop.
 #[derive(Debug)]

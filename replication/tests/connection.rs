@@ -1,9 +1,6 @@
 //! Authentication methods, TLS and unix sockets, on a cluster of the test's own (it
 //! rewrites pg_hba.conf and enables TLS, which must not leak into other tests).
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
-
 use fluxbase_migrations::test_utils::DedicatedCluster;
 use tokio::time::timeout;
 use tokio_postgres::config::SslMode;
@@ -56,35 +53,7 @@ async fn scram_md5_cleartext_tls_and_unix_socket() {
     let socket_dir = socket_dir.split(',').next().unwrap().trim().to_owned();
 
     // A self-signed certificate owned by the server's user.
-    let owner = std::fs::metadata(&data_dir).unwrap();
-    let (cert, key) = (
-        format!("{data_dir}/test_cert.pem"),
-        format!("{data_dir}/test_key.pem"),
-    );
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-keyout", &key, "-out", &cert])
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        status.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    for file in [&cert, &key] {
-        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).unwrap();
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let (cert, key) = fluxbase_migrations::test_utils::self_signed_cert(&data_dir);
     let hba = std::fs::read_to_string(&hba_file).unwrap();
     std::fs::write(
         &hba_file,
