@@ -168,14 +168,17 @@ async fn run_socket(
             msg = futures_util::StreamExt::next(&mut stream) => match msg {
                 None => break "client_closed",
                 Some(Ok(AggregatedMessage::Text(text))) => {
-                    let was_token = text.contains("\"access_token\"");
+                    let before = conn.context();
                     for reply in engine.handle_text(&conn, &text).await {
                         if send(&mut session, &conn, reply).await.is_err() {
                             break;
                         }
                     }
-                    if was_token {
-                        expires = conn.context().expires_at();
+                    // A token accepted by `access_token` brings its own expiry; a refused one
+                    // changes nothing (an expired context must not re-arm the timer).
+                    let after = conn.context();
+                    if !Arc::ptr_eq(&before, &after) {
+                        expires = after.expires_at();
                     }
                 }
                 Some(Ok(AggregatedMessage::Binary(_))) => {
