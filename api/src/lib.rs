@@ -1,9 +1,8 @@
 //! fluxbase-api: the `fluxbase` binary's library — configuration, the HTTP application,
-//! the database pool, telemetry and the `serve`/`migrate` commands.
+//! telemetry and the `serve`/`migrate` commands.
 
 pub mod cli;
 pub mod config;
-pub mod db;
 pub mod error;
 pub mod http;
 pub mod server;

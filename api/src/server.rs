@@ -1,17 +1,15 @@
 //! `fluxbase serve` and `fluxbase migrate`: the database (given or embedded), migrations,
 //! the pool, the HTTP server, and a graceful shutdown of all of them.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use fluxbase_migrations::embedded::{EMBEDDED_DATABASE, generate_secret};
-use fluxbase_migrations::{ClusterOptions, EmbeddedCluster};
+use fluxbase_migrations::cluster::EMBEDDED_DATABASE;
+use fluxbase_migrations::error::describe;
+use fluxbase_migrations::tls::MakeRustlsConnect;
+use fluxbase_migrations::{ClusterOptions, Db, EmbeddedCluster, pool};
 
 use crate::config::{Config, redact_url};
-use crate::db::Db;
 use crate::http::{AppState, build_app};
 
 /// Where the embedded mode keeps its state (cluster, password, dev JWT secret).
@@ -46,7 +44,8 @@ impl Database {
     pub fn open(config: &Config) -> anyhow::Result<Database> {
         if let Some(url) = &config.database.url {
             tracing::info!(database = %redact_url(url), "using the database of DATABASE_URL");
-            let pg = Db::parse_url(url).context("database.url is not a valid connection string")?;
+            let pg =
+                pool::parse_url(url).context("database.url is not a valid connection string")?;
             return Ok(Database { pg, embedded: None });
         }
         let data_dir = Path::new(STATE_DIR).join("pg");
@@ -74,7 +73,7 @@ impl Database {
         };
         let (client, conn) = cluster
             .config("postgres")
-            .connect(crate::db::tls())
+            .connect(MakeRustlsConnect::new())
             .await
             .context("connect to the embedded PostgreSQL")?;
         let task = tokio::spawn(conn);
@@ -102,10 +101,11 @@ impl Database {
 
     /// Applies pending migrations on a dedicated connection.
     pub async fn migrate(&self) -> anyhow::Result<fluxbase_migrations::MigrationReport> {
-        let (mut client, conn) =
-            self.pg.connect(crate::db::tls()).await.map_err(|e| {
-                anyhow::anyhow!("connect to the database: {}", describe_pg_error(&e))
-            })?;
+        let (mut client, conn) = self
+            .pg
+            .connect(MakeRustlsConnect::new())
+            .await
+            .map_err(|e| anyhow::anyhow!("connect to the database: {}", describe(&e)))?;
         let task = tokio::spawn(conn);
         let report = fluxbase_migrations::run(&mut client).await?;
         drop(client);
@@ -115,7 +115,7 @@ impl Database {
 
     /// Warns, with the fix, when logical replication is not enabled on a real database.
     pub async fn check_wal_level(&self) -> anyhow::Result<()> {
-        let (client, conn) = self.pg.connect(crate::db::tls()).await?;
+        let (client, conn) = self.pg.connect(MakeRustlsConnect::new()).await?;
         let task = tokio::spawn(conn);
         let level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if level != "logical" {
@@ -144,15 +144,6 @@ impl Database {
     }
 }
 
-/// The text of a tokio-postgres error including its cause (its Display alone is terse).
-pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
-    match (err.as_db_error(), std::error::Error::source(err)) {
-        (Some(db), _) => db.message().to_string(),
-        (None, Some(src)) => format!("{err}: {src}"),
-        (None, None) => err.to_string(),
-    }
-}
-
 /// Fills `auth.jwt_secret`: with a real database it must be set and not a placeholder; in
 /// embedded mode a dev secret is generated once and kept in `.fluxbase/jwt-secret`.
 pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result<()> {
@@ -177,7 +168,8 @@ pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result
         }
         (None, true) => {
             let path = PathBuf::from(STATE_DIR).join("jwt-secret");
-            let secret = read_or_create_secret(&path)?;
+            let secret = fluxbase_migrations::secret::read_or_create(&path, MIN_SECRET_LEN, 64)
+                .with_context(|| format!("read or create {}", path.display()))?;
             tracing::warn!(
                 path = %path.display(),
                 "FLUXBASE_JWT_SECRET is not set: using a generated development secret; set it for production"
@@ -186,27 +178,6 @@ pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result
             Ok(())
         }
     }
-}
-
-fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
-    if let Ok(text) = fs::read_to_string(path)
-        && text.trim().len() >= MIN_SECRET_LEN
-    {
-        return Ok(text.trim().to_string());
-    }
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    let secret = generate_secret(64);
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("create {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
-    Ok(secret)
 }
 
 /// Resolves on SIGINT or SIGTERM, naming it.
@@ -287,7 +258,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         tracing::info!(applied = ?report.applied, "migrations applied");
     }
 
-    let db = Db::new(database.pg.clone(), config.database.clone());
+    let db = Db::new(database.pg.clone(), config.database.pool_settings());
     db.fill_to_min().await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx));

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use fluxbase_api::config::{Config, Dur};
-use fluxbase_api::db::Db;
 use fluxbase_api::http::{AppState, build_app};
 use fluxbase_auth::JwtKeys;
 use fluxbase_auth::totp;
+use fluxbase_migrations::Db;
 use fluxbase_migrations::test_utils::TestDb;
 use serde_json::{Value, json};
 
@@ -27,7 +27,10 @@ fn state(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> AppState {
     config.auth.jwt_secret = Some(TEST_SECRET.into());
     config.security.rate_limit.enabled = false;
     tweak(&mut config);
-    let pool = Db::new(Db::parse_url(&db.url()).unwrap(), config.database.clone());
+    let pool = Db::new(
+        fluxbase_migrations::pool::parse_url(&db.url()).unwrap(),
+        config.database.pool_settings(),
+    );
     AppState::new(config, pool)
 }
 
@@ -838,9 +841,9 @@ async fn admin_routes_take_dashboard_tokens_and_never_app_user_tokens() {
     assert_error(&got, 401, "token_expired", "expired");
     for t in [forged.as_str(), alg_none.as_str(), "garbage", "a.b.c"] {
         let got = call!(app, me(t));
-        assert_error(&got, 401, "unauthorized", "");
+        assert_error(&got, 401, "invalid_token", "invalid token");
         let got = call!(app, with_token(restart(), t));
-        assert_error(&got, 401, "unauthorized", "");
+        assert_error(&got, 401, "invalid_token", "invalid token");
     }
     // No token at all.
     let got = call!(app, TestRequest::get().uri("/dashboard/auth/me"));

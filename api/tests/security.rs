@@ -3,8 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use fluxbase_api::config::Config;
-use fluxbase_api::db::Db;
 use fluxbase_api::http::{AppState, build_app};
+use fluxbase_migrations::Db;
 use fluxbase_migrations::test_utils::TestDb;
 
 use crate::support::{TEST_SECRET, token};
@@ -14,7 +14,10 @@ fn state(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> AppState {
     config.database.url = Some(db.url());
     config.auth.jwt_secret = Some(TEST_SECRET.into());
     tweak(&mut config);
-    let pool = Db::new(Db::parse_url(&db.url()).unwrap(), config.database.clone());
+    let pool = Db::new(
+        fluxbase_migrations::pool::parse_url(&db.url()).unwrap(),
+        config.database.pool_settings(),
+    );
     AppState::new(config, pool)
 }
 
@@ -148,7 +151,7 @@ async fn login_limiter_allows_five_per_account_and_address() {
         fluxbase_api::http::security::check_login(&state, ip, "Ada@example.com").unwrap();
     }
     let err = fluxbase_api::http::security::check_login(&state, ip, "ada@example.com").unwrap_err();
-    assert_eq!(err.code.describe().1, "rate_limited");
+    assert_eq!(err.code.as_str(), "rate_limited");
     assert!(err.retry_after.unwrap() > 60, "15 minutes for 5 attempts");
     // Another account from the same address is not affected.
     fluxbase_api::http::security::check_login(&state, ip, "grace@example.com").unwrap();

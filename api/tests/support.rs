@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fluxbase_api::config::Config;
-use fluxbase_api::db::Db;
 use fluxbase_api::http::AppState;
+use fluxbase_migrations::Db;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -18,7 +18,10 @@ pub fn state_for(url: &str) -> AppState {
     let mut config = Config::default();
     config.database.url = Some(url.to_string());
     config.database.connect_timeout = fluxbase_api::config::Dur::secs(2);
-    let db = Db::new(Db::parse_url(url).unwrap(), config.database.clone());
+    let db = Db::new(
+        fluxbase_migrations::pool::parse_url(url).unwrap(),
+        config.database.pool_settings(),
+    );
     AppState::new(config, db)
 }
 
@@ -52,7 +55,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "fluxbase-test-{}-{}",
             std::process::id(),
-            fluxbase_migrations::embedded::generate_secret(8)
+            fluxbase_migrations::secret::generate_secret(8)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)

@@ -17,12 +17,11 @@ pub enum JwtError {
     Invalid(String),
 }
 
-impl JwtError {
-    /// A stable code for error bodies and metrics labels.
-    pub fn code(&self) -> &'static str {
+impl fluxbase_migrations::ErrorCode for JwtError {
+    fn code(&self) -> fluxbase_migrations::Code {
         match self {
-            JwtError::Expired => "token_expired",
-            JwtError::Invalid(_) => "invalid_token",
+            JwtError::Expired => fluxbase_migrations::Code::TokenExpired,
+            JwtError::Invalid(_) => fluxbase_migrations::Code::InvalidToken,
         }
     }
 }

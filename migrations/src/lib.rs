@@ -1,10 +1,29 @@
-//! fluxbase-migrations: the versioned SQL of every Fluxbase schema, the runner that applies
-//! it, and the embedded PostgreSQL cluster used when no `DATABASE_URL` is given and by tests.
+//! fluxbase-migrations: the database's home, and the foundation every other crate of the
+//! workspace stands on.
+//!
+//! - [`runner`] and `sql/`: the versioned SQL of every Fluxbase schema and the runner that
+//!   applies it (checksummed, one transaction each, under an advisory lock);
+//! - [`cluster`]: the embedded PostgreSQL cluster (no `DATABASE_URL`, and the tests);
+//! - [`pool`]: the shared pool with every `database.*` setting, instrumented;
+//! - [`tls`]: TLS for every connection (pool, LISTEN, replication);
+//! - [`error`]: database errors with a kind — the one `SqlState` → kind map;
+//! - [`code`]: the one error vocabulary ([`Code`], [`ErrorCode`]) every library error
+//!   implements, kept here because every crate depends on this one;
+//! - [`secret`]: secrets in `0600` files;
+//! - `test_utils` (feature `test-utils`): a fresh database per test.
 
-pub mod embedded;
+pub mod cluster;
+pub mod code;
+pub mod error;
+pub mod pool;
 pub mod runner;
+pub mod secret;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+pub mod tls;
 
-pub use embedded::{ClusterOptions, EmbeddedCluster, EmbeddedError, PgBinaries};
+pub use cluster::{ClusterError, ClusterOptions, EmbeddedCluster, PgBinaries};
+pub use code::{Code, ErrorCode};
+pub use error::{DbError, DbErrorKind};
+pub use pool::{Db, PoolSettings, PoolStats};
 pub use runner::{MIGRATIONS, MigrateError, Migration, MigrationReport, run};

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
-use crate::embedded::{self, ClusterOptions, EmbeddedCluster};
+use crate::cluster::{self, ClusterOptions, EmbeddedCluster};
+use crate::secret::generate_secret;
 
 /// Prefix of the per-process temp directories.
 const DIR_PREFIX: &str = "fluxbase-test-";
@@ -42,11 +43,11 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// missing: a test that cannot find PostgreSQL fails, it never skips.
 fn info() -> &'static ClusterInfo {
     INFO.get_or_init(|| {
-        embedded::remove_stale_dirs(DIR_PREFIX);
+        cluster::remove_stale_dirs(DIR_PREFIX);
         let root = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}-{}",
             std::process::id(),
-            embedded::generate_secret(6)
+            generate_secret(6)
         ));
         let cluster = EmbeddedCluster::start(ClusterOptions::ephemeral(root.join("pg")))
             .unwrap_or_else(|err| panic!("cannot start the test PostgreSQL cluster: {err}"));
@@ -81,7 +82,7 @@ fn config_for(dbname: &str) -> tokio_postgres::Config {
     config
         .host("127.0.0.1")
         .port(info.port)
-        .user(embedded::EMBEDDED_SUPERUSER)
+        .user(cluster::EMBEDDED_SUPERUSER)
         .password(info.password.as_str())
         .dbname(dbname)
         .connect_timeout(Duration::from_secs(10));
@@ -179,7 +180,7 @@ impl TestDb {
         let info = info();
         format!(
             "postgres://{}:{}@127.0.0.1:{}/{}",
-            embedded::EMBEDDED_SUPERUSER,
+            cluster::EMBEDDED_SUPERUSER,
             info.password,
             info.port,
             self.name
@@ -270,11 +271,11 @@ impl DedicatedCluster {
     /// Initializes and starts a new cluster in a temp directory, with the `fluxbase`
     /// database created (not migrated).
     pub async fn start() -> DedicatedCluster {
-        embedded::remove_stale_dirs(DIR_PREFIX);
+        cluster::remove_stale_dirs(DIR_PREFIX);
         let root = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}-{}",
             std::process::id(),
-            embedded::generate_secret(6)
+            generate_secret(6)
         ));
         let options = ClusterOptions::ephemeral(root.join("pg"));
         let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(options))
@@ -288,7 +289,7 @@ impl DedicatedCluster {
             .expect("connect to the dedicated cluster");
         tokio::spawn(connection);
         client
-            .batch_execute(&format!("CREATE DATABASE {}", embedded::EMBEDDED_DATABASE))
+            .batch_execute(&format!("CREATE DATABASE {}", cluster::EMBEDDED_DATABASE))
             .await
             .expect("create the fluxbase database");
         DedicatedCluster { cluster, root }
@@ -296,7 +297,7 @@ impl DedicatedCluster {
 
     /// The URL of its `fluxbase` database.
     pub fn url(&self) -> String {
-        self.cluster.url(embedded::EMBEDDED_DATABASE)
+        self.cluster.url(cluster::EMBEDDED_DATABASE)
     }
 
     /// Stops PostgreSQL (fast shutdown), keeping the data.

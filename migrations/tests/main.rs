@@ -1,4 +1,4 @@
 //! Integration tests of the migrations crate against a real embedded PostgreSQL.
 
-mod embedded;
+mod cluster;
 mod runner;

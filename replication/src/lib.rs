@@ -53,7 +53,6 @@ mod handle;
 mod lsn;
 pub mod metrics;
 pub mod pgoutput;
-pub mod pgtls;
 mod protocol;
 mod publication;
 pub mod relation;

@@ -140,6 +140,21 @@ impl Default for DatabaseConfig {
     }
 }
 
+impl DatabaseConfig {
+    /// The pool's settings from `database.*`.
+    pub fn pool_settings(&self) -> fluxbase_migrations::PoolSettings {
+        fluxbase_migrations::PoolSettings {
+            max_connections: self.max_connections as usize,
+            min_connections: self.min_connections as usize,
+            connection_max_lifetime: self.connection_max_lifetime.get(),
+            max_conn_idle_time: self.max_conn_idle_time.get(),
+            health_check_period: self.health_check_period.get(),
+            slow_query_threshold: self.slow_query_threshold.get(),
+            connect_timeout: self.connect_timeout.get(),
+        }
+    }
+}
+
 /// `security.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -10,7 +10,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
 use super::middleware::RequestUser;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// The token of a request: `Authorization: Bearer`, then the `apikey` header, then the
 /// `token` / `apikey` query parameters (for WebSocket clients that cannot set headers).
@@ -65,7 +65,7 @@ async fn context_of(req: HttpRequest) -> Result<AuthContext, ApiError> {
         let state = req
             .app_data::<web::Data<AppState>>()
             .cloned()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))?;
+            .ok_or_else(|| ApiError::new(Code::Internal, "application state missing"))?;
         return super::service_keys::authenticate(&state, &key).await;
     }
     token_context_of(&req)
@@ -75,25 +75,15 @@ async fn context_of(req: HttpRequest) -> Result<AuthContext, ApiError> {
 fn token_context_of(req: &HttpRequest) -> Result<AuthContext, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))?;
+        .ok_or_else(|| ApiError::new(Code::Internal, "application state missing"))?;
     let Some(token) = token_of(req) else {
         return Ok(AuthContext::anon());
     };
-    let keys = state.keys.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unauthorized,
-            "token verification is not configured",
-        )
-    })?;
-    let context = keys.context(&token).map_err(|err| {
-        ApiError::new(
-            match err {
-                fluxbase_auth::JwtError::Expired => ErrorCode::TokenExpired,
-                fluxbase_auth::JwtError::Invalid(_) => ErrorCode::Unauthorized,
-            },
-            err.to_string(),
-        )
-    })?;
+    let keys = state
+        .keys
+        .as_ref()
+        .ok_or_else(|| ApiError::new(Code::Unauthorized, "token verification is not configured"))?;
+    let context = keys.context(&token)?;
     if let Some(uid) = context.uid() {
         req.extensions_mut().insert(RequestUser(uid.to_string()));
     }
@@ -116,12 +106,12 @@ impl FromRequest for ServiceRole {
                 Ok(ServiceRole(ctx))
             } else if !has_credential(&req) {
                 Err(ApiError::new(
-                    ErrorCode::Unauthorized,
+                    Code::Unauthorized,
                     "a service_role token is required",
                 ))
             } else {
                 Err(ApiError::new(
-                    ErrorCode::Forbidden,
+                    Code::Forbidden,
                     "this endpoint needs a service_role token",
                 ))
             }
@@ -148,10 +138,10 @@ impl FromRequest for AdminOnly {
             match (admin, has_credential(&req)) {
                 (true, _) => Ok(AdminOnly(ctx)),
                 (false, false) => Err(ApiError::new(
-                    ErrorCode::Unauthorized,
+                    Code::Unauthorized,
                     "admin authentication required",
                 )),
-                (false, true) => Err(ApiError::new(ErrorCode::Forbidden, "admin role required")),
+                (false, true) => Err(ApiError::new(Code::Forbidden, "admin role required")),
             }
         })
     }
@@ -182,20 +172,20 @@ impl FromRequest for AppUser {
 fn app_user_of(req: &HttpRequest) -> Result<AppUser, ApiError> {
     if service_key_of(req).is_some() {
         return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "a user's access token is required: service keys do not act as a user",
         ));
     }
     if token_of(req).is_none() {
         return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "sign in first: no access token",
         ));
     }
     let context = token_context_of(req)?;
     let not_user = || {
         ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "not an application user's access token (role and audience must be \"authenticated\")",
         )
     };

@@ -25,8 +25,8 @@ use super::AppState;
 use super::audit::{self, count_attempt};
 use super::auth::AppUser;
 use super::body::read_json;
-use crate::db::DbError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
+use fluxbase_migrations::DbError;
 
 /// Longest password accepted, in bytes: argon2 takes any length, but a megabyte "password"
 /// is an attack, not a credential.
@@ -130,7 +130,7 @@ struct UserUpdate {
 fn keys_of(state: &AppState) -> Result<&JwtKeys, ApiError> {
     state.keys.as_ref().ok_or_else(|| {
         ApiError::new(
-            ErrorCode::ServiceUnavailable,
+            Code::ServiceUnavailable,
             "token signing is not configured (auth.jwt_secret)",
         )
     })
@@ -146,7 +146,7 @@ fn is_unique_violation(err: &DbError) -> bool {
 
 fn validation(field: &str, what: &str) -> ApiError {
     ApiError::new(
-        ErrorCode::ValidationFailed,
+        Code::ValidationFailed,
         format!("invalid field `{field}`: {what}"),
     )
 }
@@ -187,7 +187,7 @@ fn check_new_password(state: &AppState, password: &str) -> Result<(), ApiError> 
     let min = state.config.auth.password_min_length.max(1) as usize;
     if password.chars().count() < min {
         return Err(ApiError::new(
-            ErrorCode::WeakPassword,
+            Code::WeakPassword,
             format!(
                 "invalid field `password`: must be at least {min} characters (auth.password_min_length)"
             ),
@@ -221,7 +221,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     web::block(f)
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))
+        .map_err(|_| ApiError::new(Code::Internal, "internal error"))
 }
 
 async fn hash_password(password: String) -> Result<String, ApiError> {
@@ -229,7 +229,7 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
         .await?
         .map_err(|err| {
             tracing::error!(error = %err, "password hashing failed");
-            ApiError::new(ErrorCode::Internal, "internal error")
+            ApiError::new(Code::Internal, "internal error")
         })
 }
 
@@ -330,7 +330,7 @@ async fn signup(
     let Some(row) = rows.first() else {
         count_attempt(false, "user_already_exists");
         return Err(ApiError::new(
-            ErrorCode::UserAlreadyExists,
+            Code::UserAlreadyExists,
             "invalid field `email`: a user with this email address already exists",
         ));
     };
@@ -349,7 +349,7 @@ async fn signup(
 
 /// The one answer to a wrong email or password.
 fn invalid_credentials() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "invalid email or password")
+    ApiError::new(Code::InvalidCredentials, "invalid email or password")
 }
 
 async fn signin_failed(
@@ -381,7 +381,7 @@ async fn signin(
     let body: Credentials = read_json(&req, payload, false).await?;
     if body.data.is_some() {
         return Err(ApiError::new(
-            ErrorCode::BadRequest,
+            Code::BadRequest,
             "invalid request body: unknown field `data` (metadata is set at signup or with PATCH /api/v1/auth/user)",
         ));
     }
@@ -547,7 +547,7 @@ async fn refresh(
                 )
                 .await;
                 ApiError::new(
-                    ErrorCode::InvalidRefreshToken,
+                    Code::InvalidRefreshToken,
                     "refresh token already used: the session has been revoked",
                 )
             } else {
@@ -627,7 +627,7 @@ async fn refresh_failed(
         json!({"reason": reason, "session_id": session_id}),
     )
     .await;
-    ApiError::new(ErrorCode::InvalidRefreshToken, message)
+    ApiError::new(Code::InvalidRefreshToken, message)
 }
 
 /// `POST /api/v1/auth/signout[?scope=local|global|others]` → 204. Deletes the session row
@@ -640,7 +640,7 @@ async fn signout(
 ) -> Result<HttpResponse, ApiError> {
     let query =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "invalid query string"))?;
+            .map_err(|_| ApiError::new(Code::BadRequest, "invalid query string"))?;
     let scope = query.get("scope").map(String::as_str).unwrap_or("local");
     let sql = match scope {
         "local" => "DELETE FROM auth.sessions WHERE user_id = $1 AND id = $2",
@@ -648,7 +648,7 @@ async fn signout(
         "others" => "DELETE FROM auth.sessions WHERE user_id = $1 AND id <> $2",
         _ => {
             return Err(ApiError::new(
-                ErrorCode::BadRequest,
+                Code::BadRequest,
                 "invalid parameter `scope`: expected local, global or others",
             ));
         }
@@ -686,7 +686,7 @@ async fn get_user(user: AppUser, state: web::Data<AppState>) -> Result<HttpRespo
 
 fn session_gone() -> ApiError {
     ApiError::new(
-        ErrorCode::SessionNotFound,
+        Code::SessionNotFound,
         "the session has ended: sign in again",
     )
 }
@@ -707,7 +707,7 @@ async fn update_user(
     let metadata = check_metadata(body.data)?;
     if email.is_none() && body.password.is_none() && metadata.is_none() {
         return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             "nothing to update: give at least one of `email`, `password`, `data`",
         ));
     }
@@ -780,7 +780,7 @@ async fn update_user(
 
 fn email_taken() -> ApiError {
     ApiError::new(
-        ErrorCode::UserAlreadyExists,
+        Code::UserAlreadyExists,
         "invalid field `email`: a user with this email address already exists",
     )
 }

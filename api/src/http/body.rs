@@ -6,7 +6,7 @@ use actix_web::web;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// Largest body of the auth and admin endpoints: credentials and a little metadata.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
@@ -22,7 +22,7 @@ pub async fn read_limited(
 ) -> Result<web::BytesMut, ApiError> {
     let too_large = || {
         ApiError::new(
-            ErrorCode::PayloadTooLarge,
+            Code::PayloadTooLarge,
             format!("request body is larger than {limit} bytes"),
         )
     };
@@ -37,7 +37,7 @@ pub async fn read_limited(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
-            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "could not read the request body"))?;
+            .map_err(|_| ApiError::new(Code::BadRequest, "could not read the request body"))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -54,7 +54,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result
             b"{}"
         } else {
             return Err(ApiError::new(
-                ErrorCode::BadRequest,
+                Code::BadRequest,
                 "request body is empty: expected a JSON object",
             ));
         }
@@ -65,7 +65,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         let syntax_ok = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         return Err(ApiError::new(
-            ErrorCode::BadRequest,
+            Code::BadRequest,
             if syntax_ok {
                 "invalid request body: expected a JSON object"
             } else {
@@ -77,7 +77,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| describe(&err))?;
     de.end().map_err(|_| {
         ApiError::new(
-            ErrorCode::BadRequest,
+            Code::BadRequest,
             "invalid JSON body: trailing characters after the object",
         )
     })?;
@@ -105,7 +105,7 @@ fn describe(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         _ => text,
     };
     if inner.is_syntax() || inner.is_eof() {
-        return ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {text}"));
+        return ApiError::new(Code::BadRequest, format!("invalid JSON body: {text}"));
     }
     // "invalid type: string \"hunter2\", expected …" → "invalid type: string, expected …".
     let text = match (
@@ -142,7 +142,7 @@ fn describe(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     } else {
         format!("invalid field `{path}`: {text}")
     };
-    ApiError::new(ErrorCode::BadRequest, message)
+    ApiError::new(Code::BadRequest, message)
 }
 
 #[cfg(test)]

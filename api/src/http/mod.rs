@@ -20,8 +20,8 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
-use crate::db::Db;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
+use fluxbase_migrations::Db;
 
 pub use middleware::RequestId;
 
@@ -122,11 +122,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
             let api = match &err {
                 actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
                 | actix_web::error::JsonPayloadError::Overflow { .. } => {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                    ApiError::new(Code::PayloadTooLarge, "request body is too large")
                 }
-                other => {
-                    ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {other}"))
-                }
+                other => ApiError::new(Code::BadRequest, format!("invalid JSON body: {other}")),
             };
             api.into()
         })
@@ -135,7 +133,7 @@ fn json_config(limit: usize) -> web::JsonConfig {
 /// JSON 404 for every unknown route.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::NotFound,
+        Code::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
 }
@@ -143,7 +141,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// JSON 405 for a known path with another method.
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
+        Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     ))
 }

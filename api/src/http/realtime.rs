@@ -13,13 +13,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use bytestring::ByteString;
 use fluxbase_engine::realtime::{CloseReason, ConnShared, Engine, close, protocol};
+use fluxbase_migrations::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
 use super::AppState;
 use super::auth::{AdminOnly, ServiceRole, token_of};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// Registers the realtime routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -39,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn engine(state: &AppState) -> Result<Engine, ApiError> {
     state.engine.clone().ok_or_else(|| {
         ApiError::new(
-            ErrorCode::ServiceUnavailable,
+            Code::ServiceUnavailable,
             "realtime is disabled (realtime.enabled)",
         )
     })
@@ -74,7 +75,7 @@ async fn connect(
             Err(err) => {
                 let mut session = session;
                 let _ = session
-                    .text(protocol::error(err.code(), &err.to_string(), None))
+                    .text(protocol::error(err.code().as_str(), &err.to_string(), None))
                     .await;
                 let _ = session
                     .close(Some(actix_ws::CloseReason {
@@ -264,7 +265,7 @@ async fn broadcast(
     let engine = engine(&state)?;
     if body.channel.is_empty() || body.event.is_empty() {
         return Err(ApiError::new(
-            ErrorCode::BadRequest,
+            Code::BadRequest,
             "channel and event must not be empty",
         ));
     }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// Paths no per-IP limit applies to: probes, scrapes, and WebSocket upgrades (which have
 /// `realtime.max_connections_per_ip`).
@@ -129,7 +129,7 @@ fn too_many(scope: &'static str, wait: Duration, what: &str) -> HttpResponse {
     tracing::warn!(rate_limit = scope, "rate limit hit");
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let mut res = ApiError::new(
-        ErrorCode::RateLimited,
+        Code::RateLimited,
         format!("too many requests ({what}); retry after {secs}s"),
     )
     .error_response();
@@ -163,7 +163,7 @@ pub fn check_login(state: &AppState, ip: IpAddr, account: &str) -> Result<(), Ap
                 "login rate limit hit"
             );
             Err(ApiError::new(
-                ErrorCode::RateLimited,
+                Code::RateLimited,
                 format!("too many login attempts; retry after {secs}s"),
             )
             .with_retry_after(secs))
@@ -238,7 +238,7 @@ pub async fn protect(
                 res
             }
             None => ApiError::new(
-                ErrorCode::Forbidden,
+                Code::Forbidden,
                 "origin not allowed (security.cors.allowed_origins)",
             )
             .error_response(),
@@ -266,7 +266,7 @@ pub async fn protect(
                 "CSRF token missing or wrong"
             );
             let mut res = ApiError::new(
-                ErrorCode::Forbidden,
+                Code::Forbidden,
                 format!("CSRF check failed: send the {CSRF_COOKIE} cookie's value in the X-CSRF-Token header"),
             )
             .error_response();
@@ -282,7 +282,7 @@ pub async fn protect(
         set_cors(headers, o, cors);
     }
     if csrf.enabled && csrf_cookie.is_none() {
-        let token = fluxbase_migrations::embedded::generate_secret(32);
+        let token = fluxbase_migrations::secret::generate_secret(32);
         let secure = if csrf.cookie_secure { "; Secure" } else { "" };
         let cookie = format!("{CSRF_COOKIE}={token}; Path=/; SameSite=Strict{secure}");
         if let Ok(v) = HeaderValue::from_str(&cookie) {

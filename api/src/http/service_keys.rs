@@ -15,8 +15,8 @@ use super::AppState;
 use super::auth::AdminOnly;
 use super::auth_users::post_resource;
 use super::body::read_json;
-use crate::db::DbError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
+use fluxbase_migrations::DbError;
 
 /// Longest key name and revoke reason.
 const MAX_NAME: usize = 200;
@@ -84,7 +84,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub async fn authenticate(state: &AppState, presented: &str) -> Result<AuthContext, ApiError> {
     let invalid = || {
         ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "invalid, expired or revoked service key",
         )
     };
@@ -114,7 +114,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<AuthConte
 fn manager(admin: &AdminOnly) -> Result<(), ApiError> {
     if admin.0.claim("service_key_id").is_some() {
         return Err(ApiError::new(
-            ErrorCode::Forbidden,
+            Code::Forbidden,
             "service keys cannot manage service keys: use an admin or service_role token",
         ));
     }
@@ -135,7 +135,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no service key with this id")
+    ApiError::new(Code::NotFound, "no service key with this id")
 }
 
 /// `POST /api/v1/admin/service-keys`.
@@ -159,7 +159,7 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> 
     let value = value.trim();
     let bad = |what: &str| {
         ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             format!("invalid field `{field}`: {what}"),
         )
     };
@@ -180,7 +180,7 @@ async fn check_expiry(state: &AppState, raw: Option<&str>) -> Result<Option<Stri
     let Some(raw) = raw else { return Ok(None) };
     let bad = |what: &str| {
         ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             format!("invalid field `expires_at`: {what}"),
         )
     };
@@ -248,7 +248,7 @@ async fn create(
         .await?;
     let row = rows
         .first()
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
+        .ok_or_else(|| ApiError::new(Code::Internal, "internal error"))?;
     let (id, mut listed): (Uuid, Value) = (row.get(0), row.get(1));
     listed["key"] = json!(key.key);
     super::audit::record(
@@ -375,7 +375,7 @@ async fn rotate(
             not_found()
         } else {
             ApiError::new(
-                ErrorCode::Conflict,
+                Code::Conflict,
                 "a revoked service key cannot be rotated: create a new one",
             )
         });

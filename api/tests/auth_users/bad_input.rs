@@ -175,9 +175,9 @@ async fn only_app_user_access_tokens_open_the_user_endpoints() {
 
     for (name, token, code, needle) in [
         ("expired", expired.as_str(), "token_expired", "expired"),
-        ("forged", &forged, "unauthorized", "bad signature"),
-        ("alg none", &none, "unauthorized", "invalid token"),
-        ("garbage", "not.a.token", "unauthorized", "invalid token"),
+        ("forged", &forged, "invalid_token", "bad signature"),
+        ("alg none", &none, "invalid_token", "invalid token"),
+        ("garbage", "not.a.token", "invalid_token", "invalid token"),
         (
             "admin audience",
             &admin,

@@ -8,9 +8,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use fluxbase_api::config::{Config, Dur};
-use fluxbase_api::db::Db;
 use fluxbase_api::http::{AppState, build_app};
 use fluxbase_auth::JwtKeys;
+use fluxbase_migrations::Db;
 use fluxbase_migrations::test_utils::TestDb;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -26,7 +26,10 @@ fn auth_state(url: &str, tweak: impl FnOnce(&mut Config)) -> AppState {
     config.auth.jwt_secret = Some(TEST_SECRET.to_string());
     config.security.rate_limit.enabled = false;
     tweak(&mut config);
-    let db = Db::new(Db::parse_url(url).unwrap(), config.database.clone());
+    let db = Db::new(
+        fluxbase_migrations::pool::parse_url(url).unwrap(),
+        config.database.pool_settings(),
+    );
     AppState::new(config, db)
 }
 

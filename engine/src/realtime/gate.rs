@@ -166,8 +166,7 @@ impl Gate {
     /// LISTENs on `channel` on a dedicated connection; the receiver yields one `()` per
     /// notification and closes when the connection is lost.
     pub async fn listen(&self, channel: &str) -> Result<mpsc::Receiver<()>, tokio_postgres::Error> {
-        let tls = fluxbase_replication::pgtls::MakeRustlsConnect::new()
-            .expect("the ring provider supports the default TLS versions");
+        let tls = fluxbase_migrations::tls::MakeRustlsConnect::new();
         let (client, mut connection) = self.pg.connect(tls).await?;
         let client = std::sync::Arc::new(client);
         let keep_alive = client.clone();

@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use deadpool_postgres::Pool;
 use fluxbase_auth::{AuthContext, JwtKeys};
+use fluxbase_migrations::ErrorCode;
 use fluxbase_replication::{ReplicationConfig, ReplicationHandle, ReplicationStatus};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -377,7 +378,7 @@ impl Engine {
                     drop(registry);
                     vec![protocol::system("access token updated")]
                 }
-                Err(err) => vec![protocol::error(err.code(), &err.to_string(), None)],
+                Err(err) => vec![protocol::error(err.code().as_str(), &err.to_string(), None)],
             },
             protocol::ClientFrame::Broadcast { channel, payload } => {
                 self.inner

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{AppState, DashboardAdmin};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// Longest password accepted: hashing cost stays bounded whatever the client sends.
 const MAX_PASSWORD_CHARS: usize = 256;
@@ -84,7 +84,7 @@ impl Account {
     ) -> Result<Account, ApiError> {
         let gone = || {
             ApiError::new(
-                ErrorCode::SessionNotFound,
+                Code::SessionNotFound,
                 "this session has ended: log in again",
             )
         };
@@ -103,7 +103,7 @@ pub(super) fn email_of(raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_lowercase();
     let invalid = || {
         ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             "email: must be a valid email address",
         )
     };
@@ -127,19 +127,19 @@ pub(super) fn check_password(password: &str, min: usize) -> Result<(), ApiError>
     let n = password.chars().count();
     if n == 0 {
         return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             "password: must not be empty",
         ));
     }
     if n < min {
         return Err(ApiError::new(
-            ErrorCode::WeakPassword,
+            Code::WeakPassword,
             format!("password: must be at least {min} characters"),
         ));
     }
     if n > MAX_PASSWORD_CHARS {
         return Err(ApiError::new(
-            ErrorCode::WeakPassword,
+            Code::WeakPassword,
             format!("password: must be at most {MAX_PASSWORD_CHARS} characters"),
         ));
     }
@@ -150,10 +150,10 @@ pub(super) fn check_password(password: &str, min: usize) -> Result<(), ApiError>
 pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
     web::block(move || password::hash(&password))
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))?
+        .map_err(|_| ApiError::new(Code::Internal, "internal error"))?
         .map_err(|err| {
             tracing::error!(error = %err, "password hashing failed");
-            ApiError::new(ErrorCode::Internal, "internal error")
+            ApiError::new(Code::Internal, "internal error")
         })
 }
 
@@ -164,7 +164,7 @@ pub(super) async fn verify_password(
 ) -> Result<Verified, ApiError> {
     let verified = web::block(move || password::verify(&password, &stored))
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))?;
+        .map_err(|_| ApiError::new(Code::Internal, "internal error"))?;
     Ok(verified.unwrap_or_else(|err| {
         tracing::warn!(error = %err, "stored dashboard password hash is unreadable");
         Verified::No
@@ -200,7 +200,7 @@ mod tests {
             "a:b@c.d",
         ] {
             let err = email_of(bad).unwrap_err();
-            assert_eq!(err.code, ErrorCode::ValidationFailed, "{bad}");
+            assert_eq!(err.code, Code::ValidationFailed, "{bad}");
             assert!(err.message.starts_with("email:"), "{bad}");
         }
     }
@@ -210,15 +210,15 @@ mod tests {
         assert!(check_password("0123456789ab", 12).is_ok());
         assert_eq!(
             check_password("short", 12).unwrap_err().code,
-            ErrorCode::WeakPassword
+            Code::WeakPassword
         );
         assert_eq!(
             check_password("", 0).unwrap_err().code,
-            ErrorCode::ValidationFailed
+            Code::ValidationFailed
         );
         assert_eq!(
             check_password(&"x".repeat(257), 0).unwrap_err().code,
-            ErrorCode::WeakPassword
+            Code::WeakPassword
         );
     }
 }

@@ -35,8 +35,8 @@ use self::account::{
 use super::AppState;
 use super::auth::AdminOnly;
 use super::body::read_json;
-use crate::db::DbError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
+use fluxbase_migrations::DbError;
 
 /// Longest `User-Agent` kept in sessions and the activity log.
 const MAX_USER_AGENT: usize = 512;
@@ -86,7 +86,7 @@ impl FromRequest for DashboardAdmin {
             let AdminOnly(ctx) = admin.await?;
             if !dashboard::is_admin(&ctx) {
                 return Err(ApiError::new(
-                    ErrorCode::Forbidden,
+                    Code::Forbidden,
                     "this endpoint needs a dashboard admin's token (service_role has no dashboard account)",
                 ));
             }
@@ -95,7 +95,7 @@ impl FromRequest for DashboardAdmin {
                 .and_then(|s| Uuid::parse_str(s).ok())
                 .ok_or_else(|| {
                     ApiError::new(
-                        ErrorCode::Unauthorized,
+                        Code::Unauthorized,
                         "token subject is not a dashboard user id",
                     )
                 })?;
@@ -136,7 +136,7 @@ impl Client {
 fn keys(state: &AppState) -> Result<&JwtKeys, ApiError> {
     state.keys.as_ref().ok_or_else(|| {
         ApiError::new(
-            ErrorCode::ServiceUnavailable,
+            Code::ServiceUnavailable,
             "token signing is not configured (FLUXBASE_JWT_SECRET)",
         )
     })
@@ -146,7 +146,7 @@ fn keys(state: &AppState) -> Result<&JwtKeys, ApiError> {
 fn two_factor_keys(state: &AppState) -> Result<fluxbase_auth::totp::TwoFactorKeys, ApiError> {
     let secret = state.config.auth.jwt_secret.as_deref().ok_or_else(|| {
         ApiError::new(
-            ErrorCode::ServiceUnavailable,
+            Code::ServiceUnavailable,
             "token signing is not configured (FLUXBASE_JWT_SECRET)",
         )
     })?;
@@ -201,7 +201,7 @@ fn attempt(result: &'static str, reason: &'static str) {
 fn locked(secs: i64) -> ApiError {
     let secs = secs.max(1) as u64;
     ApiError::new(
-        ErrorCode::AccountLocked,
+        Code::AccountLocked,
         format!("account locked after too many failed logins; try again in {secs} seconds"),
     )
     .with_retry_after(secs)
@@ -293,7 +293,7 @@ async fn complete_login(
         .await?;
     let row = rows
         .first()
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "invalid email or password"))?;
+        .ok_or_else(|| ApiError::new(Code::InvalidCredentials, "invalid email or password"))?;
     let session: Uuid = row.get(0);
     let user: Value = row.get(1);
     attempt("success", method);
@@ -385,7 +385,7 @@ async fn signup(
         && (name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control))
     {
         return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             format!(
                 "full_name: must be at most {MAX_NAME_CHARS} characters, without control characters"
             ),
@@ -405,7 +405,7 @@ async fn signup(
     .map_err(DbError::from)?;
     if creator.is_none() && any_admin(tx.query(exists_sql, &[]).await.map_err(DbError::from)?) {
         return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "an admin already exists: creating another needs an admin token",
         ));
     }
@@ -417,7 +417,7 @@ async fn signup(
         Ok(row) => row,
         Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             return Err(ApiError::new(
-                ErrorCode::UserAlreadyExists,
+                Code::UserAlreadyExists,
                 "email: an admin with this email already exists",
             ));
         }
@@ -480,7 +480,7 @@ async fn login(
         )
         .await;
         return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
+            Code::InvalidCredentials,
             "invalid email or password",
         ));
     };
@@ -505,7 +505,7 @@ async fn login(
                 return Err(locked(secs));
             }
             return Err(ApiError::new(
-                ErrorCode::InvalidCredentials,
+                Code::InvalidCredentials,
                 "invalid email or password",
             ));
         }
@@ -563,7 +563,7 @@ async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let body: RefreshBody = read_json(&req, payload, false).await?;
     let client = Client::of(&req);
-    let invalid = |msg: &str| ApiError::new(ErrorCode::InvalidRefreshToken, msg.to_string());
+    let invalid = |msg: &str| ApiError::new(Code::InvalidRefreshToken, msg.to_string());
     if !RefreshToken::is_well_formed(&body.refresh_token) {
         return Err(invalid("refresh_token: invalid refresh token"));
     }

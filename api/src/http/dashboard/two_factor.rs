@@ -20,28 +20,28 @@ use super::{
     Account, Client, DashboardAdmin, activity, attempt, check_password, complete_login, keys,
     locked, record_failure, refuse_locked, two_factor_keys, verify_password,
 };
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code};
 
 /// Lifetime of the token between the password step and the 2FA step.
 pub const MFA_TOKEN_TTL_SECS: u64 = 300;
 
 /// A second-factor code as typed: a TOTP code or a backup code (canonical form).
-enum Code {
+enum SecondFactor {
     Totp(String),
     Backup(String),
 }
 
-impl Code {
+impl SecondFactor {
     /// Parses `code`, or a 422 naming the field when it can be neither kind.
-    fn parse(raw: &str) -> Result<Code, ApiError> {
+    fn parse(raw: &str) -> Result<SecondFactor, ApiError> {
         let raw = raw.trim();
         if totp::is_code(raw) {
-            Ok(Code::Totp(raw.to_string()))
+            Ok(SecondFactor::Totp(raw.to_string()))
         } else if let Some(canonical) = totp::normalize_backup_code(raw) {
-            Ok(Code::Backup(canonical))
+            Ok(SecondFactor::Backup(canonical))
         } else {
             Err(ApiError::new(
-                ErrorCode::ValidationFailed,
+                Code::ValidationFailed,
                 "code: must be the 6-digit code of the authenticator app or a backup code",
             ))
         }
@@ -50,7 +50,7 @@ impl Code {
 
 fn internal(err: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %err, "two-factor operation failed");
-    ApiError::new(ErrorCode::Internal, "internal error")
+    ApiError::new(Code::Internal, "internal error")
 }
 
 /// Opens the account's sealed TOTP secret.
@@ -65,10 +65,10 @@ async fn spend(
     state: &super::AppState,
     keys: &TwoFactorKeys,
     account: &Account,
-    code: &Code,
+    code: &SecondFactor,
 ) -> Result<Result<&'static str, &'static str>, ApiError> {
     match code {
-        Code::Totp(code) => {
+        SecondFactor::Totp(code) => {
             let secret = secret_of(keys, account.totp_secret.as_deref())?;
             let Some(step) = totp::check_code(&secret, code, now_secs()).map_err(internal)? else {
                 return Ok(Err("wrong_code"));
@@ -89,7 +89,7 @@ async fn spend(
                 Ok("totp")
             })
         }
-        Code::Backup(canonical) => {
+        SecondFactor::Backup(canonical) => {
             let hash = keys.hash_backup_code(canonical);
             let rows = state
                 .db
@@ -120,7 +120,7 @@ pub(super) async fn setup(
     let account = Account::of_admin(&state, &admin).await?;
     if account.totp_enabled {
         return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
+            Code::TwoFactorState,
             "2FA is already enabled: disable it before setting it up again",
         ));
     }
@@ -137,7 +137,7 @@ pub(super) async fn setup(
         .await?;
     if rows.is_empty() {
         return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
+            Code::TwoFactorState,
             "2FA was enabled meanwhile",
         ));
     }
@@ -179,20 +179,20 @@ pub(super) async fn enable(
     let account = Account::of_admin(&state, &admin).await?;
     if account.totp_enabled {
         return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
+            Code::TwoFactorState,
             "2FA is already enabled",
         ));
     }
     let Some(sealed) = account.totp_secret.as_deref() else {
         return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
+            Code::TwoFactorState,
             "no 2FA setup in progress: call POST /dashboard/auth/2fa/setup first",
         ));
     };
     let code = body.code.trim();
     if !totp::is_code(code) {
         return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             "code: must be the 6-digit code of the authenticator app",
         ));
     }
@@ -209,7 +209,7 @@ pub(super) async fn enable(
         )
         .await;
         return Err(ApiError::new(
-            ErrorCode::InvalidTwoFactorCode,
+            Code::InvalidTwoFactorCode,
             "code: invalid code",
         ));
     };
@@ -231,7 +231,7 @@ pub(super) async fn enable(
         .await?;
     if rows.is_empty() {
         return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
+            Code::TwoFactorState,
             "the 2FA setup changed meanwhile: call POST /dashboard/auth/2fa/setup again",
         ));
     }
@@ -268,20 +268,18 @@ pub(super) async fn verify(
         .verify(body.mfa_token.trim())
         .map_err(|err| match err {
             JwtError::Expired => {
-                ApiError::new(ErrorCode::TokenExpired, "mfa_token: expired: log in again")
+                ApiError::new(Code::TokenExpired, "mfa_token: expired: log in again")
             }
-            JwtError::Invalid(_) => {
-                ApiError::new(ErrorCode::Unauthorized, "mfa_token: invalid token")
-            }
+            JwtError::Invalid(_) => ApiError::new(Code::Unauthorized, "mfa_token: invalid token"),
         })?;
-    let not_mfa = || ApiError::new(ErrorCode::Unauthorized, "mfa_token: not a 2FA login token");
+    let not_mfa = || ApiError::new(Code::Unauthorized, "mfa_token: not a 2FA login token");
     let (sub, _) = dashboard::mfa_subject(&claims).ok_or_else(not_mfa)?;
     let id = Uuid::parse_str(&sub).map_err(|_| not_mfa())?;
-    let code = Code::parse(&body.code)?;
+    let code = SecondFactor::parse(&body.code)?;
     let account = Account::by_id(&state, id).await?.ok_or_else(not_mfa)?;
     if !account.totp_enabled {
         return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+            Code::Unauthorized,
             "mfa_token: 2FA is no longer enabled on this account: log in again",
         ));
     }
@@ -306,7 +304,7 @@ pub(super) async fn verify(
                 return Err(locked(secs));
             }
             Err(ApiError::new(
-                ErrorCode::InvalidTwoFactorCode,
+                Code::InvalidTwoFactorCode,
                 "code: invalid or already used code",
             ))
         }
@@ -335,14 +333,11 @@ pub(super) async fn disable(
     let client = Client::of(&req);
     let account = Account::of_admin(&state, &admin).await?;
     if !account.totp_enabled {
-        return Err(ApiError::new(
-            ErrorCode::TwoFactorState,
-            "2FA is not enabled",
-        ));
+        return Err(ApiError::new(Code::TwoFactorState, "2FA is not enabled"));
     }
     if body.password.is_none() && body.code.is_none() {
         return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
+            Code::ValidationFailed,
             "password or code: one is required to disable 2FA",
         ));
     }
@@ -360,14 +355,14 @@ pub(super) async fn disable(
             )
             .await;
             return Err(ApiError::new(
-                ErrorCode::InvalidCredentials,
+                Code::InvalidCredentials,
                 "password: incorrect password",
             ));
         }
         methods.push("password");
     }
     if let Some(code) = body.code {
-        let code = Code::parse(&code)?;
+        let code = SecondFactor::parse(&code)?;
         match spend(&state, &two_factor_keys(&state)?, &account, &code).await? {
             Ok(method) => methods.push(method),
             Err(reason) => {
@@ -381,7 +376,7 @@ pub(super) async fn disable(
                 )
                 .await;
                 return Err(ApiError::new(
-                    ErrorCode::InvalidTwoFactorCode,
+                    Code::InvalidTwoFactorCode,
                     "code: invalid or already used code",
                 ));
             }

@@ -1,58 +1,60 @@
-//! The database pool (deadpool-postgres) with the runbook's settings, instrumented queries
-//! (`fluxbase_db_*` metrics, `slow_query=true` logs) and a health probe.
+//! The shared connection pool (deadpool-postgres) with the runbook's `database.*` settings,
+//! instrumented queries (`fluxbase_db_*` metrics, `slow_query=true` logs), the pool
+//! gauges, a health probe, and the maintenance loop that enforces lifetimes and the warm
+//! minimum.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-pub use fluxbase_replication::pgtls::MakeRustlsConnect;
-
-use crate::config::DatabaseConfig;
+use crate::error::DbError;
+use crate::tls::MakeRustlsConnect;
 
 /// How long `/ready` and health checks wait for the database.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The TLS connector of every ordinary connection (`sslmode=require|prefer|disable`).
-pub fn tls() -> MakeRustlsConnect {
-    MakeRustlsConnect::new().expect("the ring provider supports the default TLS versions")
+/// The `database.*` settings of the pool (the binary's configuration fills them in).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// `database.max_connections`: pool size.
+    pub max_connections: usize,
+    /// `database.min_connections`: connections kept open even when idle.
+    pub min_connections: usize,
+    /// `database.connection_max_lifetime`: an older connection is closed and replaced.
+    pub connection_max_lifetime: Duration,
+    /// `database.max_conn_idle_time`: an idle connection above the minimum is closed.
+    pub max_conn_idle_time: Duration,
+    /// `database.health_check_period`: how often the maintenance pass runs.
+    pub health_check_period: Duration,
+    /// `database.slow_query_threshold`: slower statements are logged `slow_query=true`.
+    pub slow_query_threshold: Duration,
+    /// `database.connect_timeout`: to open a connection, or wait for one from the pool.
+    pub connect_timeout: Duration,
 }
 
-/// Errors talking to the database; what reaches a client is decided by `error.rs`.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// No connection could be had (database down, pool exhausted, timeout).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The statement failed.
-    #[error("query failed: {0}")]
-    Query(#[from] tokio_postgres::Error),
-}
-
-impl From<PoolError> for DbError {
-    fn from(err: PoolError) -> Self {
-        // The pool's backend error hides its cause in Display; keep the source text.
-        let detail = match &err {
-            PoolError::Backend(e) => match std::error::Error::source(e) {
-                Some(src) => format!("{e}: {src}"),
-                None => e.to_string(),
-            },
-            other => other.to_string(),
-        };
-        DbError::Unavailable(detail)
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 50,
+            min_connections: 2,
+            connection_max_lifetime: Duration::from_secs(3600),
+            max_conn_idle_time: Duration::from_secs(600),
+            health_check_period: Duration::from_secs(60),
+            slow_query_threshold: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
-/// The shared pool and its settings.
+/// The shared pool and its settings; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    settings: Arc<DatabaseConfig>,
+    settings: Arc<PoolSettings>,
 }
 
 impl std::fmt::Debug for Db {
@@ -76,20 +78,25 @@ pub struct PoolStats {
     pub max_size: usize,
 }
 
+/// Parses a `postgres://` URL or a `key=value` connection string.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    tokio_postgres::Config::from_str(url)
+}
+
 impl Db {
     /// Builds the pool (connections are opened lazily, then kept at `min_connections`).
-    pub fn new(pg: tokio_postgres::Config, settings: DatabaseConfig) -> Db {
+    pub fn new(pg: tokio_postgres::Config, settings: PoolSettings) -> Db {
         let manager = Manager::from_config(
             pg,
-            tls(),
+            MakeRustlsConnect::new(),
             ManagerConfig {
                 // A connection whose socket closed (database restarted) is replaced.
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let timeout = Some(settings.connect_timeout.get());
+        let timeout = Some(settings.connect_timeout);
         let pool = Pool::builder(manager)
-            .max_size(settings.max_connections as usize)
+            .max_size(settings.max_connections.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(timeout)
             .create_timeout(timeout)
@@ -102,14 +109,14 @@ impl Db {
         }
     }
 
-    /// Parses a `postgres://` URL or `key=value` string.
-    pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-        tokio_postgres::Config::from_str(url)
-    }
-
-    /// The pool itself (shared with the realtime engine).
+    /// The pool itself (for services that manage their own transactions).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
     }
 
     /// A pooled connection.
@@ -135,7 +142,7 @@ impl Db {
         let status = if ok { "ok" } else { "error" };
         metrics::counter!("fluxbase_db_queries_total", "status" => status).increment(1);
         metrics::histogram!("fluxbase_db_query_duration_seconds").record(elapsed.as_secs_f64());
-        if elapsed >= self.settings.slow_query_threshold.get() {
+        if elapsed >= self.settings.slow_query_threshold {
             // The statement text only: values are bind parameters and never logged.
             tracing::warn!(
                 slow_query = true,
@@ -161,10 +168,7 @@ impl Db {
                 Ok(elapsed)
             }
             Ok(Err(err)) => Err(err),
-            Err(_) => Err(DbError::Unavailable(format!(
-                "no answer within {}s",
-                PROBE_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(DbError::TimedOut(PROBE_TIMEOUT)),
         }
     }
 
@@ -192,9 +196,9 @@ impl Db {
     /// ones past `max_conn_idle_time` while above `min_connections`, then top the pool up
     /// to `min_connections`.
     pub async fn maintain(&self) {
-        let max_lifetime = self.settings.connection_max_lifetime.get();
-        let max_idle = self.settings.max_conn_idle_time.get();
-        let min = self.settings.min_connections as usize;
+        let max_lifetime = self.settings.connection_max_lifetime;
+        let max_idle = self.settings.max_conn_idle_time;
+        let min = self.settings.min_connections;
         let mut keep_budget = self.pool.status().size;
         self.pool.retain(|_, m| {
             let expired = m.age() > max_lifetime;
@@ -211,8 +215,10 @@ impl Db {
 
     /// Opens connections until `min_connections` are in the pool.
     pub async fn fill_to_min(&self) {
-        let min = self.settings.min_connections as usize;
-        let missing = min.saturating_sub(self.pool.status().size);
+        let missing = self
+            .settings
+            .min_connections
+            .saturating_sub(self.pool.status().size);
         let mut held = Vec::with_capacity(missing);
         for _ in 0..missing {
             match self.pool.get().await {
@@ -227,8 +233,7 @@ impl Db {
 
     /// Runs [`Db::maintain`] every `health_check_period` until `shutdown` fires.
     pub async fn maintenance_loop(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let period = self.settings.health_check_period.get();
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval(self.settings.health_check_period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -142,7 +142,7 @@ fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "fluxbase-test-{}-{}",
         std::process::id(),
-        fluxbase_migrations::embedded::generate_secret(8)
+        fluxbase_migrations::secret::generate_secret(8)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
