@@ -123,6 +123,7 @@ async fn tables_created_after_start_are_subscribable_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal2json_plugin_delivers_the_same_events() {
     let db = TestDb::new().await;
+    db.require_wal2json().await;
     let client = setup_public_table(&db).await;
     let (server, _dir) = realtime_server(&db, &[("FLUXBASE_REPLICATION_PLUGIN", "wal2json")]).await;
     let mut ws = Ws::connect(&server.addr, None).await;

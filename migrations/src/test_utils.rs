@@ -192,6 +192,32 @@ impl TestDb {
         config_for(&self.name)
     }
 
+    /// Fails at once, naming the package and the command that installs it, when the
+    /// cluster's PostgreSQL has no wal2json output plugin (tests of `replication.plugin:
+    /// wal2json` would otherwise only time out waiting for events).
+    pub async fn require_wal2json(&self) {
+        let row = self
+            .client()
+            .await
+            .query_one(
+                "SELECT setting, current_setting('server_version_num')::int / 10000 \
+                 FROM pg_config WHERE name = 'PKGLIBDIR'",
+                &[],
+            )
+            .await
+            .expect("read the server's pkglibdir");
+        let (dir, major): (String, i32) = (row.get(0), row.get(1));
+        let lib = std::path::Path::new(&dir).join("wal2json.so");
+        assert!(
+            lib.is_file(),
+            "the wal2json output plugin is not installed: {} is missing. Install it with \
+             `deploy/scripts/install-deps.sh postgres` (or `apt-get install -y \
+             postgresql-{major}-wal2json`; elsewhere build https://github.com/eulerto/wal2json \
+             into that directory), then rerun the tests",
+            lib.display()
+        );
+    }
+
     /// A new connection to this database, its connection task spawned on the current
     /// runtime.
     pub async fn client(&self) -> Client {

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-use std::path::Path;
 use std::time::Duration;
 
 use fluxbase_migrations::test_utils::TestDb;
@@ -70,26 +69,7 @@ pub async fn finish(db: &TestDb, handle: ReplicationHandle, slot: &str) {
         .expect("drop slot");
 }
 
-/// Fails (never skips) when the server has no wal2json output plugin, saying how to install
-/// it: the library must be in the server's own `pkglibdir`.
+/// See `TestDb::require_wal2json`.
 pub async fn require_wal2json(db: &TestDb) {
-    let row = db
-        .client()
-        .await
-        .query_one(
-            "SELECT setting, current_setting('server_version_num')::int / 10000 \
-             FROM pg_config WHERE name = 'PKGLIBDIR'",
-            &[],
-        )
-        .await
-        .expect("read the server's pkglibdir");
-    let (dir, major): (String, i32) = (row.get(0), row.get(1));
-    let lib = Path::new(&dir).join("wal2json.so");
-    assert!(
-        lib.is_file(),
-        "the wal2json output plugin is not installed: {} is missing. Install it with \
-         `apt-get install -y postgresql-{major}-wal2json` (Debian/Ubuntu; elsewhere build \
-         https://github.com/eulerto/wal2json into that directory), then rerun the tests",
-        lib.display()
-    );
+    db.require_wal2json().await;
 }

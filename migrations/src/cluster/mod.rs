@@ -38,9 +38,9 @@ pub const EMBEDDED_SUPERUSER: &str = "fluxbase";
 pub const EMBEDDED_DATABASE: &str = "fluxbase";
 
 /// One line on how to get PostgreSQL, repeated wherever binaries are missing.
-pub const INSTALL_HINT: &str = "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql`; \
-     macOS: `brew install postgresql`), put their bin directory on PATH or in FLUXBASE_PG_BINDIR, \
-     or set DATABASE_URL to use an existing server";
+pub const INSTALL_HINT: &str = "install the PostgreSQL server binaries (`deploy/scripts/install-deps.sh postgres` \
+     in a Fluxbase checkout; Debian/Ubuntu: `apt-get install -y postgresql`; macOS: `brew install postgresql`), \
+     put their bin directory on PATH or in FLUXBASE_PG_BINDIR, or set DATABASE_URL to use an existing server";
 
 /// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
