@@ -9,9 +9,11 @@
 //! - [`error`]: database errors with a kind — the one `SqlState` → kind map;
 //! - [`code`]: the one error vocabulary ([`Code`], [`ErrorCode`]) every library error
 //!   implements, kept here because every crate depends on this one;
+//! - [`caller`]: acting as a request's role and claims inside a transaction;
 //! - [`secret`]: secrets in `0600` files;
 //! - `test_utils` (feature `test-utils`): a fresh database per test.
 
+pub mod caller;
 pub mod cluster;
 pub mod code;
 pub mod error;
