@@ -1,4 +1,7 @@
-//! Logging (JSON lines in the runbook's shape, or text) and the Prometheus recorder.
+//! Logging (JSON lines in the runbook's shape, or text; written by a non-blocking [`pipe`])
+//! and the Prometheus recorder.
+
+pub mod pipe;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -39,7 +42,7 @@ pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(pipe::NonBlocking(pipe::stdout()));
     let result = match config.format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder
@@ -194,6 +197,11 @@ fn describe_metrics() {
         "fluxbase_system_uptime_seconds",
         "Seconds since the server started"
     );
+    describe_counter!(
+        "fluxbase_log_lines_dropped_total",
+        "Log lines dropped because stdout could not keep up (logging never blocks)"
+    );
+    metrics::counter!("fluxbase_log_lines_dropped_total").increment(0);
     metrics::counter!("fluxbase_db_queries_total", "status" => "ok").increment(0);
     metrics::counter!("fluxbase_db_queries_total", "status" => "error").increment(0);
 }
