@@ -6,5 +6,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod rest;
 pub mod server;
 pub mod telemetry;
