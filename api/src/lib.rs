@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod rest;
 pub mod server;
 pub mod telemetry;
