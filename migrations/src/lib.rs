@@ -2,9 +2,11 @@
 //! it, and the embedded PostgreSQL cluster used when no `DATABASE_URL` is given and by tests.
 
 pub mod embedded;
+pub mod listen;
 pub mod runner;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 
 pub use embedded::{ClusterOptions, EmbeddedCluster, EmbeddedError, PgBinaries};
+pub use listen::{ListenEvent, ListenOptions, Listener, Notification};
 pub use runner::{MIGRATIONS, MigrateError, Migration, MigrationReport, run};
