@@ -3,3 +3,4 @@
 mod embedded;
 mod listen;
 mod runner;
+mod schema;
