@@ -9,6 +9,9 @@
 //! - [`error`]: database errors with a kind — the one `SqlState` → kind map;
 //! - [`code`]: the one error vocabulary ([`Code`], [`ErrorCode`]) every library error
 //!   implements, kept here because every crate depends on this one;
+//! - [`schema`]: the schema cache (relations, columns, keys, relationships, functions,
+//!   policies), refreshed on DDL, shared by realtime and REST;
+//! - [`listen`]: LISTEN on a dedicated connection, reconnecting;
 //! - [`caller`]: acting as a request's role and claims inside a transaction;
 //! - [`secret`]: secrets in `0600` files;
 //! - `test_utils` (feature `test-utils`): a fresh database per test.
@@ -17,8 +20,10 @@ pub mod caller;
 pub mod cluster;
 pub mod code;
 pub mod error;
+pub mod listen;
 pub mod pool;
 pub mod runner;
+pub mod schema;
 pub mod secret;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
@@ -27,5 +32,7 @@ pub mod tls;
 pub use cluster::{ClusterError, ClusterOptions, EmbeddedCluster, PgBinaries};
 pub use code::{Code, ErrorCode};
 pub use error::{DbError, DbErrorKind};
+pub use listen::{ListenEvent, ListenOptions, Listener, Notification};
 pub use pool::{Db, PoolSettings, PoolStats};
 pub use runner::{MIGRATIONS, MigrateError, Migration, MigrationReport, run};
+pub use schema::{CacheOptions, RefreshMode, Schema, SchemaCache, SchemaError};

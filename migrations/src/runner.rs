@@ -57,6 +57,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "service_role_privileges",
         sql: include_str!("../sql/0006_service_role_privileges.sql"),
     },
+    Migration {
+        version: 7,
+        name: "schema_cache_ddl",
+        sql: include_str!("../sql/0007_schema_cache_ddl.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

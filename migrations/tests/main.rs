@@ -2,4 +2,6 @@
 
 mod caller;
 mod cluster;
+mod listen;
 mod runner;
+mod schema;
