@@ -28,8 +28,10 @@ RUN apt-get update \
        --shell /usr/sbin/nologin fluxbase \
     && install -d -o 1000 -g 1000 -m 0750 /var/fluxbase /var/fluxbase/storage /var/backups/fluxbase
 COPY --from=builder /usr/local/bin/fluxbase /usr/local/bin/fluxbase
-COPY deploy/scripts/backup.sh /usr/local/bin/fluxbase-backup
-COPY deploy/scripts/restore.sh /usr/local/bin/fluxbase-restore
+COPY deploy/scripts/backup.sh deploy/scripts/restore.sh deploy/scripts/s3.sh deploy/scripts/settings.sh \
+     /usr/local/lib/fluxbase/
+RUN ln -s /usr/local/lib/fluxbase/backup.sh /usr/local/bin/fluxbase-backup \
+    && ln -s /usr/local/lib/fluxbase/restore.sh /usr/local/bin/fluxbase-restore
 
 # Production defaults; every one can be overridden with -e / env_file.
 ENV FLUXBASE_SERVER_ADDRESS=0.0.0.0:8080 \
