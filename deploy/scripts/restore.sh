@@ -56,7 +56,7 @@ else
     s3_get "$prefix/$name" "$SRC/$name" || die "download of $name failed"
   done <"$SRC/SHA256SUMS"
 fi
-(cd "$SRC" && sha256sum --quiet --strict -c SHA256SUMS) || die "checksums do not match: the backup is damaged"
+(cd "$SRC" && sha256sum --quiet --strict -c SHA256SUMS >&2) || die "checksums do not match: the backup is damaged"
 [ -f "$SRC/database.dump" ] || die "the backup has no database.dump"
 log "backup $TS ($MODE) verified"
 
