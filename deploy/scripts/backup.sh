@@ -16,6 +16,7 @@
 #   FLUXBASE_STORAGE_LOCAL_PATH  default /var/fluxbase/storage
 #   BACKUP_S3_*                  for s3: see s3.sh
 # A backup is complete when its SHA256SUMS exists (written last); restore.sh checks it.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 umask 077
 
@@ -93,7 +94,7 @@ fi
   echo "storage_provider=$provider"
   echo "storage_path=$storage"
 } >"$WORK/manifest"
-(cd "$WORK" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | sort | xargs sha256sum >SHA256SUMS.tmp \
+(cd "$WORK" && find . -maxdepth 1 -type f ! -name 'SHA256SUMS*' -printf '%f\n' | sort | xargs sha256sum >SHA256SUMS.tmp \
   && mv SHA256SUMS.tmp SHA256SUMS)
 
 if [ "$MODE" = local ]; then
@@ -113,7 +114,7 @@ else
   dest="$S3_PREFIX/$TS"
   while IFS= read -r name; do
     s3_put "$WORK/$name" "$dest/$name" || die "upload of $name failed"
-  done < <(cd "$WORK" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | sort)
+  done < <(cd "$WORK" && find . -maxdepth 1 -type f ! -name 'SHA256SUMS*' -printf '%f\n' | sort)
   s3_put "$WORK/SHA256SUMS" "$dest/SHA256SUMS" || die "upload of SHA256SUMS failed"
   log "done: s3://$S3_BUCKET/$dest/"
   keys=$(s3_list "$S3_PREFIX/") || die "cannot list the backups for retention"

@@ -8,12 +8,13 @@
 #   --scrape        /metrics of a running server that has done some work
 #   --database-url  that server's database: postgres_exporter scrapes it, backup.sh backs it up
 #   --server        that server's address: NGINX is run in front of it
-#   --only LIST     comma-separated sections (default: all) of
-#                   tools,dockerfile,compose,nginx,prometheus,dashboards,metrics,shell,
+#   --only LIST     comma-separated sections (default: all; the tools are always checked) of
+#                   dockerfile,compose,nginx,prometheus,dashboards,metrics,shell,
 #                   systemd,helm,backup,s3
 #
 # api/tests/deploy.rs runs it (cargo test -p fluxbase-api --test main deploy). A missing
 # tool fails at once with the command that installs it.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
@@ -381,6 +382,8 @@ backup_round_trip() {
   for f in database.dump roles.sql config.tar.gz storage.tar.gz manifest SHA256SUMS; do
     [ -s "$BACKUP_DIR/$ts/$f" ] || fail "backup $ts lacks $f"
   done
+  [ "$(awk '{print $2}' "$BACKUP_DIR/$ts/SHA256SUMS" | sort | tr '\n' ' ')" = "config.tar.gz database.dump manifest roles.sql storage.tar.gz " ] \
+    || fail "SHA256SUMS of $ts does not list exactly the backup's files: $(cat "$BACKUP_DIR/$ts/SHA256SUMS")"
   grep -q '^DATABASE_URL' "$TMP/backup.log" && fail "backup.sh logged a database URL with its password"
 
   local url
@@ -468,8 +471,8 @@ s3_round_trip() {
   ok "backup.sh s3 -> restore.sh $ts s3 against s3s-fs (curl --aws-sigv4): same tables, same storage files, retention in the bucket"
 }
 
-wants tools && tools
-[ -n "${PG_BIN:-}" ] || PG_BIN=$(pg_bindir || true)
+# Always: every other section relies on these tools.
+tools
 wants dockerfile && dockerfile
 wants compose && compose
 wants nginx && nginx_check

@@ -13,6 +13,7 @@
 #
 # Settings: as backup.sh, plus RESTORE_ROOT (default /: where the configuration files go
 # back, under their absolute paths), RESTORE_FORCE, RESTORE_SKIP_ROLES=1 (roles made by hand).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 umask 077
 
