@@ -408,6 +408,37 @@ def dockerignore_excludes(root, rel):
     return excluded
 
 
+def required_rust(root):
+    """The newest rust-version among the workspace and every crate the release build of
+    fluxbase-api compiles (normal and build dependencies, this platform): (version, who)."""
+    import subprocess
+
+    host = re.search(r"host: (\S+)", subprocess.run(
+        ["rustc", "-vV"], capture_output=True, text=True, check=True).stdout).group(1)
+    meta = json.loads(subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", host],
+        cwd=root, capture_output=True, text=True, check=True).stdout)
+    packages = {p["id"]: p for p in meta["packages"]}
+    nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
+    start = next(i for i, p in packages.items() if p["name"] == "fluxbase-api")
+    seen, stack = set(), [start]
+    while stack:
+        pkg = stack.pop()
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        stack += [d["pkg"] for d in nodes[pkg]["deps"]
+                  if any(k["kind"] in (None, "build") for k in d["dep_kinds"])]
+    with open(os.path.join(root, "Cargo.toml"), encoding="utf-8") as f:
+        workspace = re.search(r'rust-version\s*=\s*"([\d.]+)"', f.read()).group(1)
+    best = (tuple(map(int, workspace.split("."))), "the workspace")
+    for pkg in seen:
+        rv = packages[pkg].get("rust_version")
+        if rv and tuple(map(int, rv.split("."))) > best[0]:
+            best = (tuple(map(int, rv.split("."))), f"{packages[pkg]['name']} {packages[pkg]['version']}")
+    return best
+
+
 def check_dockerfile(args):
     root, out_env = args[1], args[2]
     with open(os.path.join(root, "Dockerfile"), encoding="utf-8") as f:
@@ -430,10 +461,9 @@ def check_dockerfile(args):
     builder, final = stages[0], stages[-1]
     m = re.search(r"rust:\$\{RUST_VERSION\}|rust:([\d.]+)", builder["from"])
     version = args_default.get("RUST_VERSION") if m and m.group(0).startswith("rust:$") else (m.group(1) if m else None)
-    with open(os.path.join(root, "Cargo.toml"), encoding="utf-8") as f:
-        need = re.search(r'rust-version\s*=\s*"([\d.]+)"', f.read()).group(1)
-    if not version or tuple(map(int, version.split("."))) < tuple(map(int, need.split("."))):
-        problem(f"builder Rust {version} is older than the workspace's rust-version {need}")
+    need, who = required_rust(root)
+    if not version or tuple(map(int, version.split("."))) < need:
+        problem(f"builder Rust {version} is older than {'.'.join(map(str, need))}, the rust-version of {who}")
     if not any(w == "RUN" and "cargo build --release --locked -p fluxbase-api" in r for w, r in builder["lines"]):
         problem("the builder does not run cargo build --release --locked -p fluxbase-api")
     final_cmds = {w for w, _ in final["lines"]}
@@ -469,7 +499,7 @@ def check_dockerfile(args):
             p for chunk in packages for p in chunk.split()[2:] if not p.startswith("-")) + "\n")
     if "ENTRYPOINT" not in final_cmds:
         problem("no ENTRYPOINT")
-    done("Dockerfile: multi-stage, Rust >= rust-version, uid 1000, EXPOSE 8080, HEALTHCHECK /health, COPY sources")
+    done("Dockerfile: multi-stage, Rust >= every rust-version of the build, uid 1000, EXPOSE 8080, HEALTHCHECK /health, COPY sources")
 
 
 if __name__ == "__main__":
