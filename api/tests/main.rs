@@ -4,6 +4,7 @@
 mod auth_users;
 mod cli;
 mod dashboard;
+mod deploy;
 mod http;
 mod loadtest;
 mod realtime;

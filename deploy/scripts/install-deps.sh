@@ -10,11 +10,17 @@
 #   redis         redis-server (scale-out tests)
 #   s3            s3s-fs, a real S3 server on the local file system (storage tests)
 #   deploy-tools  docker-compose (config parsing only), nginx, promtool, shellcheck,
-#                 pg_dump/pg_restore (deploy checks)
+#                 pg_dump/pg_restore, the node and postgres exporters, curl, and a Python
+#                 virtualenv with Helm's engine (helm-python-sdk) and the Kubernetes schemas
+#                 (kubernetes-validate) (deploy/scripts/check.sh)
 #   all           every component above
 set -euo pipefail
 
 S3S_FS_VERSION=0.14.1
+# The deploy check's Python tools: Helm v4's Go engine through ctypes, no helm binary.
+HELM_PYTHON_SDK_VERSION=0.2.2
+KUBERNETES_VALIDATE_VERSION=1.37.0
+DEPLOY_VENV=${FLUXBASE_DEPLOY_VENV:-${XDG_DATA_HOME:-$HOME/.local/share}/fluxbase/deploy-venv}
 
 say() { echo "install-deps: $*" >&2; }
 
@@ -53,7 +59,7 @@ apt_install() {
 # The newest PostgreSQL server bin directory (Debian layout), or one on PATH.
 pg_bindir() {
   local dir
-  for dir in ${FLUXBASE_PG_BINDIR:-} $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+  for dir in ${FLUXBASE_PG_BINDIR:-} $(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V -r); do
     if [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ]; then echo "$dir"; return 0; fi
   done
   if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1; then
@@ -103,7 +109,21 @@ install_deploy_tools() {
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
+  command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
+  if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  if ! "$DEPLOY_VENV/bin/python" -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
+    say "installing helm-python-sdk $HELM_PYTHON_SDK_VERSION and kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $DEPLOY_VENV"
+    python3 -m venv "$DEPLOY_VENV"
+    "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
 }
 
 components=("$@")
