@@ -126,8 +126,12 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
+        // tokio-postgres asks for a connector for every host, unix socket paths included,
+        // before it knows whether TLS will be used. The name only goes out as SNI (the
+        // certificate is not verified), so a host that is no DNS name gets a neutral one
+        // instead of failing a connection that may never use TLS.
         let name = ServerName::try_from(domain.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .unwrap_or_else(|_| ServerName::try_from("localhost").expect("a valid DNS name"));
         Ok(RustlsConnect {
             name,
             connector: TlsConnector::from(self.config.clone()),
@@ -193,5 +197,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
         // No tls-server-end-point binding: SCRAM-SHA-256 without -PLUS, as with libpq's
         // channel_binding=prefer against a server whose certificate we do not verify.
         ChannelBinding::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unix_socket_host_still_gets_a_connector() {
+        let mut make = MakeRustlsConnect::new();
+        let connect =
+            <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+                &mut make,
+                "/var/run/postgresql",
+            );
+        assert!(connect.is_ok());
     }
 }

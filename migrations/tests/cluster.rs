@@ -147,3 +147,35 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A `DATABASE_URL` naming the unix socket directory works with the pool's TLS connector
+/// (it used to fail with "invalid dns name" before any TLS was attempted).
+#[tokio::test]
+async fn the_pool_connects_over_the_unix_socket() {
+    let root = tempdir();
+    let options = ClusterOptions::ephemeral(root.join("pg"));
+    let mut cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(options))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!(
+        "host={} port={} user={} password={} dbname=postgres",
+        cluster.socket_dir().display(),
+        cluster.port(),
+        fluxbase_migrations::cluster::EMBEDDED_SUPERUSER,
+        cluster.password()
+    );
+    let db = fluxbase_migrations::Db::new(
+        fluxbase_migrations::pool::parse_url(&url).unwrap(),
+        fluxbase_migrations::PoolSettings::default(),
+    );
+    db.ping()
+        .await
+        .unwrap_or_else(|e| panic!("ping over {url}: {e}"));
+    db.close();
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(root);
+}
