@@ -57,6 +57,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "service_role_privileges",
         sql: include_str!("../sql/0006_service_role_privileges.sql"),
     },
+    Migration {
+        version: 10,
+        name: "storage",
+        sql: include_str!("../sql/0010_storage.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).
