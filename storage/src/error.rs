@@ -87,6 +87,13 @@ pub enum StorageError {
         /// The offset the client sent.
         given: u64,
     },
+    /// A request body of the wrong media type (a tus PATCH must be
+    /// `application/offset+octet-stream`).
+    #[error("the body must be of type {expected}")]
+    WrongContentType {
+        /// The type required.
+        expected: &'static str,
+    },
     /// A `Tus-Resumable` version other than 1.0.0.
     #[error("unsupported tus version {0:?}: this server speaks 1.0.0")]
     TusVersion(String),
@@ -123,7 +130,9 @@ impl StorageError {
             | StorageError::OffsetMismatch { .. } => Code::Conflict,
             StorageError::Forbidden(_) => Code::Forbidden,
             StorageError::TooLarge { .. } => Code::PayloadTooLarge,
-            StorageError::MimeTypeNotAllowed { .. } => Code::UnsupportedMediaType,
+            StorageError::MimeTypeNotAllowed { .. } | StorageError::WrongContentType { .. } => {
+                Code::UnsupportedMediaType
+            }
             StorageError::RangeNotSatisfiable { .. } => Code::RangeNotSatisfiable,
             StorageError::InvalidSignature => Code::InvalidToken,
             StorageError::SignatureExpired => Code::TokenExpired,

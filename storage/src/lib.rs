@@ -27,7 +27,7 @@ pub mod transfer;
 pub mod tus;
 pub mod upload;
 
-pub use backend::{Backend, BackendHealth, LocalBackend, S3Backend, S3Settings};
+pub use backend::{Backend, BackendHealth, ByteStream, LocalBackend, S3Backend, S3Settings};
 pub use bucket::{Bucket, BucketUpdate, NewBucket};
 pub use download::{ByteRange, Download, DownloadOptions};
 pub use error::StorageError;

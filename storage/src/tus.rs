@@ -321,9 +321,8 @@ impl Storage {
             .and_then(|c| c.split(';').next())
             .map(|c| c.trim().to_ascii_lowercase());
         if essence.as_deref() != Some(TUS_CONTENT_TYPE) {
-            return Err(StorageError::InvalidInput {
-                field: "Content-Type",
-                reason: format!("a tus PATCH must be {TUS_CONTENT_TYPE}"),
+            return Err(StorageError::WrongContentType {
+                expected: TUS_CONTENT_TYPE,
             });
         }
         let upload = self.load_upload(ctx, id).await?;
