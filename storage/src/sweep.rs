@@ -3,8 +3,9 @@
 //! bytes, rows deleted by hand (the runbook's `DELETE FROM storage.objects …`), abandoned
 //! resumable uploads. Run at start-up and periodically (a scheduled job once jobs exist).
 //!
-//! A row is the truth: bytes under a bucket whose version no row names are orphans and go;
-//! a row whose bytes are missing is reported (logged and counted), never invented.
+//! A row is the truth: bytes under a bucket whose version no row names are orphans and go.
+//! Only keys of the service's own shapes are touched: a file an operator put into the
+//! storage root is left alone.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -94,19 +95,16 @@ impl Storage {
             if key.last_modified > cutoff {
                 continue;
             }
-            let first = key.key.parts().next();
-            if first.as_ref().map(|p| p.as_ref()) == Some(HIDDEN_PREFIX) {
-                if key
-                    .key
-                    .as_ref()
-                    .starts_with(&format!("{HIDDEN_PREFIX}/tus/"))
-                {
-                    chunks.push(key);
-                    if chunks.len() >= BATCH {
-                        report.orphan_chunks += self.sweep_chunks(&mut chunks).await?;
-                    }
+            let path = key.key.as_ref();
+            if path.starts_with(&format!("{HIDDEN_PREFIX}/tus/")) {
+                chunks.push(key);
+                if chunks.len() >= BATCH {
+                    report.orphan_chunks += self.sweep_chunks(&mut chunks).await?;
                 }
-            } else {
+            } else if path.starts_with(&format!("{HIDDEN_PREFIX}/probe/")) {
+                // A health probe that died between its write and its delete.
+                self.discard_bytes(&key.key).await;
+            } else if version_of_key(&key.key).is_some() {
                 objects.push(key);
                 if objects.len() >= BATCH {
                     self.sweep_objects(&mut objects, &mut report).await?;
@@ -146,7 +144,7 @@ impl Storage {
             .collect();
         for stored in batch.drain(..) {
             let referenced = version_of_key(&stored.key)
-                .is_some_and(|(bucket, version)| known.contains(&format!("{bucket}/{version}")));
+                .is_none_or(|(bucket, version)| known.contains(&format!("{bucket}/{version}")));
             if !referenced {
                 tracing::info!(key = %stored.key, size = stored.size, "deleting orphan bytes");
                 self.discard_bytes(&stored.key).await;

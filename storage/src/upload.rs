@@ -32,7 +32,7 @@ use crate::object::{DEFAULT_CONTENT_TYPE, OBJECT_COLUMNS, ObjectInfo, etag_of, s
 use crate::service::{Storage, db, switch_to};
 
 /// Read size when the body is an `AsyncRead`.
-const READER_CHUNK: usize = 64 * 1024;
+const READER_CHUNK: usize = 1024 * 1024;
 
 /// How an upload should be stored.
 #[derive(Debug, Clone, Default)]

@@ -135,6 +135,18 @@ async fn sweep_removes_orphans_only(env: Env) {
         .await
         .unwrap();
 
+    // Something that is not the service's (an operator's note): never swept.
+    let foreign = object_store::path::Path::from("notes/readme.txt");
+    env.storage
+        .backend()
+        .put(
+            &foreign,
+            body(b"hands off").map_err_to_storage(),
+            OnBodyError::Discard,
+        )
+        .await
+        .unwrap();
+
     // The runbook's SQL runs as written and deletes the old temp upload's row.
     env.sql(
         "UPDATE storage.objects SET created_at = now() - interval '100 days' WHERE name = 'old'",
@@ -169,7 +181,12 @@ async fn sweep_removes_orphans_only(env: Env) {
     assert_eq!(report.orphan_bytes, 3 + 4);
     assert!(!env.bytes_file("temp-uploads", &old.version).exists());
     assert!(env.bytes_file("keep", &kept.version).exists());
-    assert_eq!(env.stored_files().len(), 2, "{:?}", env.stored_files());
+    assert_eq!(env.stored_files().len(), 3, "{:?}", env.stored_files());
+    assert!(
+        env.stored_files()
+            .iter()
+            .any(|f| f.ends_with("notes/readme.txt"))
+    );
     // Everything with a row still reads.
     for (bucket, name) in [("keep", "a"), ("temp-uploads", "new")] {
         let got = env

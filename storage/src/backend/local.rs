@@ -24,7 +24,7 @@ use super::{
 use crate::error::StorageError;
 
 /// Multipart part size on disk: small, since parts only bound memory here.
-const PART_SIZE: usize = 1024 * 1024;
+const PART_SIZE: usize = 4 * 1024 * 1024;
 
 /// Read size of downloads.
 const READ_SIZE: usize = 256 * 1024;

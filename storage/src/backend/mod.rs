@@ -141,11 +141,17 @@ pub fn object_key(bucket_id: &str, version: &str) -> Path {
     Path::from_iter([bucket_id, fan, version])
 }
 
-/// The version a key of [`object_key`]'s shape names, if it has that shape.
+/// The bucket and version a key names, if it has exactly [`object_key`]'s shape (a valid
+/// bucket id, the version's first two characters, a uuid). Anything else in the backend
+/// (an operator's file, another program's data) is not ours, and the sweep leaves it alone.
 pub fn version_of_key(key: &Path) -> Option<(String, String)> {
     let parts: Vec<_> = key.parts().collect();
     match parts.as_slice() {
-        [bucket, _fan, version] if !bucket.as_ref().starts_with('.') => {
+        [bucket, fan, version]
+            if crate::name::BucketId::parse(bucket.as_ref()).is_ok()
+                && uuid::Uuid::try_parse(version.as_ref()).is_ok()
+                && version.as_ref().get(..2) == Some(fan.as_ref()) =>
+        {
             Some((bucket.as_ref().to_string(), version.as_ref().to_string()))
         }
         _ => None,
@@ -326,11 +332,20 @@ mod tests {
 
     #[test]
     fn keys_have_their_shapes() {
-        let key = object_key("avatars", "0f3a-uuid");
-        assert_eq!(key.as_ref(), "avatars/0f/0f3a-uuid");
+        let version = "0f3a2c1e-7d5b-4e8a-9c3f-1b2d3e4f5a6b";
+        let key = object_key("avatars", version);
+        assert_eq!(key.as_ref(), format!("avatars/0f/{version}"));
         assert_eq!(
             version_of_key(&key),
-            Some(("avatars".into(), "0f3a-uuid".into()))
+            Some(("avatars".into(), version.into()))
+        );
+        // Not our shape: left alone by the sweep.
+        for other in ["README", "avatars/file.txt", "avatars/00/not-a-uuid"] {
+            assert_eq!(version_of_key(&Path::from(other)), None, "{other}");
+        }
+        assert_eq!(
+            version_of_key(&Path::from(format!("avatars/11/{version}"))),
+            None
         );
         let chunk = tus_chunk_key("abc", 42, "n");
         assert_eq!(chunk.as_ref(), ".fluxbase/tus/abc/00000000000000000042-n");
