@@ -62,6 +62,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "schema_cache_ddl",
         sql: include_str!("../sql/0007_schema_cache_ddl.sql"),
     },
+    Migration {
+        version: 10,
+        name: "storage",
+        sql: include_str!("../sql/0010_storage.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

@@ -1,0 +1,179 @@
+//! [`Storage`]: the service the HTTP routes call. It owns the pool, the backend and the
+//! signing key; its methods (in `bucket`, `upload`, `download`, `listing`, `transfer`,
+//! `signing`, `tus`, `sweep`) each take the caller's [`AuthContext`] when PostgreSQL must
+//! decide, and run every metadata read or write for that caller in a transaction that
+//! first switches to the caller's role and claims ([`act_as`]), so the policies on
+//! `storage.objects` and `storage.buckets` decide.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Transaction};
+use fluxbase_auth::AuthContext;
+use fluxbase_migrations::caller::act_as;
+use fluxbase_migrations::{Db, DbError};
+use object_store::path::Path;
+
+use crate::backend::{Backend, LocalBackend, S3Backend, S3Settings};
+use crate::error::StorageError;
+use crate::metrics;
+
+/// Default expiry of an abandoned resumable upload (Supabase keeps them a day too).
+pub const DEFAULT_TUS_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Default age below which bytes without a row are left alone by the sweep: an upload
+/// writes its bytes a moment before it commits its row.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+/// Which backend (`storage.provider` and its keys).
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// `storage.provider: local`, files under `storage.local_path`.
+    Local {
+        /// `storage.local_path`.
+        path: PathBuf,
+    },
+    /// `storage.provider: s3`, with `storage.s3.*`.
+    S3(S3Settings),
+}
+
+impl BackendConfig {
+    /// Opens the backend.
+    pub fn open(&self) -> Result<Arc<dyn Backend>, StorageError> {
+        Ok(match self {
+            BackendConfig::Local { path } => Arc::new(LocalBackend::new(path)?),
+            BackendConfig::S3(settings) => Arc::new(S3Backend::new(settings)?),
+        })
+    }
+}
+
+/// The service's settings.
+#[derive(Clone)]
+pub struct StorageSettings {
+    /// The largest object the server accepts (`server.body_limit`); a bucket's
+    /// `file_size_limit` can only lower it.
+    pub max_object_size: u64,
+    /// The server's secret (`auth.jwt_secret`); signed-URL keys are derived from it, so
+    /// rotating it invalidates every signed URL.
+    pub signing_secret: Vec<u8>,
+    /// How long an abandoned resumable upload is kept.
+    pub tus_expiry: Duration,
+    /// See [`DEFAULT_ORPHAN_GRACE`].
+    pub orphan_grace: Duration,
+}
+
+impl std::fmt::Debug for StorageSettings {
+    /// Without the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("max_object_size", &self.max_object_size)
+            .field("tus_expiry", &self.tus_expiry)
+            .field("orphan_grace", &self.orphan_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageSettings {
+    /// Settings with the defaults for everything but the limit and the secret.
+    pub fn new(max_object_size: u64, signing_secret: impl Into<Vec<u8>>) -> StorageSettings {
+        StorageSettings {
+            max_object_size,
+            signing_secret: signing_secret.into(),
+            tus_expiry: DEFAULT_TUS_EXPIRY,
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
+        }
+    }
+}
+
+/// The storage service; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What every clone shares.
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) settings: StorageSettings,
+    pub(crate) signing_key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.inner.backend)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// The service over `db` and `backend`.
+    pub fn new(db: Db, backend: Arc<dyn Backend>, settings: StorageSettings) -> Storage {
+        let signing_key = crate::signing::derive_key(&settings.signing_secret);
+        metrics::describe();
+        Storage {
+            inner: Arc::new(Inner {
+                db,
+                backend,
+                settings,
+                signing_key,
+            }),
+        }
+    }
+
+    /// The backend (for the health endpoint and operators' tools).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &StorageSettings {
+        &self.inner.settings
+    }
+
+    /// Reachability of the backend (and free disk for a local one), for
+    /// `/api/v1/monitoring/health`.
+    pub async fn health(&self) -> crate::backend::BackendHealth {
+        self.inner.backend.probe().await
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<Object, StorageError> {
+        Ok(self.inner.db.conn().await?)
+    }
+
+    /// Deletes bytes that no row points to any more, logging (never failing) on error:
+    /// what is left is an orphan the sweep removes.
+    pub(crate) async fn discard_bytes(&self, key: &Path) {
+        if let Err(err) = self.inner.backend.delete(key).await {
+            tracing::warn!(key = %key, error = %err, "deleting unreferenced bytes failed; the sweep will retry");
+        }
+    }
+}
+
+/// Starts a transaction acting as `ctx` (role and claims, transaction-local).
+pub(crate) async fn begin_as<'a>(
+    conn: &'a mut Object,
+    ctx: &AuthContext,
+) -> Result<Transaction<'a>, StorageError> {
+    let tx = conn.transaction().await.map_err(db)?;
+    act_as(&*tx, ctx.role().as_str(), &ctx.claims_json())
+        .await
+        .map_err(StorageError::from_caller_db)?;
+    Ok(tx)
+}
+
+/// Switches an open transaction (which may already have run server statements) to `ctx`.
+pub(crate) async fn switch_to(tx: &Transaction<'_>, ctx: &AuthContext) -> Result<(), StorageError> {
+    act_as(&**tx, ctx.role().as_str(), &ctx.claims_json())
+        .await
+        .map_err(StorageError::from_caller_db)
+}
+
+/// A database error as a storage error (policy refusals become `Forbidden`).
+pub(crate) fn db(err: tokio_postgres::Error) -> StorageError {
+    StorageError::from_caller_db(DbError::from(err))
+}

@@ -1,0 +1,422 @@
+//! Uploads: the body streams through a meter (SHA-256, byte count, size limit) into a fresh
+//! version key of the backend, never whole in memory. The order keeps metadata and bytes in
+//! agreement:
+//!
+//! 1. a dry run of the row's INSERT as the caller (rolled back) — a refused caller never
+//!    writes a byte;
+//! 2. the bytes, durable when `put` returns; any failure (client gone, limit, backend)
+//!    aborts them;
+//! 3. the row, as the caller, in a transaction committed only now; if it fails the bytes
+//!    are deleted; a replaced object's old bytes are deleted after the commit.
+//!
+//! A crash between 2 and 3 leaves bytes without a row, which the sweep removes.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use fluxbase_auth::AuthContext;
+use fluxbase_migrations::DbErrorKind;
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncRead;
+use uuid::Uuid;
+
+use crate::backend::{BodyStream, OnBodyError, object_key};
+use crate::bucket::Bucket;
+use crate::error::StorageError;
+use crate::metrics;
+use crate::name::{BucketId, ObjectName};
+use crate::object::{DEFAULT_CONTENT_TYPE, OBJECT_COLUMNS, ObjectInfo, etag_of, supabase_metadata};
+use crate::service::{Storage, db, switch_to};
+
+/// Read size when the body is an `AsyncRead`.
+const READER_CHUNK: usize = 1024 * 1024;
+
+/// How an upload should be stored.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    /// `Content-Type` (default `application/octet-stream`).
+    pub content_type: Option<String>,
+    /// `Cache-Control` for downloads (`cacheControl` in storage-js: `max-age=3600`).
+    pub cache_control: Option<String>,
+    /// Replace an existing object (`PUT`, `x-upsert: true`) instead of refusing.
+    pub upsert: bool,
+    /// Metadata to keep with the object (a JSON object).
+    pub user_metadata: Option<Value>,
+    /// `Content-Length`, when the client sent one: refused at once when over the limit.
+    pub content_length: Option<u64>,
+}
+
+/// SHA-256, byte count and limit of a body as it streams.
+pub(crate) struct Meter {
+    hasher: Sha256,
+    bytes: u64,
+    limit: u64,
+}
+
+impl Meter {
+    /// A meter refusing more than `limit` bytes.
+    pub(crate) fn new(limit: u64) -> Meter {
+        Meter {
+            hasher: Sha256::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Bytes seen.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Hex SHA-256 of what was seen.
+    pub(crate) fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+
+    /// `body` passing through this meter; ends with [`StorageError::TooLarge`] past the limit.
+    pub(crate) fn wrap<'a, S>(&'a mut self, body: S) -> BodyStream<'a>
+    where
+        S: Stream<Item = Result<Bytes, StorageError>> + Send + 'a,
+    {
+        body.map(move |item| {
+            let chunk = item?;
+            self.bytes += chunk.len() as u64;
+            if self.bytes > self.limit {
+                return Err(StorageError::TooLarge { limit: self.limit });
+            }
+            self.hasher.update(&chunk);
+            Ok(chunk)
+        })
+        .boxed()
+    }
+}
+
+/// Who writes a row: the caller (policies decide), or the server for a signed upload
+/// (the signature was the permission; `owner` comes from the token).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Writer<'a> {
+    /// As this caller.
+    Caller(&'a AuthContext),
+    /// As the server, with this owner.
+    Server { owner: Option<&'a str> },
+}
+
+impl Writer<'_> {
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Writer::Caller(ctx) => ctx.uid(),
+            Writer::Server { owner } => *owner,
+        }
+    }
+}
+
+/// The row to write for new bytes.
+pub(crate) struct NewRow<'a> {
+    pub(crate) bucket: &'a BucketId,
+    pub(crate) name: &'a ObjectName,
+    pub(crate) size: u64,
+    pub(crate) mime_type: &'a str,
+    pub(crate) sha256: Option<&'a str>,
+    pub(crate) cache_control: Option<&'a str>,
+    pub(crate) version: &'a str,
+    pub(crate) user_metadata: Option<&'a Value>,
+    pub(crate) upsert: bool,
+}
+
+/// Insert (or upsert) of a row; the caller's role must pass INSERT (and for upsert, UPDATE)
+/// policies. No RETURNING: that would also demand SELECT policies of the new row.
+const INSERT_SQL: &str = "INSERT INTO storage.objects
+      (bucket_id, name, owner, owner_id, size, mime_type, sha256, etag, cache_control, version,
+       metadata, user_metadata)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// [`INSERT_SQL`] replacing an existing row of the same name.
+const UPSERT_SUFFIX: &str = " ON CONFLICT (bucket_id, name) DO UPDATE SET
+      owner = excluded.owner, owner_id = excluded.owner_id, size = excluded.size,
+      mime_type = excluded.mime_type, sha256 = excluded.sha256, etag = excluded.etag,
+      cache_control = excluded.cache_control, version = excluded.version,
+      metadata = excluded.metadata, user_metadata = excluded.user_metadata,
+      last_accessed_at = now()";
+
+impl Storage {
+    /// Uploads `body` to `bucket`/`name` as the caller.
+    pub async fn upload<S>(
+        &self,
+        ctx: &AuthContext,
+        bucket: &str,
+        name: &str,
+        options: UploadOptions,
+        body: S,
+    ) -> Result<ObjectInfo, StorageError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let result = self
+            .upload_as(Writer::Caller(ctx), bucket, name, options, body)
+            .await;
+        metrics::record("upload", &result);
+        result
+    }
+
+    /// [`Storage::upload`] with an `AsyncRead` as the body.
+    pub async fn upload_reader<R>(
+        &self,
+        ctx: &AuthContext,
+        bucket: &str,
+        name: &str,
+        options: UploadOptions,
+        reader: R,
+    ) -> Result<ObjectInfo, StorageError>
+    where
+        R: AsyncRead + Send,
+    {
+        let body = tokio_util::io::ReaderStream::with_capacity(reader, READER_CHUNK);
+        self.upload(ctx, bucket, name, options, body).await
+    }
+
+    /// The upload steps for a writer (the caller, or the server for a signed upload).
+    pub(crate) async fn upload_as<S>(
+        &self,
+        writer: Writer<'_>,
+        bucket: &str,
+        name: &str,
+        options: UploadOptions,
+        body: S,
+    ) -> Result<ObjectInfo, StorageError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let started = Instant::now();
+        let bucket_id = BucketId::parse(bucket)?;
+        let name = ObjectName::parse(name)?;
+        let rules = self.bucket_rules(&bucket_id).await?;
+        let mime_type = content_type(options.content_type.as_deref(), &rules)?;
+        let limit = rules.effective_limit(self.inner.settings.max_object_size);
+        if let Some(length) = options.content_length
+            && length > limit
+        {
+            return Err(StorageError::TooLarge { limit });
+        }
+        if let Writer::Caller(ctx) = writer {
+            self.check_write(ctx, &bucket_id, &name, &mime_type, options.upsert)
+                .await?;
+        }
+
+        let version = Uuid::new_v4().to_string();
+        let key = object_key(bucket_id.as_str(), &version);
+        let mut meter = Meter::new(limit);
+        let body = body.map(|item| item.map_err(StorageError::Body));
+        self.inner
+            .backend
+            .put(&key, meter.wrap(body), OnBodyError::Discard)
+            .await?;
+        let size = meter.bytes();
+        let sha256 = meter.finish();
+        metrics::bytes_in(size);
+
+        let row = NewRow {
+            bucket: &bucket_id,
+            name: &name,
+            size,
+            mime_type: &mime_type,
+            sha256: Some(&sha256),
+            cache_control: options.cache_control.as_deref(),
+            version: &version,
+            user_metadata: options.user_metadata.as_ref(),
+            upsert: options.upsert,
+        };
+        let info = self.commit_new_bytes(writer, &row, None).await?;
+        metrics::upload_duration(started.elapsed());
+        Ok(info)
+    }
+
+    /// Step 1: the row's INSERT as the caller, rolled back: refuses before any byte moves.
+    pub(crate) async fn check_write(
+        &self,
+        ctx: &AuthContext,
+        bucket: &BucketId,
+        name: &ObjectName,
+        mime_type: &str,
+        upsert: bool,
+    ) -> Result<(), StorageError> {
+        let probe = Uuid::new_v4().to_string();
+        let row = NewRow {
+            bucket,
+            name,
+            size: 0,
+            mime_type,
+            sha256: None,
+            cache_control: None,
+            version: &probe,
+            user_metadata: None,
+            upsert,
+        };
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(db)?;
+        switch_to(&tx, ctx).await?;
+        insert_row(&tx, Writer::Caller(ctx), &row).await?;
+        tx.rollback().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Step 3: writes the row for bytes already durable at `row.version`, deleting those
+    /// bytes if the row cannot be written, and the replaced version's bytes once it is.
+    /// `tus_upload` (a finished resumable upload) is deleted in the same transaction.
+    pub(crate) async fn commit_new_bytes(
+        &self,
+        writer: Writer<'_>,
+        row: &NewRow<'_>,
+        tus_upload: Option<&str>,
+    ) -> Result<ObjectInfo, StorageError> {
+        let key = object_key(row.bucket.as_str(), row.version);
+        match self.write_row(writer, row, tus_upload).await {
+            Ok((info, replaced)) => {
+                if let Some(old) = replaced.filter(|old| old != row.version) {
+                    self.discard_bytes(&object_key(row.bucket.as_str(), &old))
+                        .await;
+                }
+                Ok(info)
+            }
+            Err(err) => {
+                self.discard_bytes(&key).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// One transaction: lock the name's current row (as the server, to learn which bytes
+    /// a replacement frees), write as the writer, read the result back as the server.
+    async fn write_row(
+        &self,
+        writer: Writer<'_>,
+        row: &NewRow<'_>,
+        tus_upload: Option<&str>,
+    ) -> Result<(ObjectInfo, Option<String>), StorageError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(db)?;
+        let replaced: Option<String> = tx
+            .query_opt(
+                "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
+                &[&row.bucket.as_str(), &row.name.as_str()],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0));
+        if let Some(id) = tus_upload {
+            let gone = tx
+                .execute(
+                    "DELETE FROM storage.resumable_uploads
+                     WHERE id = $1 AND upload_offset = upload_length",
+                    &[&id],
+                )
+                .await
+                .map_err(db)?;
+            if gone != 1 {
+                return Err(StorageError::UploadNotFound);
+            }
+        }
+        if let Writer::Caller(ctx) = writer {
+            switch_to(&tx, ctx).await?;
+        }
+        insert_row(&tx, writer, row).await?;
+        if matches!(writer, Writer::Caller(_)) {
+            tx.execute(
+                "SELECT pg_catalog.set_config('role', 'none', true),
+                        pg_catalog.set_config('request.jwt.claims', '', true)",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        }
+        let stored = tx
+            .query_one(
+                &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE version = $1"),
+                &[&row.version],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((ObjectInfo::from_row(&stored), replaced))
+    }
+}
+
+/// Runs the INSERT (or upsert) of `row`, mapping conflicts and refusals.
+async fn insert_row(
+    tx: &deadpool_postgres::Transaction<'_>,
+    writer: Writer<'_>,
+    row: &NewRow<'_>,
+) -> Result<(), StorageError> {
+    let owner = writer.owner();
+    let owner_uuid = owner.and_then(|s| s.parse::<Uuid>().ok());
+    let etag = row
+        .sha256
+        .map(etag_of)
+        .unwrap_or_else(|| etag_of(row.version));
+    let size = i64::try_from(row.size).map_err(|_| StorageError::TooLarge {
+        limit: i64::MAX as u64,
+    })?;
+    let metadata = supabase_metadata(
+        &etag,
+        row.size,
+        row.mime_type,
+        row.cache_control,
+        Utc::now(),
+    );
+    let sql = if row.upsert {
+        format!("{INSERT_SQL}{UPSERT_SUFFIX}")
+    } else {
+        INSERT_SQL.to_string()
+    };
+    tx.execute(
+        &sql,
+        &[
+            &row.bucket.as_str(),
+            &row.name.as_str(),
+            &owner_uuid,
+            &owner,
+            &size,
+            &row.mime_type,
+            &row.sha256,
+            &etag,
+            &row.cache_control,
+            &row.version,
+            &metadata,
+            &row.user_metadata,
+        ],
+    )
+    .await
+    .map_err(|err| match db(err) {
+        StorageError::Db(e) if e.kind() == DbErrorKind::UniqueViolation => {
+            StorageError::ObjectExists
+        }
+        StorageError::Db(e) if e.kind() == DbErrorKind::ForeignKeyViolation => {
+            StorageError::BucketNotFound
+        }
+        other => other,
+    })?;
+    Ok(())
+}
+
+/// The content type to store: the given one (lower-cased, checked against the bucket's
+/// allow-list) or the default.
+pub(crate) fn content_type(given: Option<&str>, bucket: &Bucket) -> Result<String, StorageError> {
+    let mime = given
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    if mime.len() > 255 || mime.chars().any(|c| c.is_control()) || !mime.contains('/') {
+        return Err(StorageError::InvalidInput {
+            field: "content-type",
+            reason: "is not a media type".into(),
+        });
+    }
+    if !bucket.allows_mime_type(mime) {
+        return Err(StorageError::MimeTypeNotAllowed {
+            mime_type: mime.to_string(),
+        });
+    }
+    Ok(mime.to_string())
+}
