@@ -57,6 +57,12 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "service_role_privileges",
         sql: include_str!("../sql/0006_service_role_privileges.sql"),
     },
+    // 0007 and 0008 are reserved by other branches; the runner allows gaps.
+    Migration {
+        version: 9,
+        name: "one_session_semantics",
+        sql: include_str!("../sql/0009_one_session_semantics.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

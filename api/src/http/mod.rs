@@ -1,29 +1,42 @@
-//! The actix-web application: one factory used by the binary and by in-process tests.
+//! The actix-web application: one factory, [`build_app`], used by the binary and by the
+//! in-process tests.
+//!
+//! - [`extract`]: `Guard<Policy>` (who may call a route, checked through the auth service),
+//!   the credential readers, the JSON body, the client's address;
+//! - [`middleware`]: observe (request id, log, metrics), security headers,
+//!   CORS, rate limits, CSRF, client IP — one noun each;
+//! - one module per surface: `health`, and [`v1`] (`auth`, `dashboard`, `service_keys`,
+//!   `realtime`): thin handlers that parse, call a service, shape the answer.
+//!
+//! Room is left for the surfaces to come, each a module here registered in [`build_app`]
+//! like `v1`: `rest` (PostgREST's query language over the schema cache,
+//! `/api/v1/tables/…`, `/api/v1/rpc/…`), `storage` (`/api/v1/storage/…`), `jobs`
+//! (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and a `supabase/` tree (`/rest/v1`,
+//! `/auth/v1`, `/storage/v1`, `/realtime/v1/websocket`) over the same services and guards.
 
-pub mod audit;
-pub mod auth;
-pub mod auth_users;
-pub mod body;
-pub mod dashboard;
+pub mod extract;
 mod health;
-mod middleware;
-mod realtime;
-pub mod security;
-pub mod service_keys;
+pub mod middleware;
+mod resource;
+pub mod v1;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, web};
+use actix_web::middleware::from_fn;
+use actix_web::{App, web};
+use fluxbase_auth::AuthService;
+use fluxbase_migrations::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::error::{ApiError, Code};
-use fluxbase_migrations::Db;
 
-pub use middleware::RequestId;
+pub use middleware::client_ip::TrustedProxies;
+pub use middleware::observe::RequestId;
+pub use middleware::rate_limit::Limiters;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -32,34 +45,37 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The database pool.
     pub db: Db,
+    /// The auth service (app users, dashboard admins, sessions, service keys).
+    pub auth: AuthService,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
     /// When the server started (uptime).
     pub started: Instant,
-    /// Verifies tokens; `None` when no secret is configured (in-process tests).
-    pub keys: Option<fluxbase_auth::JwtKeys>,
     /// The realtime engine, when `realtime.enabled`.
     pub engine: Option<fluxbase_engine::realtime::Engine>,
     /// Rate limiters (shared by every worker).
-    pub limiters: Arc<security::Limiters>,
+    pub limiters: Arc<Limiters>,
+    /// `server.trusted_proxies`.
+    pub proxies: Arc<TrustedProxies>,
 }
 
 impl AppState {
-    /// State for a server starting now.
+    /// State for a server starting now. Without `auth.jwt_secret` (in-process tests of other
+    /// surfaces) nothing can be signed: auth routes answer 503.
     pub fn new(config: Config, db: Db) -> Self {
-        let keys = config
-            .auth
-            .jwt_secret
-            .as_deref()
-            .map(|s| fluxbase_auth::JwtKeys::hs256(s.as_bytes()));
-        let limiters = security::Limiters::new(&config);
+        let auth = AuthService::new(
+            db.clone(),
+            config.auth.jwt_secret.as_deref().map(str::as_bytes),
+            config.auth_settings(),
+        );
         AppState {
-            limiters,
+            limiters: Limiters::new(&config),
+            proxies: Arc::new(TrustedProxies::new(&config.server.trusted_proxies)),
             config: Arc::new(config),
             db,
+            auth,
             prometheus: crate::telemetry::prometheus(),
             started: Instant::now(),
-            keys,
             engine: None,
         }
     }
@@ -104,17 +120,19 @@ pub fn build_app(
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(json_config(body_limit))
-        .wrap(actix_web::middleware::from_fn(security::protect))
-        .wrap(actix_web::middleware::from_fn(middleware::observe))
+        // Innermost first: the last `wrap` meets a request first.
+        .wrap(from_fn(middleware::csrf::csrf))
+        .wrap(from_fn(middleware::rate_limit::rate_limit))
+        .wrap(from_fn(middleware::cors::cors))
+        .wrap(from_fn(middleware::headers::security_headers))
+        .wrap(from_fn(middleware::observe::observe))
         .configure(health::routes)
-        .configure(realtime::routes)
-        .configure(auth_users::routes)
-        .configure(service_keys::routes)
-        .configure(dashboard::routes)
-        .default_service(web::to(not_found))
+        .configure(v1::routes)
+        .default_service(web::to(resource::not_found))
 }
 
-/// JSON bodies: over-limit and malformed input become our error shape.
+/// `web::Json` bodies (for surfaces that use actix's extractor rather than
+/// [`extract::Json`]): over-limit and malformed input become our error shape.
 fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
@@ -128,32 +146,4 @@ fn json_config(limit: usize) -> web::JsonConfig {
             };
             api.into()
         })
-}
-
-/// JSON 404 for every unknown route.
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        Code::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    ))
-}
-
-/// JSON 405 for a known path with another method.
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        Code::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
-}
-
-/// A GET-only resource whose other methods answer a JSON 405.
-fn get_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
 }

@@ -1,23 +1,83 @@
-//! Small JSON request bodies (auth, admin): read with a tight size limit and parsed so that
-//! every error is our JSON shape and names the offending field, without echoing its value
-//! (it may be a password).
+//! `Json<T>`: the JSON body of every route. It reads the body with a size limit (413
+//! before reading when `Content-Length` says so), parses it, then maps it onto `T`. Every error is our JSON shape and names the field,
+//! never echoing its value (it may be a password).
+//!
+//! The `Content-Type` is not checked: a body is JSON whatever the header says, including
+//! none (`curl -d`). No route here reads cookies or other ambient credentials, so a
+//! cross-site "simple" request (text/plain, form) can only carry the attacker's own data
+//! and its answer is unreadable to the attacker's page (CORS); see the README.
 
-use actix_web::web;
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::{ApiError, Code};
+use crate::http::AppState;
 
 /// Largest body of the auth and admin endpoints: credentials and a little metadata.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 
+/// A `LIMIT` meaning "`server.body_limit`".
+pub const SERVER_LIMIT: usize = usize::MAX;
+
 /// Longest error detail sent back (an unknown field's name is the client's text).
 const MAX_DETAIL: usize = 200;
 
+/// A JSON object body mapped onto `T`, at most `LIMIT` bytes; with `EMPTY_IS_OBJECT` an
+/// empty body reads as `{}` (routes whose fields are all optional).
+#[derive(Debug)]
+pub struct Json<T, const LIMIT: usize = SMALL_BODY_LIMIT, const EMPTY_IS_OBJECT: bool = false>(
+    pub T,
+);
+
+/// A body whose fields are all optional: an empty body is `{}`.
+pub type OptionalJson<T> = Json<T, SMALL_BODY_LIMIT, true>;
+
+impl<T, const L: usize, const E: bool> Json<T, L, E> {
+    /// The value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T, const L: usize, const E: bool> std::ops::Deref for Json<T, L, E> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static, const L: usize, const E: bool> FromRequest for Json<T, L, E> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let limit = if L == SERVER_LIMIT {
+                req.app_data::<web::Data<AppState>>()
+                    .map_or(SMALL_BODY_LIMIT, |s| {
+                        usize::try_from(s.config.server.body_limit.0).unwrap_or(usize::MAX)
+                    })
+            } else {
+                L
+            };
+            let bytes = read_limited(&req, payload, limit).await?;
+            parse(&bytes, E).map(Json)
+        })
+    }
+}
+
 /// Reads at most `limit` bytes (413 beyond, before reading when `Content-Length` says so).
 pub async fn read_limited(
-    req: &actix_web::HttpRequest,
-    mut payload: web::Payload,
+    req: &HttpRequest,
+    mut payload: Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
     let too_large = || {
@@ -36,8 +96,14 @@ pub async fn read_limited(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::new(Code::BadRequest, "could not read the request body"))?;
+        let chunk = chunk.map_err(|err| match err {
+            PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+                Code::RequestTimeout,
+                format!("the request body stalled: {io}"),
+            ),
+            PayloadError::Overflow => too_large(),
+            _ => ApiError::new(Code::BadRequest, "could not read the request body"),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -46,8 +112,7 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// Parses a JSON body into `T`. An empty body parses as `{}` when `empty_is_object`
-/// (endpoints whose fields are all optional; `curl -d` without a body).
+/// Parses a JSON object body into `T`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         if empty_is_object {
@@ -73,40 +138,29 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result
             },
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| describe(&err))?;
-    de.end().map_err(|_| {
-        ApiError::new(
-            Code::BadRequest,
-            "invalid JSON body: trailing characters after the object",
-        )
-    })?;
-    Ok(value)
+    // Syntax (including lone surrogates, numbers out of range, nesting past serde_json's
+    // recursion limit) is checked here, with the position.
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::new(Code::BadRequest, format!("invalid JSON body: {err}")))?;
+    serde_path_to_error::deserialize(value).map_err(|err| describe(&err))
 }
 
-/// Reads and parses in one step.
-pub async fn read_json<T: DeserializeOwned>(
-    req: &actix_web::HttpRequest,
-    payload: web::Payload,
-    empty_is_object: bool,
-) -> Result<T, ApiError> {
-    let bytes = read_limited(req, payload, SMALL_BODY_LIMIT).await?;
-    parse(&bytes, empty_is_object)
-}
-
-/// A client message for a parse error: syntax errors with their position; data errors
-/// with the field's path, the expected type, never the value.
-fn describe(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let inner = err.inner();
-    let text = inner.to_string();
-    // serde_json appends " at line L column C"; the position helps only for syntax errors.
-    let text = match text.rfind(" at line ") {
-        Some(i) if !inner.is_syntax() && !inner.is_eof() => text[..i].to_string(),
-        _ => text,
-    };
-    if inner.is_syntax() || inner.is_eof() {
-        return ApiError::new(Code::BadRequest, format!("invalid JSON body: {text}"));
+fn truncated(mut text: String) -> String {
+    if text.len() > MAX_DETAIL {
+        let mut cut = MAX_DETAIL;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
     }
+    text
+}
+
+/// A client message for a data error: the field's path and the expected type, never the
+/// value.
+fn describe(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let text = err.inner().to_string();
     // "invalid type: string \"hunter2\", expected …" → "invalid type: string, expected …".
     let text = match (
         text.strip_prefix("invalid type: "),
@@ -127,20 +181,12 @@ fn describe(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         },
         _ => text,
     };
-    let mut text = text;
-    if text.len() > MAX_DETAIL {
-        let mut cut = MAX_DETAIL;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    let text = truncated(text);
     let path = err.path().to_string();
     let message = if path == "." || path.is_empty() {
         format!("invalid request body: {text}")
     } else {
-        format!("invalid field `{path}`: {text}")
+        format!("invalid field `{}`: {text}", truncated(path))
     };
     ApiError::new(Code::BadRequest, message)
 }
@@ -155,6 +201,8 @@ mod tests {
     struct Creds {
         email: String,
         password: String,
+        #[serde(default)]
+        data: Option<Value>,
     }
 
     fn err(body: &str) -> String {

@@ -1,4 +1,5 @@
-//! Request id, one log line per request, and the HTTP metrics.
+//! Observe: the request id (`X-Request-Id`), one log line per request, and the HTTP
+//! metrics (`fluxbase_http_requests_total`, `fluxbase_http_request_duration_seconds`).
 
 use std::time::Instant;
 
@@ -40,7 +41,7 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let path = req.path().to_string();
-    let ip = super::security::client_ip_of(req.request()).to_string();
+    let ip = super::client_ip::client_ip(req.request()).to_string();
 
     let mut res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),

@@ -1,6 +1,12 @@
 //! Service keys: long random secrets (`sk_…`) that let a server act as `service_role`
 //! without a JWT. Shown once at creation or rotation; only their SHA-256 and a short
-//! display prefix are stored.
+//! display prefix are stored. A rotated key keeps working for
+//! `auth.service_key_rotation_grace`. A key never manages keys (nor creates dashboard
+//! admins): one that could would outlive its own revocation.
+
+mod store;
+
+pub use store::NewKey;
 
 use crate::sessions::{hash_secret, random_base64url};
 

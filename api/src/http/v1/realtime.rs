@@ -18,23 +18,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
-use super::AppState;
-use super::auth::{AdminOnly, ServiceRole, token_of};
 use crate::error::{ApiError, Code};
+use crate::http::AppState;
+use crate::http::extract::credentials::token_of;
+use crate::http::extract::json::SERVER_LIMIT;
+use crate::http::extract::{Admin, Guard, Json, ServiceRole};
+use crate::http::resource::{get, post};
 
 /// Registers the realtime routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::get_resource("/realtime", connect))
-        .service(
-            web::resource("/api/v1/realtime/broadcast")
-                .route(web::post().to(broadcast))
-                .default_service(web::to(super::method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/v1/admin/realtime/restart")
-                .route(web::post().to(restart))
-                .default_service(web::to(super::method_not_allowed)),
-        );
+    cfg.service(get("/realtime", connect))
+        .service(post("/api/v1/realtime/broadcast", broadcast))
+        .service(post("/api/v1/admin/realtime/restart", restart));
 }
 
 fn engine(state: &AppState) -> Result<Engine, ApiError> {
@@ -258,9 +253,9 @@ struct BroadcastBody {
 }
 
 async fn broadcast(
-    _caller: ServiceRole,
+    _caller: Guard<ServiceRole>,
     state: web::Data<AppState>,
-    body: web::Json<BroadcastBody>,
+    body: Json<BroadcastBody, SERVER_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let engine = engine(&state)?;
     if body.channel.is_empty() || body.event.is_empty() {
@@ -274,7 +269,10 @@ async fn broadcast(
     Ok(HttpResponse::Accepted().json(json!({"channel": body.channel, "sent": sent})))
 }
 
-async fn restart(_admin: AdminOnly, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn restart(
+    _admin: Guard<Admin>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let engine = engine(&state)?;
     let restarted = engine.restart().await;
     tracing::info!(

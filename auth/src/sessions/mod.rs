@@ -1,8 +1,19 @@
-//! Sessions and refresh-token rotation. A session (`auth.sessions`) is one sign-in; its
-//! refresh tokens (`auth.refresh_tokens`) form a family: each use revokes the token and
-//! issues its child. Presenting a token that was already rotated means two parties hold the
-//! family, so the whole session is revoked. Tokens are random and opaque; only their
-//! SHA-256 is stored.
+//! Sessions and refresh-token rotation, one semantics for both realms. A session
+//! (`auth.sessions`, `dashboard.sessions`) is one sign-in; its refresh tokens form a family:
+//! each use revokes the token and issues its child. Presenting a token that was already
+//! rotated means two parties hold the family, so the whole session is revoked.
+//!
+//! **A session ends when its row is deleted** — by sign-out, by reuse detection, by an
+//! expired refresh token, by a password change (the other sessions), or by the runbook's
+//! `DELETE FROM auth.sessions WHERE user_id = …`. The refresh tokens go with it (ON DELETE
+//! CASCADE), every access token naming it is refused from the next request on (the HTTP
+//! guard and the realtime socket check liveness), and the realtime engine closes the
+//! sockets of a deleted app-user session from the replication stream. Tokens are random and
+//! opaque; only their SHA-256 is stored.
+
+mod store;
+
+pub(crate) use store::SessionStore;
 
 use std::time::Duration;
 
