@@ -2,6 +2,7 @@
 //! user runs it, all against real PostgreSQL.
 
 mod auth_users;
+mod bounds;
 mod cli;
 mod dashboard;
 mod http;

@@ -20,6 +20,8 @@ pub use types::{ByteSize, Dur};
 
 /// Default `server.body_limit`: 2 GiB, the runbook's production value (uploads stream).
 pub const DEFAULT_BODY_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// Default `server.body_timeout` (nginx's `client_body_timeout` is 60 s).
+pub const DEFAULT_BODY_TIMEOUT: Dur = Dur::secs(30);
 /// Default `database.max_connections` (the operational runbook: "Up from default 50").
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 50;
 /// Default `realtime.rls_cache_size` (the runbook: "Down from 100000").
@@ -63,6 +65,10 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub body_limit: ByteSize,
+    /// Longest silence while a request body arrives (before its first byte, or between two
+    /// chunks): a stalled body is answered 408 and its connection closed. Request heads are
+    /// bounded by actix's own request timeout.
+    pub body_timeout: Dur,
     /// Public URL of this server (signed URLs, redirects).
     pub base_url: Option<String>,
     /// How long in-flight requests may take to finish on shutdown.
@@ -80,6 +86,7 @@ impl Default for ServerConfig {
             host: "0.0.0.0".into(),
             port: 8080,
             body_limit: ByteSize(DEFAULT_BODY_LIMIT),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             base_url: None,
             shutdown_timeout: Dur::secs(30),
             trusted_proxies: Vec::new(),
@@ -386,6 +393,11 @@ impl Config {
                 "{} is more than database.max_connections ({})",
                 db.min_connections, db.max_connections
             ),
+        );
+        check(
+            !self.server.body_timeout.get().is_zero(),
+            "server.body_timeout",
+            "must be more than 0s".into(),
         );
         check(
             self.auth.password_hash_concurrency <= 1024,

@@ -3,7 +3,7 @@
 //!
 //! - [`extract`]: `Guard<Policy>` (who may call a route, checked through the auth service),
 //!   the credential readers, the JSON body, the client's address;
-//! - [`middleware`]: observe (request id, log, metrics), security headers,
+//! - [`middleware`]: observe (request id, log, metrics), body timeout, security headers,
 //!   CORS, rate limits, CSRF, client IP — one noun each;
 //! - one module per surface: `health`, and [`v1`] (`auth`, `dashboard`, `service_keys`,
 //!   `realtime`): thin handlers that parse, call a service, shape the answer.
@@ -125,6 +125,7 @@ pub fn build_app(
         .wrap(from_fn(middleware::rate_limit::rate_limit))
         .wrap(from_fn(middleware::cors::cors))
         .wrap(from_fn(middleware::headers::security_headers))
+        .wrap(from_fn(middleware::body_timeout::body_timeout))
         .wrap(from_fn(middleware::observe::observe))
         .configure(health::routes)
         .configure(v1::routes)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use app::{Reply, TestApp, assert_error, bearer, post, raw};
 pub use http::{Response, http};
-pub use process::{Server, TempDir, fluxbase, realtime_server};
+pub use process::{Server, TempDir, fluxbase, plain_server, realtime_server};
 pub use ws::{Ws, WsEvent};
 
 /// How long any awaited event in these tests may take before the test fails.

@@ -178,3 +178,19 @@ pub async fn realtime_server(
     );
     (server, dir)
 }
+
+/// A server on `db` without realtime (no replication slot), and `extra` env vars.
+pub async fn plain_server(
+    db: &fluxbase_migrations::test_utils::TestDb,
+    extra: &[(&str, &str)],
+) -> (Server, TempDir) {
+    let dir = TempDir::new();
+    let mut cmd = fluxbase(&dir.0);
+    cmd.env("DATABASE_URL", db.url())
+        .env("FLUXBASE_JWT_SECRET", TEST_SECRET)
+        .env("FLUXBASE_REALTIME_ENABLED", "false");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    (Server::start(cmd).await, dir)
+}
