@@ -4,10 +4,17 @@
 
 use std::time::Duration;
 
+use actix_web::http::Method;
 use fluxbase_migrations::test_utils::TestDb;
+use serde_json::json;
 
 use crate::support::http::exchange;
-use crate::support::plain_server;
+use crate::support::{TestApp, assert_error, bearer, http, plain_server, raw, realtime_server};
+
+/// The message of a refused NUL in `field`.
+fn nul_refused(field: &str) -> String {
+    format!("invalid field `{field}`: text must not contain a NUL character")
+}
 
 /// Item 8: `Content-Length: 4000`, nine bytes, then silence. The body is cut after
 /// `server.body_timeout` with a JSON 408, and the connection is closed (the read below only
@@ -47,4 +54,102 @@ async fn a_stalled_body_is_cut_with_a_json_408_and_its_connection_closed() {
     let res = exchange(&server.addr, &head, b"{}", Duration::from_secs(20)).await;
     assert_eq!(res.status, 400, "{res:?}");
     assert!(res.body.contains("missing field"), "{}", res.body);
+}
+
+/// Item 9: a NUL in user metadata (or any string of a JSON body) reached PostgreSQL's jsonb
+/// and failed as a 500. It is a 400 naming the field, on signup, `PATCH /user`, and every
+/// other JSON route; nothing was stored.
+#[actix_web::test]
+async fn text_postgres_cannot_store_is_a_400_naming_the_field() {
+    let app = TestApp::new().await;
+    let signup = r#"{"email":"nul@example.com","password":"long enough password","data":{"nick":"a\u0000b"}}"#;
+    let got = app
+        .call(raw(Method::POST, "/api/v1/auth/signup", signup))
+        .await;
+    assert_error(&got, 400, "bad_request", &nul_refused("data.nick"));
+    let users: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM auth.users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+
+    let access = app
+        .sign_up("nul@example.com", "long enough password")
+        .await
+        .str("access_token");
+    for (method, uri, body, field) in [
+        (
+            Method::PATCH,
+            "/api/v1/auth/user",
+            r#"{"data":{"nick":"a\u0000b"}}"#,
+            "data.nick",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/auth/user",
+            r#"{"data":{"tags":["ok","\u0000"]}}"#,
+            "data.tags[1]",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/auth/user",
+            r#"{"email":"x\u0000@example.com"}"#,
+            "email",
+        ),
+    ] {
+        let got = app.call(bearer(raw(method, uri, body), &access)).await;
+        assert_error(&got, 400, "bad_request", &nul_refused(field));
+    }
+    for (uri, body, field) in [
+        (
+            "/dashboard/auth/signup",
+            r#"{"email":"a@example.com","password":"SecurePassword123!","full_name":"A\u0000"}"#,
+            "full_name",
+        ),
+        (
+            "/api/v1/auth/signin",
+            r#"{"email":"nul@example.com","password":"p\u0000"}"#,
+            "password",
+        ),
+        (
+            "/api/v1/auth/refresh",
+            r#"{"refresh_token":"\u0000"}"#,
+            "refresh_token",
+        ),
+    ] {
+        let got = app.call(raw(Method::POST, uri, body)).await;
+        assert_error(&got, 400, "bad_request", &nul_refused(field));
+        // Never the value, even a password.
+        assert!(!got.body.to_string().contains("p\\u0000"), "{}", got.body);
+    }
+    let me = app
+        .call(bearer(
+            actix_web::test::TestRequest::get().uri("/api/v1/auth/user"),
+            &access,
+        ))
+        .await;
+    assert_eq!(me.body["user_metadata"], json!({}));
+}
+
+/// Item 10: `GET /realtime` without an upgrade answered an empty 400, the one error
+/// without the JSON body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_get_of_realtime_is_a_json_400() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let res = http(&server.addr, "GET", "/realtime").await;
+    assert_eq!(res.status, 400, "{res:?}");
+    let body = res.json();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket"),
+        "{body}"
+    );
 }

@@ -1,5 +1,7 @@
 //! `Json<T>`: the JSON body of every route. It reads the body with a size limit (413
-//! before reading when `Content-Length` says so), parses it, then maps it onto `T`. Every error is our JSON shape and names the field,
+//! before reading when `Content-Length` says so) and within `server.body_timeout` (408),
+//! parses it, refuses text PostgreSQL cannot store (a NUL character, in any string or key,
+//! at any depth), then maps it onto `T`. Every error is our JSON shape and names the field,
 //! never echoing its value (it may be a password).
 //!
 //! The `Content-Type` is not checked: a body is JSON whatever the header says, including
@@ -142,7 +144,53 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], empty_is_object: bool) -> Result
     // recursion limit) is checked here, with the position.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::new(Code::BadRequest, format!("invalid JSON body: {err}")))?;
+    if let Some(path) = nul_at(&value, &mut String::new()) {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!(
+                "invalid field `{path}`: text must not contain a NUL character (\\u0000), which PostgreSQL cannot store"
+            ),
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| describe(&err))
+}
+
+/// The path of the first string or key holding a NUL, if any (`data.nick`, `tags[2]`).
+fn nul_at(value: &Value, path: &mut String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(display_path(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_at(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            if key.contains('\0') {
+                // The key itself cannot be shown: name where it is.
+                let at = display_path(&path[..len]);
+                return Some(format!("{at} (a key)"));
+            }
+            path.push_str(key);
+            let found = nul_at(item, path);
+            path.truncate(len);
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// A path for a message: `.` for the body itself, cut to a readable length.
+fn display_path(path: &str) -> String {
+    if path.is_empty() {
+        return ".".into();
+    }
+    truncated(path.to_string())
 }
 
 fn truncated(mut text: String) -> String {
@@ -227,5 +275,38 @@ mod tests {
         assert_eq!(err("[]"), "invalid request body: expected a JSON object");
         assert!(err("not json").starts_with("invalid JSON body"));
         assert!(err(r#"{"email":"a@b.co","password":"x"} trailing"#).contains("trailing"));
+    }
+
+    #[test]
+    fn text_postgres_cannot_store_is_refused_naming_the_field() {
+        assert_eq!(
+            err(r#"{"email":"a@b.co","password":"x","data":{"nick":"a\u0000b"}}"#),
+            "invalid field `data.nick`: text must not contain a NUL character (\\u0000), which PostgreSQL cannot store"
+        );
+        assert!(err(r#"{"email":"a\u0000@b.co","password":"x"}"#).contains("`email`"));
+        assert!(
+            err(r#"{"email":"a@b.co","password":"x","data":{"l":[1,{"k":"\u0000"}]}}"#)
+                .contains("`data.l[1].k`")
+        );
+        assert!(
+            err(r#"{"email":"a@b.co","password":"x","data":{"a\u0000":1}}"#)
+                .contains("`data (a key)`")
+        );
+        // Lone surrogates, numbers out of range and deep nesting are syntax errors.
+        for body in [
+            r#"{"email":"\ud800","password":"x"}"#.to_string(),
+            r#"{"email":"a@b.co","password":"x","data":{"n":1e999}}"#.to_string(),
+            format!(
+                r#"{{"email":"a@b.co","password":"x","data":{}1{}}}"#,
+                "[".repeat(500),
+                "]".repeat(500)
+            ),
+        ] {
+            assert!(
+                err(&body).starts_with("invalid JSON body"),
+                "{}",
+                err(&body)
+            );
+        }
     }
 }

@@ -53,7 +53,13 @@ async fn connect(
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
     let auth = engine.authenticate(token_of(&req).as_deref());
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // A plain GET (no upgrade) gets our JSON error, like every other refusal.
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+        ApiError::new(
+            Code::BadRequest,
+            format!("/realtime is a WebSocket endpoint: {err}"),
+        )
+    })?;
     let limit = usize::try_from(state.config.realtime.message_size_limit.0).unwrap_or(usize::MAX);
     let stream = stream
         .max_frame_size(limit)
