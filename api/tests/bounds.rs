@@ -153,3 +153,56 @@ async fn a_plain_get_of_realtime_is_a_json_400() {
         "{body}"
     );
 }
+
+/// Item 11: password hashing is bounded. With every slot busy and no queue left, sign-up
+/// and sign-in are shed at once with 503 `overloaded` and `Retry-After` instead of piling up
+/// 19 MiB hashes; once a slot frees, they work. (The memory figure under 1,000 concurrent
+/// sign-ins and sign-ups is the `auth` load-test scenario's, in BENCHMARKS.md.)
+#[actix_web::test]
+async fn password_hashing_sheds_load_beyond_its_slots_and_queue() {
+    let app = TestApp::with(|c| {
+        c.auth.password_hash_concurrency = 1;
+        c.auth.password_hash_queue = 0;
+    })
+    .await;
+    app.sign_up("known@example.com", "known password").await;
+
+    // Occupy the only slot until released.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let hasher = app.state.auth.hasher().clone();
+    let busy = actix_web::rt::spawn(async move {
+        hasher
+            .run(move |_| {
+                started_tx.send(()).unwrap();
+                released.recv().unwrap();
+            })
+            .await
+    });
+    started.await.unwrap();
+
+    let signup = json!({"email": "new@example.com", "password": "long enough password"});
+    let signin = json!({"email": "known@example.com", "password": "known password"});
+    for (uri, body) in [
+        ("/api/v1/auth/signup", &signup),
+        ("/api/v1/auth/signin", &signin),
+        ("/dashboard/auth/signup", &signup),
+    ] {
+        let got = app.post(uri, body.clone()).await;
+        assert_error(&got, 503, "overloaded", "retry in 1 second");
+        assert_eq!(got.headers.get("retry-after").unwrap(), "1", "{uri}");
+    }
+    // Counted (the counter is process-wide: other tests may add to it).
+    let metrics = app.metrics().await;
+    let shed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fluxbase_auth_password_hashes_shed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no shed counter in:\n{metrics}"));
+    assert!(shed >= 3, "{shed}");
+
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    assert_eq!(app.post("/api/v1/auth/signup", signup).await.status, 200);
+    assert_eq!(app.post("/api/v1/auth/signin", signin).await.status, 200);
+}

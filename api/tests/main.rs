@@ -9,6 +9,7 @@ mod http;
 mod loadtest;
 mod realtime;
 mod realtime_rls;
+mod revocation;
 mod security;
 mod serve;
 mod support;
