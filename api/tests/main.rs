@@ -5,6 +5,7 @@ mod auth_users;
 mod bounds;
 mod cli;
 mod dashboard;
+mod fuzz;
 mod http;
 mod loadtest;
 mod realtime;
