@@ -206,3 +206,34 @@ async fn password_hashing_sheds_load_beyond_its_slots_and_queue() {
     assert_eq!(app.post("/api/v1/auth/signup", signup).await.status, 200);
     assert_eq!(app.post("/api/v1/auth/signin", signin).await.status, 200);
 }
+
+/// Item 11, the load-test scenario at small scale (correctness only: every answer is a
+/// success or a shed 503, nothing else; the figures at 1,000 clients are in BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_load_test_scenario_is_clean_at_small_scale() {
+    let db = TestDb::new().await;
+    let (server, _dir) = plain_server(
+        &db,
+        &[
+            ("FLUXBASE_SECURITY_RATE_LIMIT_ENABLED", "false"),
+            ("FLUXBASE_AUTH_PASSWORD_HASH_CONCURRENCY", "1"),
+            ("FLUXBASE_AUTH_PASSWORD_HASH_QUEUE", "2"),
+        ],
+    )
+    .await;
+    let mut config = fluxbase_loadtest::ScenarioConfig::new(fluxbase_loadtest::Scenario::Auth);
+    config.server_url = format!("http://{}", server.addr);
+    config.server_pid = server.child.id();
+    config.connections = 24;
+    config.duration = Duration::from_secs(2);
+    let report = fluxbase_loadtest::run(&config).await.unwrap();
+    assert!(report.is_clean(), "{}", report.render());
+    let requests = report.requests.as_ref().unwrap();
+    assert!(
+        requests.by_status.get(&200).is_some_and(|n| *n > 0),
+        "{}",
+        report.render()
+    );
+    // 24 clients on one slot and a queue of two: most are shed at first.
+    assert!(requests.by_status.contains_key(&503), "{}", report.render());
+}

@@ -13,7 +13,7 @@
 //! A request that goes away while its hash runs does not free the slot early: the slot and
 //! the buffer belong to the blocking job until it finishes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +80,10 @@ struct Inner {
     admitted: AtomicUsize,
     /// `concurrency + queue`.
     capacity: usize,
+    /// Whether requests are being shed: only the transitions are logged, not each shed.
+    shedding: AtomicBool,
+    /// Requests shed since shedding began.
+    shed: AtomicU64,
     /// Idle working-memory buffers (at most `concurrency`). A std mutex: held only to push
     /// or pop, never across an await.
     buffers: Mutex<Vec<Vec<Block>>>,
@@ -105,6 +109,8 @@ impl PasswordHasher {
                 slots: Arc::new(Semaphore::new(concurrency)),
                 admitted: AtomicUsize::new(0),
                 capacity: concurrency + settings.queue,
+                shedding: AtomicBool::new(false),
+                shed: AtomicU64::new(0),
                 buffers: Mutex::new(Vec::with_capacity(concurrency)),
                 dummy: OnceCell::new(),
             }),
@@ -125,13 +131,22 @@ impl PasswordHasher {
         if inner.admitted.fetch_add(1, Ordering::AcqRel) >= inner.capacity {
             inner.admitted.fetch_sub(1, Ordering::AcqRel);
             metrics::counter!("fluxbase_auth_password_hashes_shed_total").increment(1);
-            tracing::warn!(
-                capacity = inner.capacity,
-                "password hashing at capacity: shedding"
-            );
+            inner.shed.fetch_add(1, Ordering::Relaxed);
+            if !inner.shedding.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    capacity = inner.capacity,
+                    "password hashing at capacity: shedding sign-ins and sign-ups"
+                );
+            }
             return Err(AuthError::Overloaded {
                 retry_after: RETRY_AFTER,
             });
+        }
+        if inner.shedding.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                shed = inner.shed.swap(0, Ordering::Relaxed),
+                "password hashing below capacity again"
+            );
         }
         let admission = Admission(inner.clone());
         let permit = inner
