@@ -19,12 +19,11 @@ use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use fluxbase_auth::{AdminSession, AuthContext, Caller, Credentials, UserSession};
+use fluxbase_auth::{AdminSession, AuthContext, AuthService, Caller, Credentials, UserSession};
 use futures_util::future::LocalBoxFuture;
 
 use super::credentials::credentials_of;
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 use crate::http::middleware::observe::RequestUser;
 
 /// What a route admits, decided from the identified caller.
@@ -79,13 +78,13 @@ impl<P: Policy> FromRequest for Guard<P> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
+            let auth = req
+                .app_data::<web::Data<AuthService>>()
                 .cloned()
-                .ok_or_else(|| ApiError::new(Code::Internal, "application state missing"))?;
+                .ok_or_else(|| ApiError::new(Code::Internal, "auth service missing"))?;
             let credentials = credentials_of(&req);
             P::precheck(&credentials)?;
-            let caller = state.auth.identify(&credentials).await?;
+            let caller = auth.identify(&credentials).await?;
             if let Some(uid) = caller.user_id() {
                 req.extensions_mut().insert(RequestUser(uid.to_string()));
             }

@@ -17,8 +17,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::Config;
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 
 /// Largest body of the auth and admin endpoints: credentials and a little metadata.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
@@ -63,9 +63,9 @@ impl<T: DeserializeOwned + 'static, const L: usize, const E: bool> FromRequest f
         let payload = payload.take();
         Box::pin(async move {
             let limit = if L == SERVER_LIMIT {
-                req.app_data::<web::Data<AppState>>()
-                    .map_or(SMALL_BODY_LIMIT, |s| {
-                        usize::try_from(s.config.server.body_limit.0).unwrap_or(usize::MAX)
+                req.app_data::<web::Data<Config>>()
+                    .map_or(SMALL_BODY_LIMIT, |c| {
+                        usize::try_from(c.server.body_limit.0).unwrap_or(usize::MAX)
                     })
             } else {
                 L

@@ -27,7 +27,7 @@ use actix_web::{Error, HttpMessage, web};
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use crate::http::AppState;
+use crate::config::Config;
 
 /// A payload that fails when it stays silent for `timeout`.
 struct TimedPayload {
@@ -91,8 +91,8 @@ pub async fn body_timeout(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let timeout = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.config.server.body_timeout.get());
+        .app_data::<web::Data<Config>>()
+        .map(|c| c.server.body_timeout.get());
     let fired = Rc::new(Cell::new(false));
     if let Some(timeout) = timeout
         && has_body(&req)

@@ -7,8 +7,6 @@ use std::net::IpAddr;
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, web};
 
-use crate::http::AppState;
-
 /// The proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpAddr>);
@@ -50,8 +48,8 @@ impl TrustedProxies {
 /// The client IP of a request, as limits, logs and the auth service see it.
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
     let peer = req.peer_addr().map(|a| a.ip());
-    req.app_data::<web::Data<AppState>>()
-        .and_then(|s| s.proxies.client_ip(peer, req.headers()))
+    req.app_data::<web::Data<TrustedProxies>>()
+        .and_then(|p| p.client_ip(peer, req.headers()))
         .or(peer)
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }

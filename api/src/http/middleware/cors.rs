@@ -9,22 +9,21 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 
 use super::headers::insert;
-use crate::config::CorsConfig;
+use crate::config::{Config, CorsConfig};
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 
 /// The middleware.
 pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(config) = req.app_data::<web::Data<Config>>().cloned() else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_right_body);
     };
-    let cors = &state.config.security.cors;
+    let cors = &config.security.cors;
     let origin = req
         .headers()
         .get(header::ORIGIN)

@@ -9,8 +9,8 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError, web};
 
+use crate::config::Config;
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 
 /// Name of the CSRF cookie and header (double submit).
 const CSRF_COOKIE: &str = "fluxbase_csrf";
@@ -21,13 +21,13 @@ pub async fn csrf(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(config) = req.app_data::<web::Data<Config>>().cloned() else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_right_body);
     };
-    let csrf = &state.config.security.csrf;
+    let csrf = &config.security.csrf;
     if !csrf.enabled {
         return next
             .call(req)

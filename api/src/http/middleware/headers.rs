@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 
-use crate::http::AppState;
+use super::client_ip::TrustedProxies;
 
 /// Sets `name` when `value` is a valid header value.
 pub(crate) fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
@@ -22,10 +22,9 @@ pub async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let https = req.app_data::<web::Data<AppState>>().is_some_and(|s| {
-        s.proxies
-            .is_https(req.peer_addr().map(|a| a.ip()), req.headers())
-    });
+    let https = req
+        .app_data::<web::Data<TrustedProxies>>()
+        .is_some_and(|p| p.is_https(req.peer_addr().map(|a| a.ip()), req.headers()));
     let mut res = next.call(req).await?;
     let headers = res.headers_mut();
     insert(

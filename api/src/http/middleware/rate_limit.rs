@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
+use fluxbase_auth::AuthService;
 
 /// Paths no per-IP limit applies to: probes, scrapes, and WebSocket upgrades (which have
 /// `realtime.max_connections_per_ip`).
@@ -137,8 +137,8 @@ pub async fn rate_limit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
     let refused = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| refusal(state, &req));
+        .app_data::<web::Data<Limiters>>()
+        .and_then(|limiters| refusal(limiters, req.app_data::<web::Data<AuthService>>(), &req));
     match refused {
         Some(res) => Ok(req.into_response(res).map_into_left_body()),
         None => next
@@ -149,8 +149,11 @@ pub async fn rate_limit(
 }
 
 /// `Some(429)` when one of the limits is exceeded.
-fn refusal(state: &AppState, req: &ServiceRequest) -> Option<HttpResponse> {
-    let limiters = &state.limiters;
+fn refusal(
+    limiters: &Limiters,
+    auth: Option<&web::Data<AuthService>>,
+    req: &ServiceRequest,
+) -> Option<HttpResponse> {
     if !limiters.enabled || EXEMPT_PATHS.contains(&req.path()) {
         return None;
     }
@@ -176,7 +179,7 @@ fn refusal(state: &AppState, req: &ServiceRequest) -> Option<HttpResponse> {
             return Some(too_many("service_key", wait_of(n), "per service key"));
         }
     } else if let (Some(keys), Some(token)) = (
-        state.auth.jwt_keys(),
+        auth.and_then(|a| a.jwt_keys()),
         crate::http::extract::credentials::token_of(request),
     ) {
         // Only a verified token names a user: a forged `sub` must not spend another's budget.

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 use crate::http::extract::{Guard, Json, Peer, User};
 use crate::http::resource::{post, resource};
+use crate::http::state::AppState;
 
 /// Registers `/api/v1/auth/*`.
 pub fn routes(cfg: &mut web::ServiceConfig) {

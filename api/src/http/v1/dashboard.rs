@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::auth::RefreshBody;
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::extract::{Anyone, DashboardAdmin, Guard, Json, Peer};
 use crate::http::resource::{get, post};
+use crate::http::state::AppState;
 
 /// Registers the dashboard auth routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
 use crate::error::{ApiError, Code};
-use crate::http::AppState;
 use crate::http::extract::credentials::token_of;
 use crate::http::extract::json::SERVER_LIMIT;
 use crate::http::extract::{Admin, Guard, Json, ServiceRole};
 use crate::http::resource::{get, post};
+use crate::http::state::AppState;
 
 /// Registers the realtime routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -6,9 +6,9 @@ use fluxbase_auth::service_keys::NewKey;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::extract::{Guard, Json, KeyAdmin, OptionalJson, Peer};
 use crate::http::resource::{post, resource};
+use crate::http::state::AppState;
 
 /// Registers `/api/v1/admin/service-keys*`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
