@@ -11,6 +11,7 @@ const MAX_LEN: usize = 254;
 /// Longest local part.
 const MAX_LOCAL: usize = 64;
 
+/// The one refusal of an address (never echoing it).
 fn invalid() -> AuthError {
     AuthError::invalid("email", "not a valid email address")
 }

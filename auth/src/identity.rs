@@ -104,6 +104,7 @@ impl Caller {
     }
 }
 
+/// A claim that must be a uuid (the ids the service issues).
 fn uuid_claim(ctx: &AuthContext, name: &str) -> Option<Uuid> {
     ctx.claim(name)
         .and_then(|v| v.as_str())
@@ -132,6 +133,7 @@ impl AuthService {
         }
     }
 
+    /// A verified token's caller, with the session check for the tokens the service issued.
     async fn identify_token(&self, token: &str) -> Result<Caller, AuthError> {
         let context = self.keys()?.context(token)?;
         if tokens::is_app_user(context.claims()) {

@@ -98,6 +98,7 @@ impl JwtKeys {
         Ok(claims)
     }
 
+    /// The library's part: signature, algorithm, structure and `exp` (no leeway).
     fn verify_signature_and_expiry(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)

@@ -93,6 +93,7 @@ pub struct AuthService {
     inner: Arc<Inner>,
 }
 
+/// What one service holds; behind an `Arc` so clones are cheap.
 struct Inner {
     db: Db,
     keys: Option<JwtKeys>,
@@ -157,14 +158,17 @@ impl AuthService {
         &self.inner.db
     }
 
+    /// The audit sink.
     pub(crate) fn audit(&self) -> &AuditSink {
         &self.inner.audit
     }
 
+    /// The session store.
     pub(crate) fn sessions(&self) -> &SessionStore {
         &self.inner.sessions
     }
 
+    /// The keys of 2FA material at rest, or [`AuthError::NotConfigured`].
     pub(crate) fn two_factor_keys(&self) -> Result<&TwoFactorKeys, AuthError> {
         self.inner
             .two_factor

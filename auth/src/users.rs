@@ -87,6 +87,7 @@ impl SignOutScope {
         }
     }
 
+    /// The `scope` recorded in the audit details.
     fn as_str(self) -> &'static str {
         match self {
             SignOutScope::Local => "local",
@@ -238,6 +239,7 @@ impl AuthService {
         self.grant(Realm::App, user, session_id, &refresh)
     }
 
+    /// Counts, audits and answers a failed sign-in (one answer whatever the reason).
     async fn sign_in_failed(
         &self,
         actor: Option<Uuid>,

@@ -29,6 +29,7 @@ pub(crate) struct Account {
 }
 
 impl Account {
+    /// The account query with `condition` (a constant of this module, never client text).
     fn select(condition: &str) -> String {
         format!(
             "SELECT u.id, u.email, u.encrypted_password, u.totp_enabled, u.totp_secret,
@@ -39,6 +40,7 @@ impl Account {
         )
     }
 
+    /// An account from a row of [`Account::select`].
     fn from_row(row: &tokio_postgres::Row) -> Account {
         Account {
             id: row.get(0),

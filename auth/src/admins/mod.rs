@@ -369,6 +369,7 @@ fn creator_of(caller: &Caller) -> Result<Uuid, AuthError> {
     }
 }
 
+/// 401 for creating an admin without credentials once one exists.
 fn admin_needed() -> AuthError {
     AuthError::Unauthenticated(
         "an admin already exists: creating another needs a dashboard admin's token".into(),

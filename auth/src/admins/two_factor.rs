@@ -39,6 +39,7 @@ impl SecondFactor {
     }
 }
 
+/// A TOTP failure as an internal error with its context (never shown to the client).
 fn internal(context: &'static str) -> impl FnOnce(totp::TotpError) -> AuthError {
     move |err| AuthError::internal(context, err)
 }
@@ -51,6 +52,7 @@ fn secret_of(keys: &TwoFactorKeys, sealed: Option<&str>) -> Result<Vec<u8>, Auth
     keys.open(sealed).map_err(internal("2fa secret"))
 }
 
+/// A time step as the `bigint` column stores it.
 fn step_of(step: u64) -> Result<i64, AuthError> {
     i64::try_from(step).map_err(|err| AuthError::internal("2fa step", err))
 }
@@ -108,6 +110,7 @@ impl AuthService {
         }
     }
 
+    /// Audits a wrong, replayed or unprovable second factor.
     async fn two_factor_failed(&self, user: Uuid, reason: &str, during: &str, client: &Client) {
         self.admin_event(
             Some(user),

@@ -54,6 +54,7 @@ pub fn new_memory() -> Vec<Block> {
     vec![Block::default(); block_count()]
 }
 
+/// A hashing library error, as text (its types are not ours to expose).
 fn hash_err(err: impl std::fmt::Display) -> PasswordError {
     PasswordError::Hash(err.to_string())
 }

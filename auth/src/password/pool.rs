@@ -73,6 +73,7 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
+/// The shared state of a [`PasswordHasher`].
 struct Inner {
     /// One permit per running hash.
     slots: Arc<Semaphore>,

@@ -12,8 +12,9 @@ use crate::audit::{AuditAction, AuditEvent};
 use crate::users::iso;
 use crate::{AuthContext, AuthError, AuthService, Client, Realm, ServiceKeyCaller};
 
-/// Longest key name and revoke reason, in characters.
+/// Longest key name, in characters.
 const MAX_NAME: usize = 200;
+/// Longest revoke reason, in characters.
 const MAX_REASON: usize = 500;
 
 /// How often `last_used_at` is written for a busy key: once a minute is precise enough and
@@ -48,10 +49,12 @@ pub struct NewKey {
     pub expires_at: Option<String>,
 }
 
+/// 404 for an unknown (or malformed) key id.
 fn not_found() -> AuthError {
     AuthError::NotFound("no service key with this id")
 }
 
+/// A key id from the path (anything else cannot name a key: 404).
 fn parse_id(raw: &str) -> Result<Uuid, AuthError> {
     Uuid::parse_str(raw).map_err(|_| not_found())
 }
@@ -123,6 +126,7 @@ impl AuthService {
         })
     }
 
+    /// Audits a change to a key in `auth.audit_log_entries`.
     async fn key_event(
         &self,
         action: AuditAction,

@@ -37,6 +37,7 @@ pub(crate) struct SessionStore {
 }
 
 impl SessionStore {
+    /// A store over `db`.
     pub(crate) fn new(db: Db) -> Self {
         SessionStore { db }
     }

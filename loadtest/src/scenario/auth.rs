@@ -44,6 +44,7 @@ struct Tallies {
     errors: ErrorTally,
 }
 
+/// The JSON body of a sign-up or sign-in.
 fn body(email: &str) -> Vec<u8> {
     serde_json::json!({"email": email, "password": PASSWORD})
         .to_string()

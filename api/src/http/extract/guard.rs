@@ -97,10 +97,12 @@ impl<P: Policy> FromRequest for Guard<P> {
     }
 }
 
+/// 401: no credential, or not one this route can use.
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(Code::Unauthorized, message)
 }
 
+/// 403: a valid credential of the wrong kind.
 fn forbidden(message: &str) -> ApiError {
     ApiError::new(Code::Forbidden, message)
 }

@@ -193,6 +193,7 @@ fn display_path(path: &str) -> String {
     truncated(path.to_string())
 }
 
+/// `text` cut to [`MAX_DETAIL`] bytes on a character boundary (client text in messages).
 fn truncated(mut text: String) -> String {
     if text.len() > MAX_DETAIL {
         let mut cut = MAX_DETAIL;

@@ -79,6 +79,7 @@ pub async fn cors(
     Ok(res.map_into_right_body())
 }
 
+/// The CORS headers of an answer to an allowed `origin`.
 fn set_cors(headers: &mut HeaderMap, origin: &str, cors: &CorsConfig) {
     let any = cors.allowed_origins.iter().any(|a| a == "*");
     insert(

@@ -14,6 +14,7 @@ use crate::error::{ApiError, Code};
 
 /// Name of the CSRF cookie and header (double submit).
 const CSRF_COOKIE: &str = "fluxbase_csrf";
+/// The header that must echo the cookie.
 const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The middleware.
@@ -78,6 +79,7 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Methods that change state (the ones CSRF can abuse).
 fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }

@@ -47,6 +47,7 @@ impl std::fmt::Debug for Limiters {
     }
 }
 
+/// A quota count (validated ≥ 1; clamped anyway).
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("max(1) is non-zero")
 }
@@ -110,10 +111,12 @@ impl Limiters {
     }
 }
 
+/// Whole seconds for `Retry-After`, at least one.
 fn seconds(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
+/// How long until a refused key may try again.
 fn wait_of(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Duration {
     not_until.wait_time_from(DefaultClock::default().now())
 }
