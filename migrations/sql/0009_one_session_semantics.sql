@@ -5,8 +5,17 @@
 -- and are refused once it is gone.
 
 -- Dashboard sessions revoked under the previous rule (revoked_at set) are ended the new
--- way, then the columns go: a session row is live by existing.
-DELETE FROM dashboard.sessions WHERE revoked_at IS NOT NULL;
+-- way, then the columns go: a session row is live by existing. (Guarded, as every
+-- migration here can run again over its own result.)
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM information_schema.columns
+             WHERE table_schema = 'dashboard' AND table_name = 'sessions'
+               AND column_name = 'revoked_at') THEN
+    DELETE FROM dashboard.sessions WHERE revoked_at IS NOT NULL;
+  END IF;
+END
+$$;
 ALTER TABLE dashboard.sessions DROP COLUMN IF EXISTS revoked_at;
 ALTER TABLE dashboard.sessions DROP COLUMN IF EXISTS revoked_reason;
 
