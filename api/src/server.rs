@@ -266,8 +266,9 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     let mut state = AppState::new(config.clone(), db.clone());
     let engine = if config.realtime.enabled {
         let keys = state
-            .keys
-            .clone()
+            .auth
+            .jwt_keys()
+            .cloned()
             .context("auth.jwt_secret is resolved before serving")?;
         let engine = fluxbase_engine::realtime::Engine::new(
             AppState::realtime_settings(&config),

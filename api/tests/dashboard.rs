@@ -2,64 +2,15 @@
 //! admin signup, login, refresh rotation, logout, TOTP 2FA with replay protection and
 //! backup codes, lockout, the activity log, the admin-token boundary, and bad input.
 
-use std::time::Duration;
-
-use actix_web::test::{TestRequest, call_service, init_service, read_body};
-use fluxbase_api::config::{Config, Dur};
-use fluxbase_api::http::{AppState, build_app};
+use actix_web::test::TestRequest;
 use fluxbase_auth::JwtKeys;
 use fluxbase_auth::totp;
-use fluxbase_migrations::Db;
-use fluxbase_migrations::test_utils::TestDb;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{TEST_SECRET, token};
+use crate::support::{Reply, TEST_SECRET, TestApp, assert_error, now, post, token};
 
 const ADMIN: &str = "admin@example.com";
 const PASSWORD: &str = "SecurePassword123!";
-
-/// App state with a JWT secret and without the per-IP/login rate limits (the lockout is
-/// what these tests exercise, not the limiter in front of it).
-fn state(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> AppState {
-    let mut config = Config::default();
-    config.database.url = Some(db.url());
-    config.database.connect_timeout = Dur::secs(2);
-    config.auth.jwt_secret = Some(TEST_SECRET.into());
-    config.security.rate_limit.enabled = false;
-    tweak(&mut config);
-    let pool = Db::new(
-        fluxbase_migrations::pool::parse_url(&db.url()).unwrap(),
-        config.database.pool_settings(),
-    );
-    AppState::new(config, pool)
-}
-
-/// Sends a request and returns (status, JSON body or Null when empty).
-macro_rules! call {
-    ($app:expr, $req:expr) => {{
-        let res = call_service(&$app, $req.to_request()).await;
-        let status = res.status().as_u16();
-        let bytes = read_body(res).await;
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
-        };
-        (status, body)
-    }};
-}
-
-fn post(uri: &str, body: Value) -> TestRequest {
-    TestRequest::post().uri(uri).set_json(body)
-}
-
-fn post_raw(uri: &str, raw: &str) -> TestRequest {
-    TestRequest::post()
-        .uri(uri)
-        .insert_header(("content-type", "application/json"))
-        .set_payload(raw.to_string())
-}
 
 fn with_token(req: TestRequest, token: &str) -> TestRequest {
     req.insert_header(("authorization", format!("Bearer {token}")))
@@ -69,30 +20,16 @@ fn me(token: &str) -> TestRequest {
     with_token(TestRequest::get().uri("/dashboard/auth/me"), token)
 }
 
-/// Asserts an error response: status, code, and a message containing `needle`.
-#[track_caller]
-fn assert_error(got: &(u16, Value), status: u16, code: &str, needle: &str) {
-    let (s, body) = got;
-    assert_eq!(*s, status, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(needle),
-        "message {message:?} lacks {needle:?}"
-    );
-    assert_eq!(body.as_object().unwrap().len(), 1, "only `error`: {body}");
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+fn post_raw(uri: &str, raw: &str) -> TestRequest {
+    TestRequest::post()
+        .uri(uri)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(raw.to_string())
 }
 
 /// The (action, success, reason) of every activity-log row, oldest first.
-async fn activity(db: &TestDb) -> Vec<(String, bool, String)> {
-    let client = db.client().await;
+async fn activity(app: &TestApp) -> Vec<(String, bool, String)> {
+    let client = app.db().client().await;
     client
         .query(
             "SELECT action, success, coalesce(details->>'reason', '') FROM dashboard.activity_log ORDER BY id",
@@ -111,14 +48,12 @@ fn count(log: &[(String, bool, String)], action: &str, reason: &str) -> usize {
         .count()
 }
 
-/// An application user's access token, as the app-user auth issues them.
-fn app_user_token() -> String {
-    token(json!({
-        "sub": "6f1c2a3e-1111-4222-8333-944455556666",
-        "role": "authenticated",
-        "aud": "authenticated",
-        "session_id": "6f1c2a3e-2222-4222-8333-944455556666",
-    }))
+/// A signed-in application user's access token (a live session: refused as an admin, not
+/// as a dead session).
+async fn app_user_token(app: &TestApp) -> String {
+    app.sign_up("app-user@example.com", "an app user's password")
+        .await
+        .str("access_token")
 }
 
 /// A 6-digit string that is not the code of any step near now.
@@ -135,17 +70,15 @@ fn wrong_code(secret: &[u8]) -> String {
 
 #[actix_web::test]
 async fn first_admin_signs_up_freely_then_only_admins_create_admins() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
+    let app = TestApp::new().await;
 
     // The runbook's call.
-    let (status, body) = call!(
-        app,
-        post(
+    let Reply { status, body, .. } = app
+        .call(post(
             "/dashboard/auth/signup",
-            json!({"email": "Admin@Example.com", "password": PASSWORD, "full_name": "Admin User"})
-        )
-    );
+            json!({"email": "Admin@Example.com", "password": PASSWORD, "full_name": "Admin User"}),
+        ))
+        .await;
     assert_eq!(status, 201, "{body}");
     let user = &body["user"];
     assert_eq!(user["email"], ADMIN);
@@ -163,68 +96,72 @@ async fn first_admin_signs_up_freely_then_only_admins_create_admins() {
 
     // A second signup without a token, or with an application user's token, is refused.
     let second = json!({"email": "second@example.com", "password": PASSWORD});
-    let got = call!(app, post("/dashboard/auth/signup", second.clone()));
+    let got = app
+        .call(post("/dashboard/auth/signup", second.clone()))
+        .await;
     assert_error(&got, 401, "unauthorized", "admin");
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post("/dashboard/auth/signup", second.clone()),
-            &app_user_token()
-        )
-    );
+            &app_user_token(&app).await,
+        ))
+        .await;
     assert_error(&got, 403, "forbidden", "admin");
 
     // An admin creates it.
-    let (status, login) = call!(
-        app,
-        post(
+    let Reply {
+        status,
+        body: login,
+        ..
+    } = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD}),
+        ))
+        .await;
     assert_eq!(status, 200, "{login}");
     let access = login["access_token"].as_str().unwrap();
-    let (status, body) = call!(
-        app,
-        with_token(post("/dashboard/auth/signup", second.clone()), access)
-    );
+    let Reply { status, body, .. } = app
+        .call(with_token(
+            post("/dashboard/auth/signup", second.clone()),
+            access,
+        ))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["email"], "second@example.com");
 
     // The same email in another case is taken.
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post(
                 "/dashboard/auth/signup",
-                json!({"email": "SECOND@example.com", "password": PASSWORD})
+                json!({"email": "SECOND@example.com", "password": PASSWORD}),
             ),
-            access
-        )
-    );
+            access,
+        ))
+        .await;
     assert_error(&got, 409, "user_already_exists", "email");
 
-    // service_role (automation) may create admins too.
+    // Only an admin session creates admins: not a service_role token (issue 11).
     let service = token(json!({"role": "service_role"}));
-    let (status, _) = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post(
                 "/dashboard/auth/signup",
-                json!({"email": "bot@example.com", "password": PASSWORD})
+                json!({"email": "bot@example.com", "password": PASSWORD}),
             ),
-            &service
-        )
-    );
-    assert_eq!(status, 201);
+            &service,
+        ))
+        .await;
+    assert_error(&got, 403, "forbidden", "dashboard admin's session");
 
-    let log = activity(&db).await;
+    let log = activity(&app).await;
     assert_eq!(
         log.iter().filter(|(a, s, _)| a == "signup" && *s).count(),
-        3,
+        2,
         "{log:?}"
     );
-    let client = db.client().await;
+    let client = app.db().client().await;
     let first: bool = client
         .query_one(
             "SELECT (details->>'first_admin')::bool FROM dashboard.activity_log
@@ -249,47 +186,46 @@ async fn first_admin_signs_up_freely_then_only_admins_create_admins() {
 
 #[actix_web::test]
 async fn login_me_refresh_rotation_and_logout() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
-    let (status, _) = call!(
-        app,
-        post(
+    let app = TestApp::new().await;
+    let Reply { status, .. } = app
+        .call(post(
             "/dashboard/auth/signup",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD}),
+        ))
+        .await;
     assert_eq!(status, 201);
 
     // Wrong password and unknown email: one answer.
-    let wrong = call!(
-        app,
-        post(
+    let wrong = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": "not-the-password"})
-        )
-    );
+            json!({"email": ADMIN, "password": "not-the-password"}),
+        ))
+        .await;
     assert_error(
         &wrong,
         401,
         "invalid_credentials",
         "invalid email or password",
     );
-    let unknown = call!(
-        app,
-        post(
+    let unknown = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": "nobody@example.com", "password": PASSWORD})
-        )
-    );
+            json!({"email": "nobody@example.com", "password": PASSWORD}),
+        ))
+        .await;
     assert_eq!(unknown, wrong);
 
-    let (status, login) = call!(
-        app,
-        post(
+    let Reply {
+        status,
+        body: login,
+        ..
+    } = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD}),
+        ))
+        .await;
     assert_eq!(status, 200, "{login}");
     assert_eq!(login["token_type"], "bearer");
     assert_eq!(login["expires_in"], 900);
@@ -307,64 +243,78 @@ async fn login_me_refresh_rotation_and_logout() {
         900
     );
 
-    let (status, body) = call!(app, me(&access));
+    let Reply { status, body, .. } = app.call(me(&access)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["email"], ADMIN);
 
     // Refresh rotates: a new token each time; the spent one, presented again, revokes the
     // whole session (its child stops working too).
     let first = login["refresh_token"].as_str().unwrap().to_string();
-    let (status, refreshed) = call!(
-        app,
-        post("/dashboard/auth/refresh", json!({"refresh_token": first}))
-    );
+    let Reply {
+        status,
+        body: refreshed,
+        ..
+    } = app
+        .call(post(
+            "/dashboard/auth/refresh",
+            json!({"refresh_token": first}),
+        ))
+        .await;
     assert_eq!(status, 200, "{refreshed}");
     let second = refreshed["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(second, first);
-    let (status, _) = call!(app, me(refreshed["access_token"].as_str().unwrap()));
+    let Reply { status, .. } = app
+        .call(me(refreshed["access_token"].as_str().unwrap()))
+        .await;
     assert_eq!(status, 200);
-    let got = call!(
-        app,
-        post("/dashboard/auth/refresh", json!({"refresh_token": first}))
-    );
+    let got = app
+        .call(post(
+            "/dashboard/auth/refresh",
+            json!({"refresh_token": first}),
+        ))
+        .await;
     assert_error(&got, 401, "invalid_refresh_token", "already used");
-    let got = call!(
-        app,
-        post("/dashboard/auth/refresh", json!({"refresh_token": second}))
-    );
-    assert_error(&got, 401, "invalid_refresh_token", "session has ended");
+    let got = app
+        .call(post(
+            "/dashboard/auth/refresh",
+            json!({"refresh_token": second}),
+        ))
+        .await;
+    assert_error(&got, 401, "invalid_refresh_token", "not found or revoked");
     // The revoked session's access token no longer opens the dashboard routes.
-    let got = call!(app, me(&access));
-    assert_error(&got, 401, "session_not_found", "log in again");
+    let got = app.call(me(&access)).await;
+    assert_error(&got, 401, "session_not_found", "sign in again");
 
     // Logout ends the session at once.
-    let (_, login) = call!(
-        app,
-        post(
+    let Reply { body: login, .. } = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD}),
+        ))
+        .await;
     let access = login["access_token"].as_str().unwrap();
-    let (status, body) = call!(
-        app,
-        with_token(TestRequest::post().uri("/dashboard/auth/logout"), access)
-    );
+    let Reply { status, body, .. } = app
+        .call(with_token(
+            TestRequest::post().uri("/dashboard/auth/logout"),
+            access,
+        ))
+        .await;
     assert_eq!(status, 204, "{body}");
-    let got = call!(app, me(access));
-    assert_error(&got, 401, "session_not_found", "log in again");
-    let got = call!(
-        app,
-        post(
+    let got = app.call(me(access)).await;
+    assert_error(&got, 401, "session_not_found", "sign in again");
+    let got = app
+        .call(post(
             "/dashboard/auth/refresh",
-            json!({"refresh_token": login["refresh_token"]})
-        )
-    );
+            json!({"refresh_token": login["refresh_token"]}),
+        ))
+        .await;
     assert_error(&got, 401, "invalid_refresh_token", "");
-    let got = call!(app, TestRequest::post().uri("/dashboard/auth/logout"));
+    let got = app
+        .call(TestRequest::post().uri("/dashboard/auth/logout"))
+        .await;
     assert_error(&got, 401, "unauthorized", "");
 
-    let log = activity(&db).await;
+    let log = activity(&app).await;
     assert_eq!(count(&log, "login_failed", "wrong_password"), 1, "{log:?}");
     assert_eq!(count(&log, "login_failed", "unknown_email"), 1, "{log:?}");
     assert_eq!(count(&log, "login", ""), 2, "{log:?}");
@@ -375,7 +325,7 @@ async fn login_me_refresh_rotation_and_logout() {
     );
     assert_eq!(count(&log, "logout", ""), 1, "{log:?}");
     // Refresh tokens are stored only hashed.
-    let client = db.client().await;
+    let client = app.db().client().await;
     let n: i64 = client
         .query_one(
             "SELECT count(*) FROM dashboard.refresh_tokens WHERE token_hash IN ($1, $2)",
@@ -394,13 +344,12 @@ async fn login_me_refresh_rotation_and_logout() {
         )
         .await
         .unwrap();
-    let (status, body) = call!(
-        app,
-        post(
+    let Reply { status, body, .. } = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": "Reset-by-SQL-2024"})
-        )
-    );
+            json!({"email": ADMIN, "password": "Reset-by-SQL-2024"}),
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     let stored: String = client
         .query_one("SELECT encrypted_password FROM dashboard.users", &[])
@@ -412,45 +361,45 @@ async fn login_me_refresh_rotation_and_logout() {
 
 #[actix_web::test]
 async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
-    call!(
-        app,
-        post(
-            "/dashboard/auth/signup",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+    let app = TestApp::new().await;
+    app.call(post(
+        "/dashboard/auth/signup",
+        json!({"email": ADMIN, "password": PASSWORD}),
+    ))
+    .await;
     let login_body = json!({"email": ADMIN, "password": PASSWORD});
-    let (_, login) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply { body: login, .. } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     let access = login["access_token"].as_str().unwrap().to_string();
-    let client = db.client().await;
+    let client = app.db().client().await;
 
     // Not enabled yet: nothing to disable, nothing to enable before setup.
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post("/dashboard/auth/2fa/enable", json!({"code": "123456"})),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_error(&got, 409, "invalid_2fa_state", "setup");
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post("/dashboard/auth/2fa/disable", json!({"password": PASSWORD})),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_error(&got, 409, "invalid_2fa_state", "not enabled");
 
-    let (status, setup) = call!(
-        app,
-        with_token(
+    let Reply {
+        status,
+        body: setup,
+        ..
+    } = app
+        .call(with_token(
             TestRequest::post().uri("/dashboard/auth/2fa/setup"),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_eq!(status, 200, "{setup}");
     let b32 = setup["secret"].as_str().unwrap();
     let url = setup["otpauth_url"].as_str().unwrap();
@@ -471,38 +420,41 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
         "{stored}"
     );
     // Still off until confirmed: login gives tokens at once.
-    let (_, body) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply { body, .. } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     assert!(body["access_token"].is_string(), "{body}");
 
     // Enable: a malformed code, a wrong code, then the right one.
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post("/dashboard/auth/2fa/enable", json!({"code": "12ab"})),
-            &access
-        )
-    );
-    assert_error(&got, 422, "validation_failed", "code:");
-    let got = call!(
-        app,
-        with_token(
+            &access,
+        ))
+        .await;
+    assert_error(&got, 422, "validation_failed", "`code`");
+    let got = app
+        .call(with_token(
             post(
                 "/dashboard/auth/2fa/enable",
-                json!({"code": wrong_code(&secret)})
+                json!({"code": wrong_code(&secret)}),
             ),
-            &access
-        )
-    );
-    assert_error(&got, 401, "invalid_2fa_code", "code:");
+            &access,
+        ))
+        .await;
+    assert_error(&got, 401, "invalid_2fa_code", "`code`");
     let t = now();
     let code_now = totp::code_at(&secret, t).unwrap();
-    let (status, enabled) = call!(
-        app,
-        with_token(
+    let Reply {
+        status,
+        body: enabled,
+        ..
+    } = app
+        .call(with_token(
             post("/dashboard/auth/2fa/enable", json!({"code": code_now})),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_eq!(status, 200, "{enabled}");
     let backup: Vec<String> = enabled["backup_codes"]
         .as_array()
@@ -522,33 +474,37 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
             .iter()
             .all(|c| !stored.iter().any(|s| s.contains(&c.replace('-', ""))))
     );
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             TestRequest::post().uri("/dashboard/auth/2fa/setup"),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_error(&got, 409, "invalid_2fa_state", "already enabled");
-    let (_, body) = call!(app, me(&access));
+    let Reply { body, .. } = app.call(me(&access)).await;
     assert_eq!(body["user"]["totp_enabled"], true);
     assert_eq!(body["user"]["backup_codes_remaining"], 10);
 
     // Login now stops at the second step; the mfa_token opens nothing else.
-    let (status, challenge) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply {
+        status,
+        body: challenge,
+        ..
+    } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     assert_eq!(status, 200, "{challenge}");
     assert_eq!(challenge["requires_2fa"], true);
     assert!(challenge.get("access_token").is_none(), "{challenge}");
     let mfa = challenge["mfa_token"].as_str().unwrap().to_string();
-    let got = call!(app, me(&mfa));
+    let got = app.call(me(&mfa)).await;
     assert_error(&got, 403, "forbidden", "admin");
-    let (status, _) = call!(
-        app,
-        with_token(
+    let Reply { status, .. } = app
+        .call(with_token(
             TestRequest::post().uri("/api/v1/admin/realtime/restart"),
-            &mfa
-        )
-    );
+            &mfa,
+        ))
+        .await;
     assert_eq!(status, 403);
 
     let verify = |code: &str, mfa: &str| {
@@ -558,74 +514,84 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
         )
     };
     // The code used to enable cannot be replayed in its step.
-    let got = call!(app, verify(&code_now, &mfa));
+    let got = app.call(verify(&code_now, &mfa)).await;
     assert_error(&got, 401, "invalid_2fa_code", "already used");
     // The next step's code works (within the skew), once.
     let code_next = totp::code_at(&secret, t + 30).unwrap();
-    let (status, tokens) = call!(app, verify(&code_next, &mfa));
+    let Reply {
+        status,
+        body: tokens,
+        ..
+    } = app.call(verify(&code_next, &mfa)).await;
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens["access_token"].is_string() && tokens["refresh_token"].is_string());
-    let (_, challenge) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply {
+        body: challenge, ..
+    } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     let mfa = challenge["mfa_token"].as_str().unwrap().to_string();
-    let got = call!(app, verify(&code_next, &mfa));
+    let got = app.call(verify(&code_next, &mfa)).await;
     assert_error(&got, 401, "invalid_2fa_code", "already used");
-    let got = call!(app, verify("12345", &mfa));
-    assert_error(&got, 422, "validation_failed", "code:");
-    let got = call!(
-        app,
-        post(
+    let got = app.call(verify("12345", &mfa)).await;
+    assert_error(&got, 422, "validation_failed", "`code`");
+    let got = app
+        .call(post(
             "/dashboard/auth/2fa/verify",
-            json!({"mfa_token": mfa, "code": 123456})
-        )
-    );
+            json!({"mfa_token": mfa, "code": 123456}),
+        ))
+        .await;
     assert_error(&got, 400, "bad_request", "`code`");
     // Another token in place of the mfa_token is refused.
-    let got = call!(app, verify(&code_next, &access));
+    let got = app.call(verify(&code_next, &access)).await;
     assert_error(&got, 401, "unauthorized", "mfa_token");
-    let got = call!(app, verify(&code_next, "not.a.token"));
+    let got = app.call(verify(&code_next, "not.a.token")).await;
     assert_error(&got, 401, "unauthorized", "mfa_token");
 
     // A backup code (any case, with or without the dash) works once.
-    let (status, body) = call!(app, verify(&backup[0].to_uppercase(), &mfa));
+    let Reply { status, body, .. } = app.call(verify(&backup[0].to_uppercase(), &mfa)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["backup_codes_remaining"], 9);
-    let (_, challenge) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply {
+        body: challenge, ..
+    } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     let mfa = challenge["mfa_token"].as_str().unwrap().to_string();
-    let got = call!(app, verify(&backup[0].replace('-', ""), &mfa));
+    let got = app.call(verify(&backup[0].replace('-', ""), &mfa)).await;
     assert_error(&got, 401, "invalid_2fa_code", "already used");
 
     // Disable: a proof is required and must be right.
-    let got = call!(
-        app,
-        with_token(post("/dashboard/auth/2fa/disable", json!({})), &access)
-    );
-    assert_error(&got, 422, "validation_failed", "password or code");
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
+            post("/dashboard/auth/2fa/disable", json!({})),
+            &access,
+        ))
+        .await;
+    assert_error(&got, 422, "validation_failed", "`password` or `code`");
+    let got = app
+        .call(with_token(
             post(
                 "/dashboard/auth/2fa/disable",
-                json!({"password": "wrong-password!"})
+                json!({"password": "wrong-password!"}),
             ),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_error(&got, 401, "invalid_credentials", "password");
-    let got = call!(
-        app,
-        with_token(
+    let got = app
+        .call(with_token(
             post("/dashboard/auth/2fa/disable", json!({"code": backup[0]})),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_error(&got, 401, "invalid_2fa_code", "code");
-    let (status, body) = call!(
-        app,
-        with_token(
+    let Reply { status, body, .. } = app
+        .call(with_token(
             post("/dashboard/auth/2fa/disable", json!({"code": backup[1]})),
-            &access
-        )
-    );
+            &access,
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["enabled"], false);
     let row = client
@@ -638,10 +604,12 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
     assert!(!row.get::<_, bool>(0));
     assert_eq!(row.get::<_, Option<String>>(1), None);
     assert_eq!(row.get::<_, i32>(2), 0);
-    let (_, body) = call!(app, post("/dashboard/auth/login", login_body.clone()));
+    let Reply { body, .. } = app
+        .call(post("/dashboard/auth/login", login_body.clone()))
+        .await;
     assert!(body["access_token"].is_string(), "{body}");
 
-    let log = activity(&db).await;
+    let log = activity(&app).await;
     for (action, reason, n) in [
         ("2fa_setup", "", 1),
         ("2fa_enabled", "", 1),
@@ -654,7 +622,7 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
     ] {
         assert_eq!(count(&log, action, reason), n, "{action} {reason}: {log:?}");
     }
-    let client = db.client().await;
+    let client = app.db().client().await;
     let methods: Vec<String> = client
         .query(
             "SELECT details->>'method' FROM dashboard.activity_log WHERE action = 'login' ORDER BY id",
@@ -673,61 +641,51 @@ async fn two_factor_setup_enable_verify_replay_backup_codes_and_disable() {
 
 #[actix_web::test]
 async fn lockout_after_max_failures_refuses_even_the_right_password_until_it_passes() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| {
-        c.dashboard.lockout_duration = Dur(Duration::from_secs(2));
-    })))
+    let app = TestApp::with(|c| {
+        c.dashboard.lockout_duration = fluxbase_api::config::Dur::secs(60);
+    })
     .await;
-    call!(
-        app,
-        post(
-            "/dashboard/auth/signup",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+    app.post(
+        "/dashboard/auth/signup",
+        json!({"email": ADMIN, "password": PASSWORD}),
+    )
+    .await;
     let wrong = json!({"email": ADMIN, "password": "wrong-password-123"});
     let right = json!({"email": ADMIN, "password": PASSWORD});
 
     for _ in 0..4 {
-        let got = call!(app, post("/dashboard/auth/login", wrong.clone()));
+        let got = app.post("/dashboard/auth/login", wrong.clone()).await;
         assert_error(&got, 401, "invalid_credentials", "");
     }
-    // The fifth failure locks.
-    let res = call_service(
-        &app,
-        post("/dashboard/auth/login", wrong.clone()).to_request(),
-    )
-    .await;
-    assert_eq!(res.status().as_u16(), 423);
-    let retry: u64 = res
-        .headers()
+    // The fifth failure locks, for dashboard.lockout_duration.
+    let got = app.post("/dashboard/auth/login", wrong.clone()).await;
+    assert_error(&got, 423, "account_locked", "try again in");
+    let retry: u64 = got
+        .headers
         .get("retry-after")
         .unwrap()
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=2).contains(&retry), "{retry}");
-    let body: Value = serde_json::from_slice(&read_body(res).await).unwrap();
-    assert_error(&(423, body), 423, "account_locked", "try again in");
+    assert!((1..=60).contains(&retry), "{retry}");
     // Locked: the right password is refused too.
-    let got = call!(app, post("/dashboard/auth/login", right.clone()));
+    let got = app.post("/dashboard/auth/login", right.clone()).await;
     assert_error(&got, 423, "account_locked", "try again in");
 
-    // The lock is a timestamp: wait for it (2 s, a timer, not a synchronisation guess).
-    let client = db.client().await;
-    let left: f64 = client
-        .query_one(
-            "SELECT greatest(extract(epoch FROM locked_until - now())::float8, 0) FROM dashboard.users",
+    // The lock is a timestamp: move it into the past instead of waiting it out.
+    let client = app.db().client().await;
+    let moved = client
+        .execute(
+            "UPDATE dashboard.users SET locked_until = now() - interval '1 second' \
+             WHERE locked_until > now()",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert!(left <= 2.0, "{left}");
-    tokio::time::sleep(Duration::from_secs_f64(left + 0.05)).await;
-    let (status, body) = call!(app, post("/dashboard/auth/login", right.clone()));
-    assert_eq!(status, 200, "{body}");
+        .unwrap();
+    assert_eq!(moved, 1, "the account was locked");
+    let got = app.post("/dashboard/auth/login", right.clone()).await;
+    assert_eq!(got.status, 200, "{}", got.body);
     let failures: i32 = client
         .query_one("SELECT failed_login_attempts FROM dashboard.users", &[])
         .await
@@ -735,7 +693,7 @@ async fn lockout_after_max_failures_refuses_even_the_right_password_until_it_pas
         .get(0);
     assert_eq!(failures, 0);
 
-    let log = activity(&db).await;
+    let log = activity(&app).await;
     assert_eq!(count(&log, "login_failed", "wrong_password"), 5, "{log:?}");
     assert_eq!(
         count(&log, "account_locked", "too_many_failures"),
@@ -745,12 +703,10 @@ async fn lockout_after_max_failures_refuses_even_the_right_password_until_it_pas
     assert_eq!(count(&log, "login_failed", "account_locked"), 1, "{log:?}");
     assert_eq!(count(&log, "login", ""), 1, "{log:?}");
 
-    let (_, _) = call!(app, TestRequest::get().uri("/health"));
-    let res = call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
-    let text = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+    let text = app.metrics().await;
     for series in [
         r#"fluxbase_auth_attempts_total{result="failure",reason="account_locked"}"#,
-        r#"fluxbase_auth_attempts_total{result="failure",reason="invalid_credentials"}"#,
+        r#"fluxbase_auth_attempts_total{result="failure",reason="wrong_password"}"#,
         r#"fluxbase_auth_attempts_total{result="success",reason="password"}"#,
     ] {
         assert!(text.contains(series), "missing {series}");
@@ -759,39 +715,35 @@ async fn lockout_after_max_failures_refuses_even_the_right_password_until_it_pas
 
 #[actix_web::test]
 async fn admin_routes_take_dashboard_tokens_and_never_app_user_tokens() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
-    call!(
-        app,
-        post(
-            "/dashboard/auth/signup",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
-    let (_, login) = call!(
-        app,
-        post(
+    let app = TestApp::new().await;
+    app.call(post(
+        "/dashboard/auth/signup",
+        json!({"email": ADMIN, "password": PASSWORD}),
+    ))
+    .await;
+    let Reply { body: login, .. } = app
+        .call(post(
             "/dashboard/auth/login",
-            json!({"email": ADMIN, "password": PASSWORD})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD}),
+        ))
+        .await;
     let access = login["access_token"].as_str().unwrap().to_string();
     let sub = login["user"]["id"].as_str().unwrap().to_string();
     let restart = || TestRequest::post().uri("/api/v1/admin/realtime/restart");
 
     // A dashboard token opens the admin API (503: realtime is off in this in-process state).
-    let (status, body) = call!(app, with_token(restart(), &access));
+    let Reply { status, body, .. } = app.call(with_token(restart(), &access)).await;
     assert!(status != 401 && status != 403, "{status} {body}");
     let service = token(json!({"role": "service_role"}));
-    let (status, _) = call!(app, with_token(restart(), &service));
+    let Reply { status, .. } = app.call(with_token(restart(), &service)).await;
     assert!(status != 401 && status != 403, "{status}");
     // service_role has no dashboard account.
-    let got = call!(app, me(&service));
+    let got = app.call(me(&service)).await;
     assert_error(&got, 403, "forbidden", "dashboard admin");
 
     // Application users' tokens, and look-alikes without the dashboard audience, never pass.
     let look_alikes = [
-        app_user_token(),
+        app_user_token(&app).await,
         token(
             json!({"sub": sub, "role": "dashboard_admin", "aud": "authenticated", "session_id": sub}),
         ),
@@ -799,16 +751,18 @@ async fn admin_routes_take_dashboard_tokens_and_never_app_user_tokens() {
         token(json!({"sub": sub, "role": "authenticated", "aud": "fluxbase-dashboard"})),
     ];
     for t in &look_alikes {
-        let got = call!(app, with_token(restart(), t));
+        let got = app.call(with_token(restart(), t)).await;
         assert_error(&got, 403, "forbidden", "admin");
-        let got = call!(app, me(t));
+        let got = app.call(me(t)).await;
         assert_error(&got, 403, "forbidden", "admin");
     }
     // And a dashboard token is not an application user's token.
-    let (status, _) = call!(
-        app,
-        with_token(TestRequest::get().uri("/api/v1/auth/user"), &access)
-    );
+    let Reply { status, .. } = app
+        .call(with_token(
+            TestRequest::get().uri("/api/v1/auth/user"),
+            &access,
+        ))
+        .await;
     assert!(status == 401 || status == 403, "{status}");
 
     // Expired, forged (another secret), alg none, garbage.
@@ -837,112 +791,121 @@ async fn admin_routes_take_dashboard_tokens_and_never_app_user_tokens() {
         out
     };
     let alg_none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-    let got = call!(app, me(&expired));
+    let got = app.call(me(&expired)).await;
     assert_error(&got, 401, "token_expired", "expired");
     for t in [forged.as_str(), alg_none.as_str(), "garbage", "a.b.c"] {
-        let got = call!(app, me(t));
+        let got = app.call(me(t)).await;
         assert_error(&got, 401, "invalid_token", "invalid token");
-        let got = call!(app, with_token(restart(), t));
+        let got = app.call(with_token(restart(), t)).await;
         assert_error(&got, 401, "invalid_token", "invalid token");
     }
     // No token at all.
-    let got = call!(app, TestRequest::get().uri("/dashboard/auth/me"));
+    let got = app.call(TestRequest::get().uri("/dashboard/auth/me")).await;
     assert_error(&got, 401, "unauthorized", "");
 }
 
 #[actix_web::test]
 async fn bad_input_answers_json_errors_naming_the_field() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
+    let app = TestApp::new().await;
     let signup = "/dashboard/auth/signup";
     let login = "/dashboard/auth/login";
 
-    let got = call!(app, post_raw(login, r#"{"email":"#));
+    let got = app.call(post_raw(login, r#"{"email":"#)).await;
     assert_error(&got, 400, "bad_request", "invalid JSON body");
-    let got = call!(app, post_raw(login, ""));
+    let got = app.call(post_raw(login, "")).await;
     assert_error(&got, 400, "bad_request", "empty");
-    let got = call!(app, post(login, json!({"email": 5, "password": "x"})));
+    let got = app
+        .call(post(login, json!({"email": 5, "password": "x"})))
+        .await;
     assert_error(&got, 400, "bad_request", "`email`");
-    let got = call!(
-        app,
-        post(login, json!({"email": ADMIN, "password": ["hunter2"]}))
-    );
+    let got = app
+        .call(post(
+            login,
+            json!({"email": ADMIN, "password": ["hunter2"]}),
+        ))
+        .await;
     assert_error(&got, 400, "bad_request", "`password`");
-    assert!(!got.1.to_string().contains("hunter2"));
-    let got = call!(app, post(login, json!({"email": ADMIN})));
+    assert!(!got.body.to_string().contains("hunter2"));
+    let got = app.call(post(login, json!({"email": ADMIN}))).await;
     assert_error(&got, 400, "bad_request", "missing field `password`");
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             signup,
-            json!({"email": ADMIN, "password": PASSWORD, "role": "superuser"})
-        )
-    );
+            json!({"email": ADMIN, "password": PASSWORD, "role": "superuser"}),
+        ))
+        .await;
     assert_error(&got, 400, "bad_request", "unknown field `role`");
 
     // Rules on well-formed input name the field.
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             signup,
-            json!({"email": "' OR '1'='1", "password": PASSWORD})
-        )
-    );
-    assert_error(&got, 422, "validation_failed", "email:");
-    let got = call!(
-        app,
-        post(
+            json!({"email": "' OR '1'='1", "password": PASSWORD}),
+        ))
+        .await;
+    assert_error(&got, 422, "validation_failed", "`email`");
+    let got = app
+        .post(
             signup,
-            json!({"email": "x'); DROP TABLE dashboard.users;--@example.com", "password": PASSWORD})
+            json!({"email": "x'); DROP TABLE dashboard.users;--@example.com", "password": PASSWORD}),
         )
+        .await;
+    assert_error(&got, 422, "validation_failed", "`email`");
+    let got = app
+        .call(post(signup, json!({"email": ADMIN, "password": "short"})))
+        .await;
+    assert_error(
+        &got,
+        422,
+        "weak_password",
+        "`password`: must be at least 12 characters",
     );
-    assert_error(&got, 422, "validation_failed", "email:");
-    let got = call!(
-        app,
-        post(signup, json!({"email": ADMIN, "password": "short"}))
-    );
-    assert_error(&got, 422, "weak_password", "password: must be at least 12");
-    let got = call!(
-        app,
-        post(signup, json!({"email": ADMIN, "password": "x".repeat(300)}))
-    );
-    assert_error(&got, 422, "weak_password", "password: must be at most 256");
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             signup,
-            json!({"email": ADMIN, "password": PASSWORD, "full_name": "n".repeat(201)})
-        )
+            json!({"email": ADMIN, "password": "x".repeat(300)}),
+        ))
+        .await;
+    assert_error(
+        &got,
+        422,
+        "validation_failed",
+        "`password`: must be at most 256 characters",
     );
-    assert_error(&got, 422, "validation_failed", "full_name:");
-    let got = call!(
-        app,
-        post(login, json!({"email": "' OR 1=1 --", "password": PASSWORD}))
-    );
-    assert_error(&got, 422, "validation_failed", "email:");
+    let got = app
+        .call(post(
+            signup,
+            json!({"email": ADMIN, "password": PASSWORD, "full_name": "n".repeat(201)}),
+        ))
+        .await;
+    assert_error(&got, 422, "validation_failed", "`full_name`");
+    let got = app
+        .call(post(
+            login,
+            json!({"email": "' OR 1=1 --", "password": PASSWORD}),
+        ))
+        .await;
+    assert_error(&got, 422, "validation_failed", "`email`");
 
     // A quote in a valid address is only data.
     let odd = "robert'--@example.com";
-    let (status, body) = call!(
-        app,
-        post(signup, json!({"email": odd, "password": PASSWORD}))
-    );
+    let Reply { status, body, .. } = app
+        .call(post(signup, json!({"email": odd, "password": PASSWORD})))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["email"], odd);
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             login,
-            json!({"email": "x'OR'1'='1'--@example.com", "password": PASSWORD})
-        )
-    );
+            json!({"email": "x'OR'1'='1'--@example.com", "password": PASSWORD}),
+        ))
+        .await;
     assert_error(&got, 401, "invalid_credentials", "");
-    let (status, _) = call!(
-        app,
-        post(login, json!({"email": odd, "password": PASSWORD}))
-    );
+    let Reply { status, .. } = app
+        .call(post(login, json!({"email": odd, "password": PASSWORD})))
+        .await;
     assert_eq!(status, 200);
-    let client = db.client().await;
+    let client = app.db().client().await;
     let n: i64 = client
         .query_one("SELECT count(*) FROM dashboard.users", &[])
         .await
@@ -951,44 +914,54 @@ async fn bad_input_answers_json_errors_naming_the_field() {
     assert_eq!(n, 1);
 
     // Refresh and 2FA inputs.
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             "/dashboard/auth/refresh",
-            json!({"refresh_token": "' OR 1=1 --"})
-        )
+            json!({"refresh_token": "' OR 1=1 --"}),
+        ))
+        .await;
+    assert_error(
+        &got,
+        401,
+        "invalid_refresh_token",
+        "refresh token not found",
     );
-    assert_error(&got, 401, "invalid_refresh_token", "refresh_token");
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             "/dashboard/auth/refresh",
-            json!({"refresh_token": "A".repeat(43)})
-        )
+            json!({"refresh_token": "A".repeat(43)}),
+        ))
+        .await;
+    assert_error(
+        &got,
+        401,
+        "invalid_refresh_token",
+        "refresh token not found",
     );
-    assert_error(&got, 401, "invalid_refresh_token", "refresh_token");
-    let got = call!(
-        app,
-        post("/dashboard/auth/refresh", json!({"refresh_token": 7}))
-    );
+    let got = app
+        .call(post("/dashboard/auth/refresh", json!({"refresh_token": 7})))
+        .await;
     assert_error(&got, 400, "bad_request", "`refresh_token`");
-    let got = call!(
-        app,
-        post(
+    let got = app
+        .call(post(
             "/dashboard/auth/2fa/verify",
-            json!({"mfa_token": "x", "code": "123456"})
-        )
-    );
+            json!({"mfa_token": "x", "code": "123456"}),
+        ))
+        .await;
     assert_error(&got, 401, "unauthorized", "mfa_token");
-    let got = call!(
-        app,
-        post("/dashboard/auth/2fa/verify", json!({"code": "123456"}))
-    );
+    let got = app
+        .call(post(
+            "/dashboard/auth/2fa/verify",
+            json!({"code": "123456"}),
+        ))
+        .await;
     assert_error(&got, 400, "bad_request", "missing field `mfa_token`");
 
     // Wrong methods and unknown paths answer JSON too.
-    let got = call!(app, TestRequest::get().uri(login));
+    let got = app.call(TestRequest::get().uri(login)).await;
     assert_error(&got, 405, "method_not_allowed", "");
-    let got = call!(app, TestRequest::get().uri("/dashboard/auth/nope"));
+    let got = app
+        .call(TestRequest::get().uri("/dashboard/auth/nope"))
+        .await;
     assert_error(&got, 404, "not_found", "");
 }

@@ -13,7 +13,8 @@ use fluxbase_migrations::test_utils::TestDb;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{EVENT_TIMEOUT, TempDir, Ws, binary, http, realtime_server, token};
+use crate::support::process::binary;
+use crate::support::{EVENT_TIMEOUT, TempDir, Ws, http, realtime_server, token};
 
 /// How long the whole check may take (it builds nothing; about a minute here).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(600);

@@ -2,13 +2,16 @@
 //! user runs it, all against real PostgreSQL.
 
 mod auth_users;
+mod bounds;
 mod cli;
 mod dashboard;
 mod deploy;
+mod fuzz;
 mod http;
 mod loadtest;
 mod realtime;
 mod realtime_rls;
+mod revocation;
 mod security;
 mod serve;
 mod support;

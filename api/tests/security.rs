@@ -1,24 +1,17 @@
 //! Rate limits, security headers, CORS and CSRF, in-process over a real database.
 
-use actix_web::http::StatusCode;
-use actix_web::test::{TestRequest, call_service, init_service, read_body};
+use actix_web::test::TestRequest;
 use fluxbase_api::config::Config;
-use fluxbase_api::http::{AppState, build_app};
-use fluxbase_migrations::Db;
-use fluxbase_migrations::test_utils::TestDb;
 
-use crate::support::{TEST_SECRET, token};
+use crate::support::{TestApp, token};
 
-fn state(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> AppState {
-    let mut config = Config::default();
-    config.database.url = Some(db.url());
-    config.auth.jwt_secret = Some(TEST_SECRET.into());
-    tweak(&mut config);
-    let pool = Db::new(
-        fluxbase_migrations::pool::parse_url(&db.url()).unwrap(),
-        config.database.pool_settings(),
-    );
-    AppState::new(config, pool)
+/// The app with the rate limits on (as in production), then `tweak`.
+async fn app(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::with(|c| {
+        c.security.rate_limit.enabled = true;
+        tweak(c);
+    })
+    .await
 }
 
 fn peer(ip: &str) -> std::net::SocketAddr {
@@ -27,11 +20,10 @@ fn peer(ip: &str) -> std::net::SocketAddr {
 
 #[actix_web::test]
 async fn security_headers_on_every_response() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |_| {}))).await;
+    let app = app(|_| {}).await;
     for uri in ["/health", "/nope"] {
-        let res = call_service(&app, TestRequest::get().uri(uri).to_request()).await;
-        let h = res.headers();
+        let res = app.call(TestRequest::get().uri(uri)).await;
+        let h = res.headers;
         assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{uri}");
         assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
         assert!(
@@ -51,20 +43,20 @@ async fn security_headers_on_every_response() {
 
 #[actix_web::test]
 async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| {
-        c.security.rate_limit.requests_per_minute = 3
-    })))
-    .await;
-    let get = |uri: &str, ip: &str| TestRequest::get().uri(uri).peer_addr(peer(ip)).to_request();
+    let app = app(|c| c.security.rate_limit.requests_per_minute = 3).await;
+    let get = |uri: &str, ip: &str| TestRequest::get().uri(uri).peer_addr(peer(ip));
     for _ in 0..3 {
-        let res = call_service(&app, get("/api/v1/monitoring/metrics", "10.1.1.1")).await;
-        assert_eq!(res.status(), StatusCode::OK);
+        let res = app
+            .call(get("/api/v1/monitoring/metrics", "10.1.1.1"))
+            .await;
+        assert_eq!(res.status, 200);
     }
-    let res = call_service(&app, get("/api/v1/monitoring/metrics", "10.1.1.1")).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let res = app
+        .call(get("/api/v1/monitoring/metrics", "10.1.1.1"))
+        .await;
+    assert_eq!(res.status, 429);
     let retry: u64 = res
-        .headers()
+        .headers
         .get("retry-after")
         .unwrap()
         .to_str()
@@ -72,17 +64,18 @@ async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
         .parse()
         .unwrap();
     assert!(retry >= 1);
-    let body: serde_json::Value = serde_json::from_slice(&read_body(res).await).unwrap();
-    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(res.body["error"]["code"], "rate_limited");
     // Another address has its own budget; probes are never limited.
-    let res = call_service(&app, get("/api/v1/monitoring/metrics", "10.1.1.2")).await;
-    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .call(get("/api/v1/monitoring/metrics", "10.1.1.2"))
+        .await;
+    assert_eq!(res.status, 200);
     for _ in 0..5 {
-        let res = call_service(&app, get("/health", "10.1.1.1")).await;
-        assert_eq!(res.status(), StatusCode::OK);
+        let res = app.call(get("/health", "10.1.1.1")).await;
+        assert_eq!(res.status, 200);
     }
-    let res = call_service(&app, get("/metrics", "10.1.1.1")).await;
-    let text = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+    let res = app.call(get("/metrics", "10.1.1.1")).await;
+    let text = res.body.as_str().unwrap();
     assert!(
         text.contains(r#"fluxbase_rate_limit_hits_total{scope="ip"}"#),
         "{text}"
@@ -91,12 +84,11 @@ async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
 
 #[actix_web::test]
 async fn per_user_limit_follows_the_verified_token_and_proxies_are_trusted_only_when_listed() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| {
+    let app = app(|c| {
         c.security.rate_limit.per_user_per_minute = 2;
         c.security.rate_limit.requests_per_minute = 1000;
         c.server.trusted_proxies = vec!["10.0.0.1".into()];
-    })))
+    })
     .await;
     let t = token(
         serde_json::json!({"sub": "6f1c2a3e-1111-4222-8333-944455556666", "role": "authenticated"}),
@@ -104,65 +96,60 @@ async fn per_user_limit_follows_the_verified_token_and_proxies_are_trusted_only_
     let mut statuses = Vec::new();
     for i in 0..3 {
         // Different client addresses through the trusted proxy: the user budget still binds.
-        let res = call_service(
-            &app,
-            TestRequest::get()
-                .uri("/api/v1/monitoring/metrics")
-                .peer_addr(peer("10.0.0.1"))
-                .insert_header(("X-Forwarded-For", format!("203.0.113.{i}")))
-                .insert_header(("Authorization", format!("Bearer {t}")))
-                .to_request(),
-        )
-        .await;
-        statuses.push(res.status().as_u16());
+        let res = app
+            .call(
+                TestRequest::get()
+                    .uri("/api/v1/monitoring/metrics")
+                    .peer_addr(peer("10.0.0.1"))
+                    .insert_header(("X-Forwarded-For", format!("203.0.113.{i}")))
+                    .insert_header(("Authorization", format!("Bearer {t}"))),
+            )
+            .await;
+        statuses.push(res.status);
     }
     assert_eq!(statuses, [200, 200, 429]);
 
     // HSTS when the trusted proxy says the client used HTTPS.
-    let res = call_service(
-        &app,
-        TestRequest::get()
-            .uri("/health")
-            .peer_addr(peer("10.0.0.1"))
-            .insert_header(("X-Forwarded-Proto", "https"))
-            .to_request(),
-    )
-    .await;
-    assert!(res.headers().contains_key("strict-transport-security"));
+    let res = app
+        .call(
+            TestRequest::get()
+                .uri("/health")
+                .peer_addr(peer("10.0.0.1"))
+                .insert_header(("X-Forwarded-Proto", "https")),
+        )
+        .await;
+    assert!(res.headers.contains_key("strict-transport-security"));
     // An untrusted peer cannot claim HTTPS.
-    let res = call_service(
-        &app,
-        TestRequest::get()
-            .uri("/health")
-            .peer_addr(peer("10.9.9.9"))
-            .insert_header(("X-Forwarded-Proto", "https"))
-            .to_request(),
-    )
-    .await;
-    assert!(!res.headers().contains_key("strict-transport-security"));
+    let res = app
+        .call(
+            TestRequest::get()
+                .uri("/health")
+                .peer_addr(peer("10.9.9.9"))
+                .insert_header(("X-Forwarded-Proto", "https")),
+        )
+        .await;
+    assert!(!res.headers.contains_key("strict-transport-security"));
 }
 
 #[actix_web::test]
 async fn login_limiter_allows_five_per_account_and_address() {
-    let db = TestDb::new().await;
-    let state = state(&db, |_| {});
+    let limiters = app(|_| {}).await.state.limiters.clone();
     let ip: std::net::IpAddr = "10.2.2.2".parse().unwrap();
     for _ in 0..5 {
-        fluxbase_api::http::security::check_login(&state, ip, "Ada@example.com").unwrap();
+        limiters.check_login(ip, "Ada@example.com").unwrap();
     }
-    let err = fluxbase_api::http::security::check_login(&state, ip, "ada@example.com").unwrap_err();
+    let err = limiters.check_login(ip, "ada@example.com").unwrap_err();
     assert_eq!(err.code.as_str(), "rate_limited");
     assert!(err.retry_after.unwrap() > 60, "15 minutes for 5 attempts");
     // Another account from the same address is not affected.
-    fluxbase_api::http::security::check_login(&state, ip, "grace@example.com").unwrap();
+    limiters.check_login(ip, "grace@example.com").unwrap();
 }
 
 #[actix_web::test]
 async fn cors_preflight_and_simple_requests() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| {
+    let app = app(|c| {
         c.security.cors.allowed_origins = vec!["https://app.example.com".into()];
-    })))
+    })
     .await;
     let preflight = |origin: &str| {
         TestRequest::default()
@@ -170,48 +157,45 @@ async fn cors_preflight_and_simple_requests() {
             .uri("/api/v1/realtime/broadcast")
             .insert_header(("Origin", origin))
             .insert_header(("Access-Control-Request-Method", "POST"))
-            .to_request()
     };
-    let res = call_service(&app, preflight("https://app.example.com")).await;
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.call(preflight("https://app.example.com")).await;
+    assert_eq!(res.status, 204);
     assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
+        res.headers.get("access-control-allow-origin").unwrap(),
         "https://app.example.com"
     );
     assert!(
-        res.headers()
+        res.headers
             .get("access-control-allow-methods")
             .unwrap()
             .to_str()
             .unwrap()
             .contains("POST")
     );
-    let res = call_service(&app, preflight("https://evil.example.net")).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let res = app.call(preflight("https://evil.example.net")).await;
+    assert_eq!(res.status, 403);
+    assert!(!res.headers.contains_key("access-control-allow-origin"));
 
-    let res = call_service(
-        &app,
-        TestRequest::get()
-            .uri("/health")
-            .insert_header(("Origin", "https://app.example.com"))
-            .to_request(),
-    )
-    .await;
+    let res = app
+        .call(
+            TestRequest::get()
+                .uri("/health")
+                .insert_header(("Origin", "https://app.example.com")),
+        )
+        .await;
     assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
+        res.headers.get("access-control-allow-origin").unwrap(),
         "https://app.example.com"
     );
 }
 
 #[actix_web::test]
 async fn csrf_double_submit_for_cookie_sessions() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(state(&db, |c| c.security.csrf.enabled = true))).await;
+    let app = app(|c| c.security.csrf.enabled = true).await;
     // A GET hands out the cookie.
-    let res = call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+    let res = app.call(TestRequest::get().uri("/health")).await;
     let cookie = res
-        .headers()
+        .headers
         .get("set-cookie")
         .unwrap()
         .to_str()
@@ -237,31 +221,34 @@ async fn csrf_double_submit_for_cookie_sessions() {
         if let Some(h) = csrf {
             r = r.insert_header(("X-CSRF-Token", h.to_string()));
         }
-        r.to_request()
+        r
     };
-    let res = call_service(&app, post(None)).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let body: serde_json::Value = serde_json::from_slice(&read_body(res).await).unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("CSRF"));
-    let res = call_service(&app, post(Some("wrong"))).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.call(post(None)).await;
+    assert_eq!(res.status, 403);
+    assert!(
+        res.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CSRF")
+    );
+    let res = app.call(post(Some("wrong"))).await;
+    assert_eq!(res.status, 403);
     // The right token passes CSRF (and then meets the admin check: 401, not the CSRF 403).
-    let res = call_service(&app, post(Some(&value))).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app.call(post(Some(&value))).await;
+    assert_eq!(res.status, 401);
     // Bearer-token requests are not cookie sessions: no CSRF token needed.
-    let res = call_service(
-        &app,
-        TestRequest::post()
-            .uri("/api/v1/admin/realtime/restart")
-            .insert_header((
-                "Authorization",
-                format!(
-                    "Bearer {}",
-                    token(serde_json::json!({"role": "service_role"}))
-                ),
-            ))
-            .to_request(),
-    )
-    .await;
-    assert_ne!(res.status(), StatusCode::FORBIDDEN);
+    let res = app
+        .call(
+            TestRequest::post()
+                .uri("/api/v1/admin/realtime/restart")
+                .insert_header((
+                    "Authorization",
+                    format!(
+                        "Bearer {}",
+                        token(serde_json::json!({"role": "service_role"}))
+                    ),
+                )),
+        )
+        .await;
+    assert_ne!(res.status, 403);
 }

@@ -1,5 +1,12 @@
 //! HS256 access tokens signed with `FLUXBASE_JWT_SECRET`: verification for every surface
 //! (REST, realtime) and signing for the auth service and `fluxbase keys`.
+//!
+//! Verification checks the signature, `exp` (no leeway: an expired token is expired) and
+//! `nbf` (with a small leeway, `auth.jwt_leeway`, for clocks of other issuers that run a
+//! little ahead). Every surface verifies through [`JwtKeys::verify`], so the rules hold on
+//! every path.
+
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
@@ -12,6 +19,9 @@ pub enum JwtError {
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("invalid token: not valid yet (nbf)")]
+    NotYetValid,
     /// Signature, algorithm (`none`, RS256…) or structure is wrong.
     #[error("invalid token: {0}")]
     Invalid(String),
@@ -21,7 +31,7 @@ impl fluxbase_migrations::ErrorCode for JwtError {
     fn code(&self) -> fluxbase_migrations::Code {
         match self {
             JwtError::Expired => fluxbase_migrations::Code::TokenExpired,
-            JwtError::Invalid(_) => fluxbase_migrations::Code::InvalidToken,
+            JwtError::Invalid(_) | JwtError::NotYetValid => fluxbase_migrations::Code::InvalidToken,
         }
     }
 }
@@ -32,7 +42,12 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Seconds an `nbf` may lie in the future.
+    nbf_leeway: u64,
 }
+
+/// Default `auth.jwt_leeway`: clock skew tolerated on `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,16 +63,43 @@ impl JwtKeys {
         validation.leeway = 0;
         // `aud` differs between app users and dashboard admins; callers check it.
         validation.validate_aud = false;
+        // `nbf` is checked below, with its own leeway (the library's applies to `exp` too).
+        validation.validate_nbf = false;
         validation.required_spec_claims.clear();
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            nbf_leeway: DEFAULT_LEEWAY.as_secs(),
         }
     }
 
-    /// Verifies signature and expiry and returns the claims.
+    /// The same keys with `leeway` tolerated on `nbf` (`auth.jwt_leeway`).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.nbf_leeway = leeway.as_secs();
+        self
+    }
+
+    /// Verifies signature, expiry and not-before, and returns the claims.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+        let claims = self.verify_signature_and_expiry(token)?;
+        match claims.get("nbf") {
+            None => {}
+            Some(nbf) => {
+                // RFC 7519 NumericDate: a number of seconds, possibly fractional.
+                let nbf = nbf
+                    .as_f64()
+                    .ok_or_else(|| JwtError::Invalid("malformed token".into()))?;
+                if nbf > (now() + self.nbf_leeway) as f64 {
+                    return Err(JwtError::NotYetValid);
+                }
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The library's part: signature, algorithm, structure and `exp` (no leeway).
+    fn verify_signature_and_expiry(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
                 .map_err(|err| match err.kind() {
@@ -81,6 +123,13 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .expect("HS256 signing of a JSON map cannot fail")
     }
+}
+
+/// Seconds since the epoch.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -129,5 +178,36 @@ mod tests {
         for garbage in ["", "a.b.c", "not a token", "....."] {
             assert!(matches!(keys().verify(garbage), Err(JwtError::Invalid(_))));
         }
+    }
+
+    #[test]
+    fn not_before_is_checked_with_the_leeway() {
+        let at = |nbf: Value| {
+            keys().sign(&claims(
+                json!({"sub": "u1", "exp": now() + 3600, "nbf": nbf}),
+            ))
+        };
+        assert_eq!(
+            keys().verify(&at(json!(now() + 3600))),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(
+            keys().verify(&at(json!(now() + 60))),
+            Err(JwtError::NotYetValid)
+        );
+        // Within the default leeway, or in the past: valid.
+        assert!(keys().verify(&at(json!(now() + 2))).is_ok());
+        assert!(keys().verify(&at(json!(now() - 10))).is_ok());
+        assert!(keys().verify(&at(json!((now() - 10) as f64 + 0.5))).is_ok());
+        // A wider leeway accepts more; a non-number is malformed.
+        let wide = keys().with_leeway(Duration::from_secs(120));
+        assert!(wide.verify(&at(json!(now() + 60))).is_ok());
+        assert!(matches!(
+            keys().verify(&at(json!("soon"))),
+            Err(JwtError::Invalid(_))
+        ));
+        // exp gets no leeway.
+        let expired = keys().sign(&claims(json!({"sub": "u1", "exp": now() - 1})));
+        assert_eq!(wide.verify(&expired), Err(JwtError::Expired));
     }
 }

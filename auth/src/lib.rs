@@ -1,18 +1,47 @@
-//! fluxbase-auth: passwords (argon2id, bcrypt verify), JWT, sessions and refresh rotation,
-//! TOTP and backup codes, service keys, and the `AuthContext` (role + claims) of a request.
+//! fluxbase-auth: the auth service of Fluxbase, for both kinds of user — application users
+//! (`auth.*`) and dashboard administrators (`dashboard.*`) — under one set of rules:
 //!
-//! Today: HS256 token verification and signing, and [`AuthContext`]. Application and
-//! dashboard auth (users, sessions, TOTP, service keys) are issue 6.
+//! - [`AuthService`]: sign-up, sign-in, refresh rotation with reuse detection, sign-out and
+//!   the user's record ([`users`]); administrators with lockout and TOTP 2FA ([`admins`]);
+//!   service keys ([`service_keys`]); and [`AuthService::identify`] /
+//!   [`AuthService::authenticate`], which every HTTP route (through the API's guard) and
+//!   the realtime socket use to turn credentials into an identity — signature, `exp`, `nbf`
+//!   and a live session;
+//! - one email policy ([`email`]), one password policy with a bounded argon2id hasher
+//!   ([`password`]), one session semantics ([`sessions`]), one audit sink ([`audit`]);
+//! - JWT ([`JwtKeys`]), the claims of the tokens it issues ([`tokens`], [`dashboard`]), TOTP
+//!   and backup codes ([`totp`]), and the [`AuthContext`] (role + claims) a request or a
+//!   socket acts as;
+//! - [`AuthError`]: every refusal with its code in the one error vocabulary.
+//!
+//! It depends on `fluxbase-migrations` (the pool, error kinds and vocabulary) and on no
+//! other workspace crate.
 
+pub mod admins;
 pub mod audit;
+mod client;
 mod context;
 pub mod dashboard;
+pub mod email;
+mod error;
+mod identity;
 mod jwt;
 pub mod password;
+mod realm;
+mod service;
 pub mod service_keys;
 pub mod sessions;
 pub mod tokens;
 pub mod totp;
+pub mod users;
 
+pub use admins::{AdminSignUp, LoginOutcome};
+pub use client::Client;
 pub use context::{AuthContext, Role};
-pub use jwt::{JwtError, JwtKeys};
+pub use error::{AuthError, RefreshRefusal};
+pub use identity::{AdminSession, Caller, Credentials, ServiceKeyCaller, UserSession};
+pub use jwt::{DEFAULT_LEEWAY, JwtError, JwtKeys};
+pub use realm::Realm;
+pub use service::{AuthService, AuthSettings, LockoutSettings, RealmSettings};
+pub use tokens::Grant;
+pub use users::{SignOutScope, SignUp, UserUpdate};

@@ -33,6 +33,33 @@ pub struct TokenSubject<'a> {
     pub user_metadata: &'a Value,
 }
 
+/// What a successful sign-in, 2FA step or refresh hands out, in the shape Supabase clients
+/// read (both realms): `{access_token, token_type, expires_in, expires_at, refresh_token,
+/// user}`.
+#[derive(Clone, serde::Serialize)]
+pub struct Grant {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Its expiry, seconds since the epoch.
+    pub expires_at: u64,
+    /// The refresh token, shown once.
+    pub refresh_token: String,
+    /// The user's public fields.
+    pub user: Value,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A signed access token and its lifetime.
 #[derive(Debug, Clone)]
 pub struct AccessToken {

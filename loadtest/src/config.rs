@@ -64,6 +64,8 @@ pub enum Scenario {
     ConnectStorm,
     /// HTTP requests against a configurable path.
     Rest,
+    /// `connections` clients signing up and signing in at once (password hashing).
+    Auth,
 }
 
 impl Scenario {
@@ -75,6 +77,7 @@ impl Scenario {
             Scenario::SlowClients => "slow-clients",
             Scenario::ConnectStorm => "connect-storm",
             Scenario::Rest => "rest",
+            Scenario::Auth => "auth",
         }
     }
 
@@ -208,7 +211,7 @@ impl ScenarioConfig {
     /// Checks bounds and required keys; the error names the key.
     pub fn validate(&self) -> Result<()> {
         let s = self.scenario;
-        if s != Scenario::Rest && self.sockets == 0 {
+        if !matches!(s, Scenario::Rest | Scenario::Auth) && self.sockets == 0 {
             return Err(Error::config("sockets", "must be at least 1"));
         }
         if self.sockets + self.slow_sockets > MAX_SOCKETS {
@@ -256,7 +259,9 @@ impl ScenarioConfig {
                 "slow-clients needs at least 1",
             ));
         }
-        if s == Scenario::Rest && (self.connections == 0 || self.connections > 10_000) {
+        if matches!(s, Scenario::Rest | Scenario::Auth)
+            && (self.connections == 0 || self.connections > 10_000)
+        {
             return Err(Error::config("connections", "must be between 1 and 10,000"));
         }
         if !matches!(self.event.as_str(), "*" | "INSERT" | "UPDATE" | "DELETE") {
@@ -292,7 +297,7 @@ impl ScenarioConfig {
         let needs_token = match s {
             Scenario::RealtimeOwner => true,
             Scenario::RealtimePublic | Scenario::SlowClients | Scenario::ConnectStorm => !self.anon,
-            Scenario::Rest => false,
+            Scenario::Rest | Scenario::Auth => false,
         };
         if needs_token && self.jwt_secret.as_deref().is_none_or(str::is_empty) {
             return Err(Error::config(

@@ -57,6 +57,7 @@ pub async fn run(config: &ScenarioConfig) -> Result<Report> {
     let ctx = scenario::Context::prepare(config, nofile).await?;
     match config.scenario {
         Scenario::Rest => scenario::rest::run(config, ctx).await,
+        Scenario::Auth => scenario::auth::run(config, ctx).await,
         _ => scenario::realtime::run(config, ctx).await,
     }
 }

@@ -94,7 +94,7 @@ struct Cli {
     /// rest: rows to seed when --path names {table}.
     #[arg(long, default_value_t = defaults::DEFAULT_REST_ROWS)]
     rows: u64,
-    /// rest: keep-alive connections.
+    /// rest: keep-alive connections; auth: concurrent clients.
     #[arg(long, default_value_t = defaults::DEFAULT_CONNECTIONS)]
     connections: usize,
     /// Write the JSON report here.
@@ -115,6 +115,7 @@ enum ScenarioArg {
     SlowClients,
     ConnectStorm,
     Rest,
+    Auth,
 }
 
 impl From<ScenarioArg> for Scenario {
@@ -125,6 +126,7 @@ impl From<ScenarioArg> for Scenario {
             ScenarioArg::SlowClients => Scenario::SlowClients,
             ScenarioArg::ConnectStorm => Scenario::ConnectStorm,
             ScenarioArg::Rest => Scenario::Rest,
+            ScenarioArg::Auth => Scenario::Auth,
         }
     }
 }

@@ -5,17 +5,23 @@
 //! (`DEFAULT_*`), a loader that collects every error with where it came from, and a
 //! `validate()` for rules across keys.
 
+mod auth;
 mod load;
+mod security;
 pub mod types;
 mod yaml;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::*;
 pub use load::{ConfigError, LoadedConfig, Origin, load};
+pub use security::*;
 pub use types::{ByteSize, Dur};
 
 /// Default `server.body_limit`: 2 GiB, the runbook's production value (uploads stream).
 pub const DEFAULT_BODY_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// Default `server.body_timeout` (nginx's `client_body_timeout` is 60 s).
+pub const DEFAULT_BODY_TIMEOUT: Dur = Dur::secs(30);
 /// Default `database.max_connections` (the operational runbook: "Up from default 50").
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 50;
 /// Default `realtime.rls_cache_size` (the runbook: "Down from 100000").
@@ -59,6 +65,10 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub body_limit: ByteSize,
+    /// Longest silence while a request body arrives (before its first byte, or between two
+    /// chunks): a stalled body is answered 408 and its connection closed. Request heads are
+    /// bounded by actix's own request timeout.
+    pub body_timeout: Dur,
     /// Public URL of this server (signed URLs, redirects).
     pub base_url: Option<String>,
     /// How long in-flight requests may take to finish on shutdown.
@@ -76,6 +86,7 @@ impl Default for ServerConfig {
             host: "0.0.0.0".into(),
             port: 8080,
             body_limit: ByteSize(DEFAULT_BODY_LIMIT),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             base_url: None,
             shutdown_timeout: Dur::secs(30),
             trusted_proxies: Vec::new(),
@@ -151,191 +162,6 @@ impl DatabaseConfig {
             health_check_period: self.health_check_period.get(),
             slow_query_threshold: self.slow_query_threshold.get(),
             connect_timeout: self.connect_timeout.get(),
-        }
-    }
-}
-
-/// `security.*`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SecurityConfig {
-    /// Per-IP request limit per minute.
-    pub rate_limit: SecurityRateLimit,
-    /// Double-submit-cookie CSRF protection for cookie sessions.
-    pub csrf: CsrfConfig,
-    /// Cross-origin requests from browsers.
-    pub cors: CorsConfig,
-}
-
-/// `security.cors.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CorsConfig {
-    /// Whether CORS headers are sent at all.
-    pub enabled: bool,
-    /// Allowed origins (`https://app.example.com`), or `*`.
-    pub allowed_origins: Vec<String>,
-    /// Methods allowed in preflight answers.
-    pub allowed_methods: Vec<String>,
-    /// Request headers allowed in preflight answers.
-    pub allowed_headers: Vec<String>,
-    /// `Access-Control-Allow-Credentials` (never with `*`).
-    pub allow_credentials: bool,
-    /// How long browsers cache a preflight answer.
-    pub max_age: Dur,
-}
-
-impl Default for CorsConfig {
-    fn default() -> Self {
-        CorsConfig {
-            enabled: true,
-            allowed_origins: vec!["*".into()],
-            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-                .map(String::from)
-                .to_vec(),
-            allowed_headers: [
-                "authorization",
-                "apikey",
-                "content-type",
-                "x-client-info",
-                "x-request-id",
-                "x-service-key",
-                "x-csrf-token",
-                "prefer",
-                "range",
-            ]
-            .map(String::from)
-            .to_vec(),
-            allow_credentials: false,
-            max_age: Dur::secs(3600),
-        }
-    }
-}
-
-/// `security.rate_limit.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SecurityRateLimit {
-    /// Whether rate limiting applies.
-    pub enabled: bool,
-    /// Requests per minute per IP (the runbook's global limit). Health, readiness, metrics
-    /// and WebSocket upgrades are exempt (probes, scrapes; sockets have their own limits).
-    pub requests_per_minute: u32,
-    /// Login attempts per (IP, account) per `login_window`.
-    pub login_attempts: u32,
-    /// Window of `login_attempts`.
-    pub login_window: Dur,
-    /// Requests per minute per authenticated user.
-    pub per_user_per_minute: u32,
-    /// Requests per minute per service key.
-    pub per_service_key_per_minute: u32,
-}
-
-impl Default for SecurityRateLimit {
-    fn default() -> Self {
-        SecurityRateLimit {
-            enabled: true,
-            requests_per_minute: 100,
-            login_attempts: 5,
-            login_window: Dur::secs(15 * 60),
-            per_user_per_minute: 500,
-            per_service_key_per_minute: 1000,
-        }
-    }
-}
-
-/// `security.csrf.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CsrfConfig {
-    /// Off by default: API clients send bearer tokens, not cookies.
-    pub enabled: bool,
-    /// Send the CSRF cookie with `Secure` (HTTPS only).
-    pub cookie_secure: bool,
-}
-
-impl Default for CsrfConfig {
-    fn default() -> Self {
-        CsrfConfig {
-            enabled: false,
-            cookie_secure: true,
-        }
-    }
-}
-
-/// Default `auth.access_token_ttl`: one hour, as Supabase.
-pub const DEFAULT_ACCESS_TOKEN_TTL: Dur = Dur::secs(3600);
-/// Default `auth.refresh_token_ttl`: 30 days of inactivity ends a session.
-pub const DEFAULT_REFRESH_TOKEN_TTL: Dur = Dur::secs(30 * 24 * 3600);
-/// Default `auth.password_min_length`.
-pub const DEFAULT_PASSWORD_MIN_LENGTH: u32 = 8;
-/// Default `auth.service_key_rotation_grace`: a rotated key stops at once.
-pub const DEFAULT_SERVICE_KEY_ROTATION_GRACE: Dur = Dur::secs(0);
-
-/// `auth.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// HS256 secret (`FLUXBASE_JWT_SECRET`). Required with a real database; generated and
-    /// kept in `.fluxbase/jwt-secret` in embedded mode.
-    pub jwt_secret: Option<String>,
-    /// Lifetime of application-user access tokens.
-    pub access_token_ttl: Dur,
-    /// A refresh token unused for this long no longer refreshes (each use issues a new one).
-    pub refresh_token_ttl: Dur,
-    /// Shortest password accepted at signup and password change (in characters).
-    pub password_min_length: u32,
-    /// How long a service key keeps working after it is rotated.
-    pub service_key_rotation_grace: Dur,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            jwt_secret: None,
-            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
-            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
-            password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
-            service_key_rotation_grace: DEFAULT_SERVICE_KEY_ROTATION_GRACE,
-        }
-    }
-}
-
-/// Default `dashboard.max_failed_logins`: consecutive failures that lock an account.
-pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 5;
-/// Default `dashboard.lockout_duration`.
-pub const DEFAULT_LOCKOUT_DURATION: Dur = Dur::secs(15 * 60);
-/// Default `dashboard.access_token_ttl`: admin tokens are short-lived, refreshed often.
-pub const DEFAULT_DASHBOARD_ACCESS_TOKEN_TTL: Dur = Dur::secs(15 * 60);
-/// Default `dashboard.refresh_token_ttl`: an admin unseen for a day logs in again.
-pub const DEFAULT_DASHBOARD_REFRESH_TOKEN_TTL: Dur = Dur::secs(24 * 3600);
-/// Default `dashboard.password_min_length`: stricter than application users.
-pub const DEFAULT_DASHBOARD_PASSWORD_MIN_LENGTH: u32 = 12;
-
-/// `dashboard.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DashboardConfig {
-    /// Consecutive failed logins (password or 2FA code) that lock an account.
-    pub max_failed_logins: u32,
-    /// How long a locked account refuses every login, even with the right password.
-    pub lockout_duration: Dur,
-    /// Lifetime of admin access tokens.
-    pub access_token_ttl: Dur,
-    /// A refresh token older than this no longer refreshes (each use issues a new one).
-    pub refresh_token_ttl: Dur,
-    /// Shortest admin password accepted (in characters).
-    pub password_min_length: u32,
-}
-
-impl Default for DashboardConfig {
-    fn default() -> Self {
-        DashboardConfig {
-            max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
-            lockout_duration: DEFAULT_LOCKOUT_DURATION,
-            access_token_ttl: DEFAULT_DASHBOARD_ACCESS_TOKEN_TTL,
-            refresh_token_ttl: DEFAULT_DASHBOARD_REFRESH_TOKEN_TTL,
-            password_min_length: DEFAULT_DASHBOARD_PASSWORD_MIN_LENGTH,
         }
     }
 }
@@ -567,6 +393,21 @@ impl Config {
                 "{} is more than database.max_connections ({})",
                 db.min_connections, db.max_connections
             ),
+        );
+        check(
+            !self.server.body_timeout.get().is_zero(),
+            "server.body_timeout",
+            "must be more than 0s".into(),
+        );
+        check(
+            self.auth.password_hash_concurrency <= 1024,
+            "auth.password_hash_concurrency",
+            "must be at most 1024 (each running hash holds 19 MiB)".into(),
+        );
+        check(
+            self.auth.password_hash_queue <= 100_000,
+            "auth.password_hash_queue",
+            "must be at most 100000".into(),
         );
         check(
             !db.health_check_period.get().is_zero(),

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::{AppState, get_resource};
+use super::resource::get as get_resource;
+use super::state::AppState;
 
 /// Registers the health and metrics routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -4,20 +4,17 @@ use super::*;
 
 #[actix_web::test]
 async fn signup_signin_user_refresh_rotation_and_signout() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |_| {}))).await;
+    let app = TestApp::new().await;
 
     // Signup: a session at once, the email lower-cased, metadata kept, no hash anywhere.
-    let signup = send(
-        &app,
-        post(
+    let signup = app.call(post(
             "/api/v1/auth/signup",
             json!({"email": " Ada@Example.COM ", "password": "correct horse", "data": {"name": "Ada"}}),
         ),
     )
     .await;
-    assert_eq!(signup.0, StatusCode::OK, "{}", signup.1);
-    let s = &signup.1;
+    assert_eq!(signup.status, 200, "{}", signup.body);
+    let s = &signup.body;
     assert_eq!(s["token_type"], "bearer");
     assert_eq!(s["expires_in"], 3600);
     assert_eq!(s["refresh_token"].as_str().unwrap().len(), 43);
@@ -58,33 +55,27 @@ async fn signup_signin_user_refresh_rotation_and_signout() {
     );
 
     // The same email in another case is taken.
-    let again = send(
-        &app,
-        post(
+    let again = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("ADA@example.com", "another password"),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&again, 409, "user_already_exists", "`email`");
 
     // Wrong password and unknown email: one answer.
-    let wrong = send(
-        &app,
-        post(
+    let wrong = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("ada@example.com", "wrong password"),
-        ),
-    )
-    .await;
-    let unknown = send(
-        &app,
-        post(
+        ))
+        .await;
+    let unknown = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("nobody@example.com", "wrong password"),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(
         &wrong,
         401,
@@ -94,213 +85,183 @@ async fn signup_signin_user_refresh_rotation_and_signout() {
     assert_eq!(wrong, unknown);
 
     // Signin (any case), then the user.
-    let signin = send(
-        &app,
-        post(
+    let signin = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("ADA@example.com", "correct horse"),
-        ),
-    )
-    .await;
-    assert_eq!(signin.0, StatusCode::OK, "{}", signin.1);
-    assert_eq!(signin.1["user"]["id"], user["id"]);
-    let access = signin.1["access_token"].as_str().unwrap().to_string();
-    let me = send(
-        &app,
-        bearer(TestRequest::get().uri("/api/v1/auth/user"), &access),
-    )
-    .await;
-    assert_eq!(me.0, StatusCode::OK, "{}", me.1);
-    assert_eq!(me.1["email"], "ada@example.com");
-    assert!(!me.1.to_string().contains("encrypted_password"));
+        ))
+        .await;
+    assert_eq!(signin.status, 200, "{}", signin.body);
+    assert_eq!(signin.body["user"]["id"], user["id"]);
+    let access = signin.body["access_token"].as_str().unwrap().to_string();
+    let me = app
+        .call(bearer(TestRequest::get().uri("/api/v1/auth/user"), &access))
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["email"], "ada@example.com");
+    assert!(!me.body.to_string().contains("encrypted_password"));
 
     // PATCH: metadata merges, email changes (and is lower-cased).
-    let patched = send(
-        &app,
-        bearer(
+    let patched = app
+        .call(bearer(
             raw(
                 actix_web::http::Method::PATCH,
                 "/api/v1/auth/user",
                 r#"{"data":{"theme":"dark"}}"#,
             ),
             &access,
-        ),
-    )
-    .await;
-    assert_eq!(patched.0, StatusCode::OK, "{}", patched.1);
+        ))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(
-        patched.1["user_metadata"],
+        patched.body["user_metadata"],
         json!({"name": "Ada", "theme": "dark"})
     );
-    let patched = send(
-        &app,
-        bearer(
+    let patched = app
+        .call(bearer(
             raw(
                 actix_web::http::Method::PATCH,
                 "/api/v1/auth/user",
                 r#"{"email":"Ada.Lovelace@example.com"}"#,
             ),
             &access,
-        ),
-    )
-    .await;
-    assert_eq!(patched.0, StatusCode::OK, "{}", patched.1);
-    assert_eq!(patched.1["email"], "ada.lovelace@example.com");
+        ))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["email"], "ada.lovelace@example.com");
 
     // Another user cannot take that email by PATCH.
-    let bob = send(
-        &app,
-        post(
+    let bob = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("bob@example.com", "bob's password"),
-        ),
-    )
-    .await;
-    let bob_access = bob.1["access_token"].as_str().unwrap().to_string();
-    let taken = send(
-        &app,
-        bearer(
+        ))
+        .await;
+    let bob_access = bob.body["access_token"].as_str().unwrap().to_string();
+    let taken = app
+        .call(bearer(
             raw(
                 actix_web::http::Method::PATCH,
                 "/api/v1/auth/user",
                 r#"{"email":"ADA.LOVELACE@example.com"}"#,
             ),
             &bob_access,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&taken, 409, "user_already_exists", "`email`");
 
     // A new password: the old one stops, the new one signs in, other sessions end.
     let signup_refresh = s["refresh_token"].as_str().unwrap().to_string();
-    let patched = send(
-        &app,
-        bearer(
+    let patched = app
+        .call(bearer(
             raw(
                 actix_web::http::Method::PATCH,
                 "/api/v1/auth/user",
                 r#"{"password":"new battery staple"}"#,
             ),
             &access,
-        ),
-    )
-    .await;
-    assert_eq!(patched.0, StatusCode::OK, "{}", patched.1);
-    let old = send(
-        &app,
-        post(
+        ))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let old = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("ada.lovelace@example.com", "correct horse"),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(
         &old,
         401,
         "invalid_credentials",
         "invalid email or password",
     );
-    let other = send(
-        &app,
-        post(
+    let other = app
+        .call(post(
             "/api/v1/auth/refresh",
             json!({"refresh_token": signup_refresh}),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&other, 401, "invalid_refresh_token", "not found");
-    let fresh = send(
-        &app,
-        post(
+    let fresh = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("ada.lovelace@example.com", "new battery staple"),
-        ),
-    )
-    .await;
-    assert_eq!(fresh.0, StatusCode::OK, "{}", fresh.1);
+        ))
+        .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
 
     // Refresh rotates: R1 → R2; R1 again is a replay that revokes the family, so R2 fails.
-    let r1 = fresh.1["refresh_token"].as_str().unwrap().to_string();
-    let fresh_access = fresh.1["access_token"].as_str().unwrap().to_string();
-    let rotated = send(
-        &app,
-        post("/api/v1/auth/refresh", json!({"refresh_token": r1})),
-    )
-    .await;
-    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
-    let r2 = rotated.1["refresh_token"].as_str().unwrap().to_string();
+    let r1 = fresh.body["refresh_token"].as_str().unwrap().to_string();
+    let fresh_access = fresh.body["access_token"].as_str().unwrap().to_string();
+    let rotated = app
+        .call(post("/api/v1/auth/refresh", json!({"refresh_token": r1})))
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let r2 = rotated.body["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(r1, r2);
-    assert_eq!(rotated.1["user"]["email"], "ada.lovelace@example.com");
+    assert_eq!(rotated.body["user"]["email"], "ada.lovelace@example.com");
     let rotated_claims = keys()
-        .verify(rotated.1["access_token"].as_str().unwrap())
+        .verify(rotated.body["access_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(
         rotated_claims["session_id"],
         keys().verify(&fresh_access).unwrap()["session_id"]
     );
-    let replay = send(
-        &app,
-        post("/api/v1/auth/refresh", json!({"refresh_token": r1})),
-    )
-    .await;
+    let replay = app
+        .call(post("/api/v1/auth/refresh", json!({"refresh_token": r1})))
+        .await;
     assert_error(&replay, 401, "invalid_refresh_token", "already used");
-    let after = send(
-        &app,
-        post("/api/v1/auth/refresh", json!({"refresh_token": r2})),
-    )
-    .await;
+    let after = app
+        .call(post("/api/v1/auth/refresh", json!({"refresh_token": r2})))
+        .await;
     assert_error(&after, 401, "invalid_refresh_token", "not found or revoked");
     // The revoked session's access token no longer reads the user.
-    let gone = send(
-        &app,
-        bearer(TestRequest::get().uri("/api/v1/auth/user"), &fresh_access),
-    )
-    .await;
+    let gone = app
+        .call(bearer(
+            TestRequest::get().uri("/api/v1/auth/user"),
+            &fresh_access,
+        ))
+        .await;
     assert_error(&gone, 401, "session_not_found", "sign in again");
 
     // Signout ends the session: its refresh token and its access token stop.
-    let last = send(
-        &app,
-        post(
+    let last = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("ada.lovelace@example.com", "new battery staple"),
-        ),
-    )
-    .await;
-    let last_access = last.1["access_token"].as_str().unwrap().to_string();
-    let last_refresh = last.1["refresh_token"].as_str().unwrap().to_string();
-    let out = send(
-        &app,
-        bearer(
+        ))
+        .await;
+    let last_access = last.body["access_token"].as_str().unwrap().to_string();
+    let last_refresh = last.body["refresh_token"].as_str().unwrap().to_string();
+    let out = app
+        .call(bearer(
             TestRequest::post().uri("/api/v1/auth/signout"),
             &last_access,
-        ),
-    )
-    .await;
-    assert_eq!(out.0, StatusCode::NO_CONTENT, "{}", out.1);
-    let refused = send(
-        &app,
-        post(
+        ))
+        .await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let refused = app
+        .call(post(
             "/api/v1/auth/refresh",
             json!({"refresh_token": last_refresh}),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(
         &refused,
         401,
         "invalid_refresh_token",
         "not found or revoked",
     );
-    let gone = send(
-        &app,
-        bearer(TestRequest::get().uri("/api/v1/auth/user"), &last_access),
-    )
-    .await;
+    let gone = app
+        .call(bearer(
+            TestRequest::get().uri("/api/v1/auth/user"),
+            &last_access,
+        ))
+        .await;
     assert_error(&gone, 401, "session_not_found", "sign in again");
 
     // The audit trail, in order, with the reasons; never a password or token.
-    let actions = audit_actions(&db, user_id).await;
+    let actions = audit_actions(&app, user_id).await;
     for expected in [
         "user_signedup",
         "login_failed",
@@ -315,7 +276,7 @@ async fn signup_signin_user_refresh_rotation_and_signout() {
             "{expected} missing: {actions:?}"
         );
     }
-    let client = db.client().await;
+    let client = app.db().client().await;
     let rows = client
         .query(
             "SELECT action, payload::text, host(ip) FROM auth.audit_log_entries",
@@ -359,7 +320,7 @@ async fn signup_signin_user_refresh_rotation_and_signout() {
     assert_eq!(wrong_row.get::<_, String>(0), "wrong_password");
 
     // And the counter.
-    let metrics = metrics_text(&app).await;
+    let metrics = app.metrics().await;
     for (result, reason) in [
         ("success", "signup"),
         ("success", "password"),
@@ -378,18 +339,15 @@ async fn signup_signin_user_refresh_rotation_and_signout() {
 
 #[actix_web::test]
 async fn runbook_password_reset_by_crypt_signs_in_and_upgrades_to_argon2id() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |_| {}))).await;
-    let signup = send(
-        &app,
-        post(
+    let app = TestApp::new().await;
+    let signup = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("reset@example.com", "original password"),
-        ),
-    )
-    .await;
-    let user_id: Uuid = signup.1["user"]["id"].as_str().unwrap().parse().unwrap();
-    let client = db.client().await;
+        ))
+        .await;
+    let user_id: Uuid = signup.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let client = app.db().client().await;
 
     // The operational runbook, verbatim but for the id.
     client
@@ -409,29 +367,25 @@ async fn runbook_password_reset_by_crypt_signs_in_and_upgrades_to_argon2id() {
         .get(0);
     assert!(stored.starts_with("$2a$"), "{stored}");
 
-    let old = send(
-        &app,
-        post(
+    let old = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("reset@example.com", "original password"),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(
         &old,
         401,
         "invalid_credentials",
         "invalid email or password",
     );
-    let signin = send(
-        &app,
-        post(
+    let signin = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("reset@example.com", "temporary-password"),
-        ),
-    )
-    .await;
-    assert_eq!(signin.0, StatusCode::OK, "{}", signin.1);
+        ))
+        .await;
+    assert_eq!(signin.status, 200, "{}", signin.body);
 
     let upgraded: String = client
         .query_one(
@@ -442,17 +396,15 @@ async fn runbook_password_reset_by_crypt_signs_in_and_upgrades_to_argon2id() {
         .unwrap()
         .get(0);
     assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
-    let again = send(
-        &app,
-        post(
+    let again = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("reset@example.com", "temporary-password"),
-        ),
-    )
-    .await;
-    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+        ))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
     assert!(has_attempt(
-        &metrics_text(&app).await,
+        &app.metrics().await,
         "success",
         "password_rehashed"
     ));
@@ -469,34 +421,27 @@ async fn runbook_password_reset_by_crypt_signs_in_and_upgrades_to_argon2id() {
 
 #[actix_web::test]
 async fn runbook_session_delete_revokes_refresh_tokens_at_once() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |_| {}))).await;
-    let a = send(
-        &app,
-        post(
+    let app = TestApp::new().await;
+    let a = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("victim@example.com", "victim password"),
-        ),
-    )
-    .await;
-    let b = send(
-        &app,
-        post(
+        ))
+        .await;
+    let b = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("victim@example.com", "victim password"),
-        ),
-    )
-    .await;
-    let other = send(
-        &app,
-        post(
+        ))
+        .await;
+    let other = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("bystander@example.com", "bystander password"),
-        ),
-    )
-    .await;
-    let user_id: Uuid = a.1["user"]["id"].as_str().unwrap().parse().unwrap();
-    let client = db.client().await;
+        ))
+        .await;
+    let user_id: Uuid = a.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let client = app.db().client().await;
 
     // Sessions keep REPLICA IDENTITY FULL: the realtime engine reads user_id from the DELETE.
     let identity: i8 = client
@@ -524,29 +469,25 @@ async fn runbook_session_delete_revokes_refresh_tokens_at_once() {
         .await
         .unwrap();
 
-    for session in [&a.1, &b.1] {
-        let refused = send(
-            &app,
-            post(
+    for session in [&a.body, &b.body] {
+        let refused = app
+            .call(post(
                 "/api/v1/auth/refresh",
                 json!({"refresh_token": session["refresh_token"]}),
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_error(
             &refused,
             401,
             "invalid_refresh_token",
             "not found or revoked",
         );
-        let me = send(
-            &app,
-            bearer(
+        let me = app
+            .call(bearer(
                 TestRequest::get().uri("/api/v1/auth/user"),
                 session["access_token"].as_str().unwrap(),
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_error(&me, 401, "session_not_found", "sign in again");
     }
     let left: i64 = client
@@ -556,73 +497,62 @@ async fn runbook_session_delete_revokes_refresh_tokens_at_once() {
         .get(0);
     assert_eq!(left, 1, "only the bystander's token is left");
     // Another user's session is untouched.
-    let fine = send(
-        &app,
-        post(
+    let fine = app
+        .call(post(
             "/api/v1/auth/refresh",
-            json!({"refresh_token": other.1["refresh_token"]}),
-        ),
-    )
-    .await;
-    assert_eq!(fine.0, StatusCode::OK, "{}", fine.1);
+            json!({"refresh_token": other.body["refresh_token"]}),
+        ))
+        .await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
     // Signing in again works.
-    let back = send(
-        &app,
-        post(
+    let back = app
+        .call(post(
             "/api/v1/auth/signin",
             creds("victim@example.com", "victim password"),
-        ),
-    )
-    .await;
-    assert_eq!(back.0, StatusCode::OK, "{}", back.1);
+        ))
+        .await;
+    assert_eq!(back.status, 200, "{}", back.body);
 }
 
 #[actix_web::test]
 async fn token_lifetimes_follow_the_configuration() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |c| {
-        c.auth.access_token_ttl = Dur::secs(120);
+    let app = TestApp::with(|c| {
+        c.auth.access_token_ttl = fluxbase_api::config::Dur::secs(120);
         // Every refresh token is already too old: the expiry path.
-        c.auth.refresh_token_ttl = Dur::secs(0);
-    })))
+        c.auth.refresh_token_ttl = fluxbase_api::config::Dur::secs(0);
+    })
     .await;
-    let signup = send(
-        &app,
-        post(
+    let signup = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("ttl@example.com", "ttl password"),
-        ),
-    )
-    .await;
-    assert_eq!(signup.1["expires_in"], 120);
+        ))
+        .await;
+    assert_eq!(signup.body["expires_in"], 120);
     let claims = keys()
-        .verify(signup.1["access_token"].as_str().unwrap())
+        .verify(signup.body["access_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         120
     );
-    let got = send(
-        &app,
-        post(
+    let got = app
+        .call(post(
             "/api/v1/auth/refresh",
-            json!({"refresh_token": signup.1["refresh_token"]}),
-        ),
-    )
-    .await;
+            json!({"refresh_token": signup.body["refresh_token"]}),
+        ))
+        .await;
     assert_error(&got, 401, "invalid_refresh_token", "expired");
     // The expired session is gone with it.
-    let me = send(
-        &app,
-        bearer(
+    let me = app
+        .call(bearer(
             TestRequest::get().uri("/api/v1/auth/user"),
-            signup.1["access_token"].as_str().unwrap(),
-        ),
-    )
-    .await;
+            signup.body["access_token"].as_str().unwrap(),
+        ))
+        .await;
     assert_error(&me, 401, "session_not_found", "sign in again");
     assert!(has_attempt(
-        &metrics_text(&app).await,
+        &app.metrics().await,
         "failure",
         "refresh_token_expired"
     ));

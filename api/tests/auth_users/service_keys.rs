@@ -5,8 +5,7 @@ use super::*;
 #[actix_web::test]
 async fn service_keys_create_use_list_revoke_rotate_delete() {
     use actix_web::http::Method;
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |_| {}))).await;
+    let app = TestApp::new().await;
     let admin = token(json!({"role": "service_role"}));
     let base = "/api/v1/admin/service-keys";
     // An AdminOnly route whose handler answers 503 here (no realtime engine): reaching the
@@ -14,37 +13,35 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
     let probe = "/api/v1/admin/realtime/restart";
 
     // Only admins manage keys.
-    let got = send(&app, post(base, json!({"name": "ci"}))).await;
+    let got = app.call(post(base, json!({"name": "ci"}))).await;
     assert_error(&got, 401, "unauthorized", "admin authentication required");
-    let user = send(
-        &app,
-        post(
+    let user = app
+        .call(post(
             "/api/v1/auth/signup",
             creds("user@example.com", "user password"),
-        ),
-    )
-    .await;
-    let user_token = user.1["access_token"].as_str().unwrap().to_string();
-    let got = send(&app, bearer(post(base, json!({"name": "ci"})), &user_token)).await;
+        ))
+        .await;
+    let user_token = user.body["access_token"].as_str().unwrap().to_string();
+    let got = app
+        .call(bearer(post(base, json!({"name": "ci"})), &user_token))
+        .await;
     assert_error(&got, 403, "forbidden", "admin role required");
 
     // Create: the key once, with its prefix.
-    let created = send(
-        &app,
-        bearer(post(base, json!({"name": "ci deploys"})), &admin),
-    )
-    .await;
-    assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
-    let key = created.1["key"].as_str().unwrap().to_string();
-    let id = created.1["id"].as_str().unwrap().to_string();
+    let created = app
+        .call(bearer(post(base, json!({"name": "ci deploys"})), &admin))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_string();
+    let id = created.body["id"].as_str().unwrap().to_string();
     assert!(key.starts_with("sk_") && key.len() == 46, "{key}");
-    assert_eq!(created.1["prefix"], key[..11]);
-    assert_eq!(created.1["status"], "active");
-    assert_eq!(created.1["name"], "ci deploys");
-    assert!(created.1["last_used_at"].is_null());
+    assert_eq!(created.body["prefix"], key[..11]);
+    assert_eq!(created.body["status"], "active");
+    assert_eq!(created.body["name"], "ci deploys");
+    assert!(created.body["last_used_at"].is_null());
 
     // Stored hashed: no column holds the key or its random part.
-    let client = db.client().await;
+    let client = app.db().client().await;
     let row_text: String = client
         .query_one("SELECT row_to_json(k)::text FROM auth.service_keys k", &[])
         .await
@@ -63,35 +60,35 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
         ("apikey", key.clone()),
         ("Authorization", format!("Bearer {key}")),
     ] {
-        let got = send(
-            &app,
-            TestRequest::post()
-                .uri(probe)
-                .insert_header((header, value)),
-        )
-        .await;
+        let got = app
+            .call(
+                TestRequest::post()
+                    .uri(probe)
+                    .insert_header((header, value)),
+            )
+            .await;
         assert_error(&got, 503, "service_unavailable", "realtime is disabled");
     }
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", "sk_not-a-real-key")),
-    )
-    .await;
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", "sk_not-a-real-key")),
+        )
+        .await;
     assert_error(
         &got,
         401,
         "unauthorized",
         "invalid, expired or revoked service key",
     );
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", format!("{key}x"))),
-    )
-    .await;
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", format!("{key}x"))),
+        )
+        .await;
     assert_error(
         &got,
         401,
@@ -99,11 +96,11 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
         "invalid, expired or revoked service key",
     );
     // A service key cannot mint or manage keys.
-    let got = send(
-        &app,
-        post(base, json!({"name": "escalate"})).insert_header(("X-Service-Key", key.as_str())),
-    )
-    .await;
+    let got = app
+        .call(
+            post(base, json!({"name": "escalate"})).insert_header(("X-Service-Key", key.as_str())),
+        )
+        .await;
     assert_error(
         &got,
         403,
@@ -112,12 +109,12 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
     );
 
     // Listed with its use, never with the key or hash.
-    let listed = send(&app, bearer(TestRequest::get().uri(base), &admin)).await;
-    assert_eq!(listed.0, StatusCode::OK, "{}", listed.1);
-    let entry = &listed.1[0];
+    let listed = app.call(bearer(TestRequest::get().uri(base), &admin)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let entry = &listed.body[0];
     assert_eq!(entry["id"], id.as_str());
     assert!(entry["last_used_at"].is_string(), "{entry}");
-    assert!(entry.get("key").is_none() && !listed.1.to_string().contains(&sha));
+    assert!(entry.get("key").is_none() && !listed.body.to_string().contains(&sha));
     for field in [
         "name",
         "prefix",
@@ -131,80 +128,76 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
     }
 
     // Revoke (the runbook's call, without a Content-Type): the key stops at once.
-    let got = send(
-        &app,
-        bearer(
+    let got = app
+        .call(bearer(
             raw(
                 Method::POST,
                 &format!("{base}/{id}/revoke"),
                 r#"{"reason": "Security incident - suspected compromise"}"#,
             ),
             &admin,
-        ),
-    )
-    .await;
-    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-    assert_eq!(got.1["status"], "revoked");
+        ))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["status"], "revoked");
     assert_eq!(
-        got.1["revoked_reason"],
+        got.body["revoked_reason"],
         "Security incident - suspected compromise"
     );
-    assert!(got.1["revoked_at"].is_string());
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", key.as_str())),
-    )
-    .await;
+    assert!(got.body["revoked_at"].is_string());
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", key.as_str())),
+        )
+        .await;
     assert_error(
         &got,
         401,
         "unauthorized",
         "invalid, expired or revoked service key",
     );
-    let got = send(
-        &app,
-        bearer(
+    let got = app
+        .call(bearer(
             TestRequest::post().uri(&format!("{base}/{id}/rotate")),
             &admin,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&got, 409, "conflict", "revoked");
 
     // Rotate with the default grace (0s): the new key works, the old stops at once.
-    let second = send(&app, bearer(post(base, json!({"name": "worker"})), &admin)).await;
-    let second_id = second.1["id"].as_str().unwrap().to_string();
-    let old_key = second.1["key"].as_str().unwrap().to_string();
-    let rotated = send(
-        &app,
-        bearer(
+    let second = app
+        .call(bearer(post(base, json!({"name": "worker"})), &admin))
+        .await;
+    let second_id = second.body["id"].as_str().unwrap().to_string();
+    let old_key = second.body["key"].as_str().unwrap().to_string();
+    let rotated = app
+        .call(bearer(
             TestRequest::post().uri(&format!("{base}/{second_id}/rotate")),
             &admin,
-        ),
-    )
-    .await;
-    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
-    let new_key = rotated.1["key"].as_str().unwrap().to_string();
+        ))
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new_key = rotated.body["key"].as_str().unwrap().to_string();
     assert_ne!(new_key, old_key);
-    assert_eq!(rotated.1["id"], second_id.as_str());
-    assert!(rotated.1["rotated_at"].is_string());
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", new_key.as_str())),
-    )
-    .await;
+    assert_eq!(rotated.body["id"], second_id.as_str());
+    assert!(rotated.body["rotated_at"].is_string());
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", new_key.as_str())),
+        )
+        .await;
     assert_error(&got, 503, "service_unavailable", "realtime");
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", old_key.as_str())),
-    )
-    .await;
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", old_key.as_str())),
+        )
+        .await;
     assert_error(
         &got,
         401,
@@ -213,45 +206,39 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
     );
 
     // Delete: gone, and the key with it.
-    let got = send(
-        &app,
-        bearer(
+    let got = app
+        .call(bearer(
             TestRequest::delete().uri(&format!("{base}/{second_id}")),
             &admin,
-        ),
-    )
-    .await;
-    assert_eq!(got.0, StatusCode::NO_CONTENT, "{}", got.1);
-    let got = send(
-        &app,
-        TestRequest::post()
-            .uri(probe)
-            .insert_header(("X-Service-Key", new_key.as_str())),
-    )
-    .await;
+        ))
+        .await;
+    assert_eq!(got.status, 204, "{}", got.body);
+    let got = app
+        .call(
+            TestRequest::post()
+                .uri(probe)
+                .insert_header(("X-Service-Key", new_key.as_str())),
+        )
+        .await;
     assert_error(
         &got,
         401,
         "unauthorized",
         "invalid, expired or revoked service key",
     );
-    let got = send(
-        &app,
-        bearer(
+    let got = app
+        .call(bearer(
             TestRequest::delete().uri(&format!("{base}/{second_id}")),
             &admin,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&got, 404, "not_found", "no service key");
-    let got = send(
-        &app,
-        bearer(
+    let got = app
+        .call(bearer(
             TestRequest::get().uri(&format!("{base}/not-a-uuid")),
             &admin,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_error(&got, 404, "not_found", "no service key");
 
     // Bad input.
@@ -295,30 +282,30 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
             "",
         ),
     ] {
-        let got = send(&app, bearer(raw(Method::POST, base, body), &admin)).await;
+        let got = app
+            .call(bearer(raw(Method::POST, base, body), &admin))
+            .await;
         if status == 201 {
-            assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
-            assert_eq!(got.1["name"], "x'); DROP TABLE auth.service_keys; --");
+            assert_eq!(got.status, 201, "{}", got.body);
+            assert_eq!(got.body["name"], "x'); DROP TABLE auth.service_keys; --");
         } else {
             assert_error(&got, status, code, needle);
         }
     }
-    let expiring = send(
-        &app,
-        bearer(
+    let expiring = app
+        .call(bearer(
             post(
                 base,
                 json!({"name": "temp", "expires_at": "2099-01-01T00:00:00Z"}),
             ),
             &admin,
-        ),
-    )
-    .await;
-    assert_eq!(expiring.0, StatusCode::CREATED, "{}", expiring.1);
-    assert_eq!(expiring.1["expires_at"], "2099-01-01T00:00:00.000000Z");
+        ))
+        .await;
+    assert_eq!(expiring.status, 201, "{}", expiring.body);
+    assert_eq!(expiring.body["expires_at"], "2099-01-01T00:00:00.000000Z");
 
     // The audit trail.
-    let client = db.client().await;
+    let client = app.db().client().await;
     let actions: Vec<String> = client
         .query("SELECT action FROM auth.audit_log_entries WHERE action LIKE 'service_key_%' ORDER BY id", &[])
         .await
@@ -353,61 +340,53 @@ async fn service_keys_create_use_list_revoke_rotate_delete() {
 
 #[actix_web::test]
 async fn rotated_service_key_keeps_working_for_the_grace_period() {
-    let db = TestDb::new().await;
-    let app = init_service(build_app(auth_state(&db.url(), |c| {
-        c.auth.service_key_rotation_grace = Dur::secs(3600);
-    })))
+    let app = TestApp::with(|c| {
+        c.auth.service_key_rotation_grace = fluxbase_api::config::Dur::secs(3600);
+    })
     .await;
     let admin = token(json!({"role": "service_role"}));
     let probe = "/api/v1/admin/realtime/restart";
-    let created = send(
-        &app,
-        bearer(
+    let created = app
+        .call(bearer(
             post("/api/v1/admin/service-keys", json!({"name": "graceful"})),
             &admin,
-        ),
-    )
-    .await;
-    let id = created.1["id"].as_str().unwrap();
-    let old_key = created.1["key"].as_str().unwrap().to_string();
-    let rotated = send(
-        &app,
-        bearer(
+        ))
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    let old_key = created.body["key"].as_str().unwrap().to_string();
+    let rotated = app
+        .call(bearer(
             TestRequest::post().uri(&format!("/api/v1/admin/service-keys/{id}/rotate")),
             &admin,
-        ),
-    )
-    .await;
-    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
-    assert!(rotated.1["previous_key_expires_at"].is_string());
-    let new_key = rotated.1["key"].as_str().unwrap().to_string();
-    for key in [&old_key, &new_key] {
-        let got = send(
-            &app,
-            TestRequest::post()
-                .uri(probe)
-                .insert_header(("X-Service-Key", key.as_str())),
-        )
+        ))
         .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert!(rotated.body["previous_key_expires_at"].is_string());
+    let new_key = rotated.body["key"].as_str().unwrap().to_string();
+    for key in [&old_key, &new_key] {
+        let got = app
+            .call(
+                TestRequest::post()
+                    .uri(probe)
+                    .insert_header(("X-Service-Key", key.as_str())),
+            )
+            .await;
         assert_error(&got, 503, "service_unavailable", "realtime");
     }
     // Revoking ends the grace too.
-    send(
-        &app,
-        bearer(
-            TestRequest::post().uri(&format!("/api/v1/admin/service-keys/{id}/revoke")),
-            &admin,
-        ),
-    )
+    app.call(bearer(
+        TestRequest::post().uri(&format!("/api/v1/admin/service-keys/{id}/revoke")),
+        &admin,
+    ))
     .await;
     for key in [&old_key, &new_key] {
-        let got = send(
-            &app,
-            TestRequest::post()
-                .uri(probe)
-                .insert_header(("X-Service-Key", key.as_str())),
-        )
-        .await;
+        let got = app
+            .call(
+                TestRequest::post()
+                    .uri(probe)
+                    .insert_header(("X-Service-Key", key.as_str())),
+            )
+            .await;
         assert_error(&got, 401, "unauthorized", "revoked service key");
     }
 }

@@ -1,5 +1,7 @@
-//! The scenarios: realtime (owner, public, slow clients, connect storm) and REST.
+//! The scenarios: realtime (owner, public, slow clients, connect storm), REST, and the
+//! sign-in/sign-up storm (`auth`).
 
+pub mod auth;
 pub mod realtime;
 pub mod rest;
 

@@ -1,0 +1,17 @@
+//! The Fluxbase paths (`/api/v1/…`, `/dashboard/auth/…`, `/realtime`), one module per
+//! surface.
+
+pub mod auth;
+pub mod dashboard;
+pub mod realtime;
+pub mod service_keys;
+
+use actix_web::web;
+
+/// Registers every v1 surface.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(realtime::routes)
+        .configure(auth::routes)
+        .configure(service_keys::routes)
+        .configure(dashboard::routes);
+}
