@@ -8,6 +8,7 @@ mod dashboard;
 mod deploy;
 mod fuzz;
 mod http;
+mod js_clients;
 mod loadtest;
 mod realtime;
 mod realtime_rls;

@@ -9,6 +9,9 @@
 #   postgres      PostgreSQL server binaries (initdb, postgres) and the wal2json plugin
 #   redis         redis-server (scale-out tests)
 #   s3            s3s-fs, a real S3 server on the local file system (storage tests)
+#   js            Node.js and npm (Debian's), then the api tests' npm packages
+#                 (api/tests/js: the real @supabase/* clients, ws, and Node 22 itself from
+#                 the npm registry, which the clients need)
 #   deploy-tools  docker-compose (config parsing only), nginx, promtool, shellcheck,
 #                 pg_dump/pg_restore, the node and postgres exporters, curl, and a Python
 #                 virtualenv with Helm's engine (helm-python-sdk) and the Kubernetes schemas
@@ -101,6 +104,18 @@ install_s3() {
   cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
 }
 
+install_js() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  local dir
+  dir="$(cd "$(dirname "$0")/../.." && pwd)/api/tests/js"
+  # npm ci only when the installed tree is missing or older than the lock file.
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+     || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "installing the npm packages of $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 install_deploy_tools() {
   local missing=()
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
@@ -134,7 +149,8 @@ for c in "${components[@]}"; do
     redis) install_redis ;;
     s3) install_s3 ;;
     deploy-tools) install_deploy_tools ;;
-    all) install_postgres; install_redis; install_s3; install_deploy_tools ;;
-    *) say "unknown component: $c (postgres, redis, s3, deploy-tools, all)"; exit 2 ;;
+    js) install_js ;;
+    all) install_postgres; install_redis; install_s3; install_js; install_deploy_tools ;;
+    *) say "unknown component: $c (postgres, redis, s3, js, deploy-tools, all)"; exit 2 ;;
   esac
 done
