@@ -62,6 +62,12 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "schema_cache_ddl",
         sql: include_str!("../sql/0007_schema_cache_ddl.sql"),
     },
+    // 0008–0010 are reserved by other branches.
+    Migration {
+        version: 11,
+        name: "jobs",
+        sql: include_str!("../sql/0011_jobs.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).
