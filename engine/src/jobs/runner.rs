@@ -228,7 +228,8 @@ async fn run_once(shared: &Shared, job: &Claimed) -> RunResult {
         Ok(result) => result,
         Err(panic) => {
             tracing::error!(job_id = %job.id, kind = %job.kind, error = %panic, "job handler panicked");
-            Err(JobFailure::retry(FailureReason::Panic, panic))
+            let message = panic.strip_prefix("panic: ").unwrap_or(&panic).to_string();
+            Err(JobFailure::retry(FailureReason::Panic, message))
         }
     }
 }

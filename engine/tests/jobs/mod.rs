@@ -2,5 +2,8 @@
 //! worker processes.
 
 mod guards;
+mod kinds;
 mod lifecycle;
+mod schedules;
 mod support;
+mod webhooks;
