@@ -2,7 +2,9 @@
 //! worker processes.
 
 mod guards;
+mod kill;
 mod kinds;
+mod leases;
 mod lifecycle;
 mod schedules;
 mod support;
