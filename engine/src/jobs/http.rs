@@ -69,32 +69,46 @@ pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 /// credentials, and (unless private URLs are allowed) no literal private address or
 /// localhost name. Host names are checked again, resolved, at connect time.
 pub fn check_url(text: &str, allow_private: bool, field: &'static str) -> Result<Url, JobError> {
+    parse_url(text, allow_private).map_err(|problem| match problem {
+        UrlProblem::Invalid(message) => JobError::invalid(field, message),
+        UrlProblem::Refused => JobError::invalid(
+            field,
+            "points to a private, loopback or reserved address (jobs.allow_private_urls is off)",
+        ),
+    })
+}
+
+/// What is wrong with a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlProblem {
+    /// Not an http(s) URL a job may use.
+    Invalid(String),
+    /// Its literal host is a refused address (or a localhost name).
+    Refused,
+}
+
+/// [`check_url`] without the field.
+fn parse_url(text: &str, allow_private: bool) -> Result<Url, UrlProblem> {
+    let invalid = |message: String| Err(UrlProblem::Invalid(message));
     if text.len() > MAX_URL_LEN {
-        return Err(JobError::invalid(
-            field,
-            format!("must be at most {MAX_URL_LEN} bytes"),
-        ));
+        return invalid(format!("must be at most {MAX_URL_LEN} bytes"));
     }
-    let url = Url::parse(text)
-        .map_err(|err| JobError::invalid(field, format!("is not a valid URL: {err}")))?;
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(err) => return invalid(format!("is not a valid URL: {err}")),
+    };
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(JobError::invalid(
-            field,
-            format!(
-                "must be an http or https URL, got scheme {:?}",
-                url.scheme()
-            ),
+        return invalid(format!(
+            "must be an http or https URL, got scheme {:?}",
+            url.scheme()
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(JobError::invalid(
-            field,
-            "must not carry credentials; send them in headers",
-        ));
+        return invalid("must not carry credentials; send them in headers".into());
     }
     let host = match url.host_str() {
         Some(host) if !host.is_empty() => host,
-        _ => return Err(JobError::invalid(field, "must have a host")),
+        _ => return invalid("must have a host".into()),
     };
     // IPv6 literals come bracketed (`[::1]`).
     let literal = host.trim_start_matches('[').trim_end_matches(']');
@@ -103,10 +117,7 @@ pub fn check_url(text: &str, allow_private: bool, field: &'static str) -> Result
         Err(_) => is_local_name(host),
     };
     if refused && !allow_private {
-        return Err(JobError::invalid(
-            field,
-            "points to a private, loopback or reserved address (jobs.allow_private_urls is off)",
-        ));
+        return Err(UrlProblem::Refused);
     }
     Ok(url)
 }
@@ -202,15 +213,21 @@ impl HttpHandler {
         })?;
         let invalid =
             |err: JobError| JobFailure::permanent(FailureReason::InvalidPayload, err.to_string());
-        let url = match check_url(&payload.url, self.allow_private, "payload.url") {
+        let url = match parse_url(&payload.url, self.allow_private) {
             Ok(url) => url,
-            Err(err) if err.to_string().contains("private") => {
+            Err(UrlProblem::Refused) => {
                 return Err(JobFailure::permanent(
                     FailureReason::PrivateAddress,
-                    err.to_string(),
+                    "payload.url points to a private, loopback or reserved address \
+                     (jobs.allow_private_urls is off)",
                 ));
             }
-            Err(err) => return Err(invalid(err)),
+            Err(UrlProblem::Invalid(message)) => {
+                return Err(JobFailure::permanent(
+                    FailureReason::InvalidPayload,
+                    format!("payload.url {message}"),
+                ));
+            }
         };
         let mut headers = check_headers(&payload.headers, "payload.headers").map_err(invalid)?;
         let body = serde_json::to_vec(&payload.body).expect("a JSON value serializes");

@@ -90,7 +90,9 @@ impl Scheduler {
 
 /// Fires every due schedule; returns how long to sleep before the next one is due.
 async fn fire_due(shared: Arc<Shared>) -> Result<Duration, DbError> {
-    loop {
+    // A few batches at most per round: rows that cannot fire (a bad pattern written by SQL)
+    // stay due and must not keep the round going.
+    for _ in 0..10 {
         let rows = shared
             .db
             .query(
