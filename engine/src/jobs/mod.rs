@@ -18,6 +18,7 @@ mod error;
 pub mod handler;
 mod heartbeat;
 pub mod http;
+mod instance;
 mod job;
 pub mod purge;
 mod queue;
@@ -30,16 +31,14 @@ pub mod sql;
 mod stats;
 mod webhook;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::{Addr, Supervisor};
+use actix::Supervisor;
 use fluxbase_migrations::Db;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
-use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::supervise::Supervision;
@@ -56,151 +55,14 @@ pub use stats::{JobsHealth, JobsHealthStatus, JobsStats, LocalWorker, WorkersSta
 pub use webhook::Webhooks;
 
 use heartbeat::{Heartbeat, StopBeating};
+use instance::{Actors, Shared};
 use job::JOB_COLUMNS;
 use runner::{Runner, Stop, Wake};
 use scheduler::{Scheduler, StopScheduling, Tick};
-use stats::{Counters, Counts};
+use stats::Counters;
 
 /// Longest delay a submit may ask for: a year.
 const MAX_DELAY_SECONDS: i64 = 366 * 24 * 3600;
-
-/// A job this instance runs now.
-#[derive(Debug)]
-struct RunningJob {
-    attempt: i32,
-    abort: AbortHandle,
-}
-
-/// The addresses of this instance's actors (dropped at shutdown, so they stop for good).
-#[derive(Default)]
-struct Actors {
-    runner: Option<Addr<Runner>>,
-    heartbeat: Option<Addr<Heartbeat>>,
-    scheduler: Option<Addr<Scheduler>>,
-}
-
-/// What the service and its actors share.
-pub(crate) struct Shared {
-    db: Db,
-    /// For the LISTEN connection.
-    pg: tokio_postgres::Config,
-    settings: JobsSettings,
-    registry: Registry,
-    supervision: Supervision,
-    /// This instance's row in `jobs.workers`.
-    worker_id: Uuid,
-    /// A std lock: held only to add, remove or list, never across `.await`.
-    running: Mutex<HashMap<Uuid, RunningJob>>,
-    /// Signalled whenever a job of this instance ends (shutdown waits on it).
-    idle: Notify,
-    started: AtomicBool,
-    draining: AtomicBool,
-    /// Stops the LISTEN connection.
-    shutdown: watch::Sender<bool>,
-    /// A std lock: held only to clone or take an address.
-    actors: Mutex<Actors>,
-    webhooks: Webhooks,
-    counters: Counters,
-    /// A std lock: held only to copy or replace the counts.
-    counts: Mutex<Counts>,
-    /// A std lock: the last heartbeat that reached the database.
-    last_beat: Mutex<Option<Instant>>,
-}
-
-impl Shared {
-    fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunningJob>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn running_count(&self) -> usize {
-        self.running().len()
-    }
-
-    fn running_ids(&self) -> Vec<Uuid> {
-        self.running().keys().copied().collect()
-    }
-
-    /// Records a job this instance started.
-    fn track(&self, id: Uuid, attempt: i32, abort: AbortHandle) {
-        self.running().insert(id, RunningJob { attempt, abort });
-    }
-
-    /// Forgets a job that ended (only its own run: a later run of the same job stays).
-    fn untrack(&self, id: Uuid, attempt: i32) {
-        {
-            let mut running = self.running();
-            if running.get(&id).is_some_and(|r| r.attempt == attempt) {
-                running.remove(&id);
-            }
-        }
-        self.idle.notify_waiters();
-    }
-
-    /// Stops the given running jobs; returns how many were running here.
-    fn abort(&self, ids: &[Uuid]) -> usize {
-        let stopped = {
-            let mut running = self.running();
-            ids.iter()
-                .filter_map(|id| running.remove(id))
-                .map(|job| job.abort.abort())
-                .count()
-        };
-        self.idle.notify_waiters();
-        stopped
-    }
-
-    /// The `kind` label of a metric: registered kinds only, so its values stay bounded.
-    fn kind_label(&self, kind: &str) -> String {
-        if self.registry.get(kind).is_some() {
-            kind.to_string()
-        } else {
-            "unknown".to_string()
-        }
-    }
-
-    fn actors(&self) -> std::sync::MutexGuard<'_, Actors> {
-        self.actors.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn runner(&self) -> Option<Addr<Runner>> {
-        self.actors().runner.clone()
-    }
-
-    fn scheduler(&self) -> Option<Addr<Scheduler>> {
-        self.actors().scheduler.clone()
-    }
-
-    /// Schedules or webhook rules changed (or may have, after a lost connection).
-    fn config_changed(&self) {
-        self.webhooks.invalidate();
-        runner::poke_scheduler(self);
-    }
-
-    fn beat_at(&self, at: Instant) {
-        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
-    }
-
-    fn last_beat(&self) -> Option<Instant> {
-        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reads the queue counts and publishes the gauges.
-    async fn refresh_counts(&self) -> Result<Counts, fluxbase_migrations::DbError> {
-        let (pending, running, active_workers) = queue::counts(&self.db).await?;
-        let counts = Counts {
-            pending,
-            running,
-            active_workers,
-        };
-        counts.publish();
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
-        Ok(counts)
-    }
-}
 
 /// A submit's kind, payload and attempts, checked.
 struct Work {
@@ -638,79 +500,6 @@ impl Jobs {
             job.status.as_str(),
             from.join(" or ")
         )))
-    }
-
-    /// `.jobs` of `/api/v1/monitoring/metrics` (counts read now; the last ones if the
-    /// database does not answer).
-    pub async fn stats(&self) -> JobsStats {
-        let s = &self.shared;
-        let counts = match s.refresh_counts().await {
-            Ok(counts) => counts,
-            Err(err) => {
-                tracing::debug!(error = %err, "reading job counts failed; showing the last ones");
-                *s.counts.lock().unwrap_or_else(|e| e.into_inner())
-            }
-        };
-        stats::stats(&s.counters, counts, self.local_worker())
-    }
-
-    fn local_worker(&self) -> LocalWorker {
-        let s = &self.shared;
-        LocalWorker {
-            id: s.worker_id,
-            hostname: s.settings.hostname.clone(),
-            status: if !s.started.load(Ordering::Acquire) {
-                "not_started"
-            } else if s.is_draining() {
-                "stopped"
-            } else {
-                "active"
-            },
-            concurrency: s.settings.max_concurrent_per_worker,
-            running: s.running_count(),
-            last_heartbeat_seconds_ago: s.last_beat().map(|at| at.elapsed().as_secs_f64()),
-        }
-    }
-
-    /// The `jobs` component of the health endpoint.
-    pub fn health(&self) -> JobsHealth {
-        let s = &self.shared;
-        let local = self.local_worker();
-        let (status, message) = if local.status != "active" {
-            (
-                JobsHealthStatus::Stopped,
-                Some(format!("workers {}", local.status)),
-            )
-        } else {
-            let down: Vec<_> = s
-                .supervision
-                .not_running()
-                .into_iter()
-                .filter(|name| name.starts_with("jobs."))
-                .collect();
-            let stale = local
-                .last_heartbeat_seconds_ago
-                .is_none_or(|ago| ago > s.settings.lease.as_secs_f64());
-            if !down.is_empty() {
-                (
-                    JobsHealthStatus::Degraded,
-                    Some(format!("restarting: {}", down.join(", "))),
-                )
-            } else if stale {
-                (
-                    JobsHealthStatus::Degraded,
-                    Some("heartbeats do not reach the database".into()),
-                )
-            } else {
-                (JobsHealthStatus::Healthy, None)
-            }
-        };
-        JobsHealth {
-            status,
-            message,
-            running: local.running,
-            last_heartbeat_seconds_ago: local.last_heartbeat_seconds_ago,
-        }
     }
 
     /// Schedule ticks this instance fired (tests compare instances).

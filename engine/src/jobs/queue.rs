@@ -16,14 +16,23 @@ use super::job::{JOB_COLUMNS, Job};
 /// A job to insert, checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Insert {
+    /// The submitter's label.
     pub name: String,
+    /// A registered kind.
     pub kind: String,
+    /// Checked payload.
     pub payload: Value,
+    /// At most one job per key.
     pub idempotency_key: Option<String>,
+    /// Runs allowed.
     pub max_attempts: i32,
+    /// Higher runs first.
     pub priority: i32,
+    /// Not run before now + this.
     pub delay: Duration,
+    /// The app user, for users' jobs.
     pub owner: Option<Uuid>,
+    /// `created_by`.
     pub created_by: String,
 }
 
@@ -84,14 +93,19 @@ pub(crate) async fn insert(db: &Db, job: &Insert) -> Result<(Job, bool), JobErro
 /// A job claimed by this worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
+    /// Job id.
     pub id: Uuid,
+    /// The submitter's label.
     pub name: String,
+    /// Which handler runs it.
     pub kind: String,
     /// `payload::text`, hashed before it is parsed.
     pub payload_text: String,
+    /// The hash stored at submit.
     pub payload_sha256: String,
     /// This run's number: the fencing token of every later write, with the worker id.
     pub attempt: i32,
+    /// Runs allowed.
     pub max_attempts: i32,
 }
 

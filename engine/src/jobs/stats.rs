@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
+use super::Jobs;
 use super::handler::FailureReason;
 
 /// Counters of this instance, mirrored into the Prometheus counters.
@@ -174,5 +175,80 @@ pub(crate) fn stats(counters: &Counters, counts: Counts, local: LocalWorker) -> 
             active: counts.active_workers,
             local,
         },
+    }
+}
+
+impl Jobs {
+    /// `.jobs` of `/api/v1/monitoring/metrics` (counts read now; the last ones if the
+    /// database does not answer).
+    pub async fn stats(&self) -> JobsStats {
+        let s = &self.shared;
+        let counts = match s.refresh_counts().await {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::debug!(error = %err, "reading job counts failed; showing the last ones");
+                *s.counts.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        };
+        stats(&s.counters, counts, self.local_worker())
+    }
+
+    fn local_worker(&self) -> LocalWorker {
+        let s = &self.shared;
+        LocalWorker {
+            id: s.worker_id,
+            hostname: s.settings.hostname.clone(),
+            status: if !s.started.load(Ordering::Acquire) {
+                "not_started"
+            } else if s.is_draining() {
+                "stopped"
+            } else {
+                "active"
+            },
+            concurrency: s.settings.max_concurrent_per_worker,
+            running: s.running_count(),
+            last_heartbeat_seconds_ago: s.last_beat().map(|at| at.elapsed().as_secs_f64()),
+        }
+    }
+
+    /// The `jobs` component of the health endpoint.
+    pub fn health(&self) -> JobsHealth {
+        let s = &self.shared;
+        let local = self.local_worker();
+        let (status, message) = if local.status != "active" {
+            (
+                JobsHealthStatus::Stopped,
+                Some(format!("workers {}", local.status)),
+            )
+        } else {
+            let down: Vec<_> = s
+                .supervision
+                .not_running()
+                .into_iter()
+                .filter(|name| name.starts_with("jobs."))
+                .collect();
+            let stale = local
+                .last_heartbeat_seconds_ago
+                .is_none_or(|ago| ago > s.settings.lease.as_secs_f64());
+            if !down.is_empty() {
+                (
+                    JobsHealthStatus::Degraded,
+                    Some(format!("restarting: {}", down.join(", "))),
+                )
+            } else if stale {
+                (
+                    JobsHealthStatus::Degraded,
+                    Some("heartbeats do not reach the database".into()),
+                )
+            } else {
+                (JobsHealthStatus::Healthy, None)
+            }
+        };
+        JobsHealth {
+            status,
+            message,
+            running: local.running,
+            last_heartbeat_seconds_ago: local.last_heartbeat_seconds_ago,
+        }
     }
 }

@@ -31,16 +31,27 @@ const RULES_TTL: Duration = Duration::from_secs(60);
 /// A rule as the matcher holds it.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
+    /// Rule id (part of each job's idempotency key).
     pub id: Uuid,
+    /// Rule name (jobs are named `webhook:<name>`).
     pub name: String,
+    /// Schema of the watched table.
     pub schema: String,
+    /// The watched table.
     pub table: String,
+    /// Fires on INSERT.
     pub insert: bool,
+    /// Fires on UPDATE.
     pub update: bool,
+    /// Fires on DELETE.
     pub delete: bool,
+    /// The row must pass it.
     pub filter: Option<Filter>,
+    /// Where to POST.
     pub url: String,
+    /// Extra request headers.
     pub headers: Value,
+    /// `max_attempts` of its jobs.
     pub max_attempts: i32,
 }
 
