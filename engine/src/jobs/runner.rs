@@ -24,6 +24,9 @@ pub const JOBS_CHANNEL: &str = "fluxbase_jobs";
 /// Channel of the NOTIFY sent when schedules or webhook rules change.
 pub const CONFIG_CHANNEL: &str = "fluxbase_jobs_config";
 
+/// How soon to look again when due jobs exist but none could be claimed (all locked).
+const CONTENDED_RETRY: Duration = Duration::from_millis(100);
+
 /// The worker pool actor.
 pub(crate) struct Runner {
     shared: Arc<Shared>,
@@ -93,11 +96,16 @@ impl Runner {
                     let poll = act.shared.settings.poll_interval;
                     let delay = match result {
                         Ok(Ok((claimed, next))) => {
+                            let took_some = !claimed.is_empty();
                             for job in claimed {
                                 act.start_job(job, ctx.address());
                             }
                             match next {
-                                Some(secs) if secs <= 0.0 => Duration::ZERO,
+                                Some(secs) if secs <= 0.0 && took_some => Duration::ZERO,
+                                // Due jobs we could not take are locked by someone else
+                                // (another instance's claim, an operator's transaction):
+                                // look again shortly rather than spin.
+                                Some(secs) if secs <= 0.0 => CONTENDED_RETRY.min(poll),
                                 Some(secs) => Duration::from_secs_f64(secs).min(poll),
                                 None => poll,
                             }

@@ -279,6 +279,38 @@ mod tests {
     }
 
     #[test]
+    fn a_row_too_large_for_a_payload_is_sent_as_its_primary_key() {
+        let db = fluxbase_migrations::Db::new(
+            tokio_postgres::Config::new(),
+            fluxbase_migrations::PoolSettings::default(),
+        );
+        let webhooks = Webhooks::new(db, 200);
+        let mut big = change(
+            Op::Insert,
+            "orders",
+            json!({"id": 1, "blob": "x".repeat(500)}),
+        );
+        big.primary_key = Some(json!({"id": 1}).as_object().unwrap().clone());
+        let tx = Transaction {
+            xid: 1,
+            begin_lsn: fluxbase_replication::Lsn(1),
+            commit_lsn: fluxbase_replication::Lsn(2),
+            end_lsn: fluxbase_replication::Lsn(3),
+            commit_timestamp: fluxbase_replication::Timestamp(0),
+            changes: vec![big.clone()],
+        };
+        let payload = webhooks.payload(&rule(None), &tx, &big);
+        assert_eq!(payload["url"], "http://x");
+        assert_eq!(payload["body"]["record"], json!({"id": 1}));
+        assert_eq!(payload["body"]["truncated"], json!(true));
+        let small = change(Op::Insert, "orders", json!({"id": 2}));
+        let payload = webhooks.payload(&rule(None), &tx, &small);
+        assert_eq!(payload["body"]["record"], json!({"id": 2}));
+        assert_eq!(payload["body"]["commit_lsn"], "0/2");
+        assert!(payload["body"].get("truncated").is_none());
+    }
+
+    #[test]
     fn rules_fire_on_their_table_events_and_filter() {
         let r = rule(Some("status=eq.paid"));
         assert!(r.fires(&change(Op::Insert, "orders", json!({"status": "paid"}))));
