@@ -310,6 +310,14 @@ mod tests {
         assert!(payload["body"].get("truncated").is_none());
     }
 
+    /// The replication consumer may run `take` on any runtime thread.
+    #[allow(dead_code)]
+    fn take_is_send(webhooks: &Webhooks, tx: &Transaction) {
+        fn send<T: Send>(_: T) {}
+        send(webhooks.take(tx));
+        send(webhooks.clone());
+    }
+
     #[test]
     fn rules_fire_on_their_table_events_and_filter() {
         let r = rule(Some("status=eq.paid"));
