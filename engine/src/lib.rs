@@ -3,5 +3,6 @@
 //! `jobs` (scheduler, workers, retries, dead letters); the long-lived services of both are
 //! actix actors under [`supervise`]ion.
 
+pub mod jobs;
 pub mod realtime;
 pub mod supervise;

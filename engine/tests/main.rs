@@ -1,3 +1,4 @@
 //! Integration tests of the engine against real PostgreSQL.
 
+mod jobs;
 mod rls;

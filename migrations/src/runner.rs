@@ -72,6 +72,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "storage",
         sql: include_str!("../sql/0010_storage.sql"),
     },
+    Migration {
+        version: 11,
+        name: "jobs",
+        sql: include_str!("../sql/0011_jobs.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).
