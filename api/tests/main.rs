@@ -8,6 +8,7 @@ mod http;
 mod loadtest;
 mod realtime;
 mod realtime_rls;
+mod rest;
 mod security;
 mod serve;
 mod support;
