@@ -2,5 +2,12 @@
 //! reads, filters, embeds, writes, calls, headers and preferences, callers under RLS, and
 //! every error mapping.
 
+mod cache;
+mod embed;
+mod errors;
 mod harness;
+mod property;
 mod read;
+mod rpc;
+mod security;
+mod write;

@@ -113,7 +113,9 @@ pub(crate) fn outer(sql: &mut Sql, node: &Node, outer: &Outer) {
         where_clause(sql, node);
         group_by(sql, &groups);
     }
-    order_by(sql, node, node.alias);
+    if outer.filtered || outer.body != BodyMode::None {
+        order_by(sql, node, node.alias);
+    }
     if outer.filtered {
         range(sql, node.range);
     }
