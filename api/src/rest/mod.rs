@@ -32,6 +32,7 @@ pub mod filter;
 pub mod limits;
 pub mod logic;
 pub mod media;
+pub mod openapi;
 pub mod order;
 pub mod payload;
 pub mod prefer;

@@ -199,6 +199,43 @@ impl RestService {
         }
     }
 
+    /// `GET /rest/v1/`: the OpenAPI (Swagger 2.0) description of the schema
+    /// `accept_profile` names (the first exposed one without it), for an API mounted at
+    /// `base_path`. An unexposed schema is PGRST106, in `flavour`'s shape.
+    pub fn openapi(
+        &self,
+        accept_profile: Option<&str>,
+        base_path: &str,
+        flavour: Flavour,
+    ) -> RestResponse {
+        let exposed = &self.inner.exposed;
+        let profile = accept_profile.map(str::trim).filter(|p| !p.is_empty());
+        let schema = match profile {
+            Some(p) if exposed.iter().any(|s| s == p) => p,
+            None if !exposed.is_empty() => exposed[0].as_str(),
+            other => {
+                let err = RestError::UnacceptableSchema {
+                    schema: super::snippet(other.unwrap_or_default()),
+                    exposed: exposed.clone(),
+                };
+                return Failure::Request(err).response(flavour);
+            }
+        };
+        let document = super::openapi::document(&self.inner.cache.snapshot(), schema, base_path);
+        let mut headers = vec![(
+            "Content-Type",
+            "application/openapi+json; charset=utf-8".to_owned(),
+        )];
+        if exposed.len() > 1 {
+            headers.push(("Content-Profile", schema.to_owned()));
+        }
+        RestResponse {
+            status: actix_web::http::StatusCode::OK,
+            headers,
+            body: actix_web::web::Bytes::from(document.to_string()),
+        }
+    }
+
     /// [`RestService::handle`] with the failure unrendered.
     async fn serve(
         &self,

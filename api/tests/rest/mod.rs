@@ -6,6 +6,7 @@ mod cache;
 mod embed;
 mod errors;
 mod harness;
+mod openapi;
 mod property;
 mod read;
 mod rpc;
