@@ -293,3 +293,84 @@ async fn hidden_schemas_and_catalogs_are_unreachable() {
         .await;
     assert_eq!(ok_json(&r, 400)["code"], "PGRST200");
 }
+
+#[tokio::test]
+async fn a_cancelled_request_never_hands_its_transaction_to_the_next() {
+    // One pooled connection. A write is dropped mid-flight (client gone) while its
+    // transaction is open: its connection must leave the pool rather than carry the open
+    // transaction into the next request, whose COMMIT would then commit it.
+    let pool = PoolSettings {
+        max_connections: 1,
+        min_connections: 1,
+        ..PoolSettings::default()
+    };
+    let rest = Rest::with_pool(FIXTURE, |_| {}, pool).await;
+    rest.sql(
+        "CREATE FUNCTION public.slow_add(id int) RETURNS public.directors LANGUAGE sql \
+         VOLATILE AS $$ INSERT INTO public.directors VALUES (id, 'slow'); \
+         SELECT pg_sleep(1.5); SELECT * FROM public.directors WHERE directors.id = slow_add.id $$; \
+         GRANT EXECUTE ON FUNCTION public.slow_add(int) TO authenticated;",
+    )
+    .await;
+    tokio::time::timeout(
+        DEADLINE,
+        rest.cache
+            .wait_for(|s| !s.functions_named("public", "slow_add").is_empty()),
+    )
+    .await
+    .unwrap();
+    // The single-object check keeps the transaction open until the result is seen.
+    let slow = rest
+        .rpc("POST", "slow_add")
+        .user(ALICE)
+        .header("Accept", "application/vnd.pgrst.object+json")
+        .json(json!({"id": 77}))
+        .send();
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(300), slow).await;
+    assert!(cancelled.is_err(), "the call finished before the timeout");
+    let r = rest.rpc("GET", "whoami").user(BOB).send().await;
+    assert_eq!(
+        ok_json(&r, 200),
+        json!({"role": "authenticated", "uid": BOB})
+    );
+    // The connection in the pool is outside any transaction, as the login role.
+    let conn = rest.pool.conn().await.unwrap();
+    let outside = conn.batch_execute("SAVEPOINT probe").await.unwrap_err();
+    assert_eq!(outside.code().map(|c| c.code()), Some("25P01"));
+    let row = conn
+        .query_one("SELECT current_user::text = session_user::text", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    drop(conn);
+    // Once the abandoned backend is gone, its insert was rolled back, never committed.
+    let admin = rest.db.client().await;
+    let gone = async {
+        loop {
+            let busy: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query LIKE '%slow_add%' \
+                     AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if busy == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, gone).await.unwrap();
+    let inserted: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM public.directors WHERE id = 77)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!inserted, "the cancelled write was committed");
+}
