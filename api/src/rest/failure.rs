@@ -100,11 +100,21 @@ impl Failure {
         }
     }
 
+    /// The cause for the server log: PostgreSQL's code and message, or the request error.
+    fn cause(&self) -> String {
+        match self {
+            Failure::Request(err) => err.to_string(),
+            Failure::Database { error, .. } => error.to_string(),
+            Failure::Role { exists, .. } => format!("custom role refused (exists: {exists})"),
+        }
+    }
+
     /// The error response in `flavour`'s shape.
     pub fn response(&self, flavour: Flavour) -> RestResponse {
         let parts = self.parts();
         if parts.status.is_server_error() && parts.status != StatusCode::GATEWAY_TIMEOUT {
-            tracing::error!(error = ?self, code = %parts.code, "rest request failed");
+            // The cause's code and message only: a detail may quote row values.
+            tracing::error!(code = %parts.code, error = %self.cause(), "rest request failed");
         }
         let (status, body) = match flavour {
             Flavour::PostgRest => (

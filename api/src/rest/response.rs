@@ -40,6 +40,15 @@ impl RestResponse {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The actix response (the body moves, uncopied).
+    pub fn into_http(self) -> actix_web::HttpResponse {
+        let mut response = actix_web::HttpResponse::build(self.status);
+        for (name, value) in self.headers {
+            response.insert_header((name, value));
+        }
+        response.body(self.body)
+    }
 }
 
 /// What the response needs besides the plan and the result.

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::HttpRequest;
 use fluxbase_auth::{AuthContext, Role};
 use fluxbase_migrations::{Db, SchemaCache};
 use tokio::sync::OnceCell;
@@ -105,6 +106,33 @@ pub struct RestCall<'a> {
     pub headers: Headers<'a>,
     /// The body (empty when there is none).
     pub body: &'a [u8],
+}
+
+impl<'a> RestCall<'a> {
+    /// The call an actix request makes on `resource` (the route's percent-decoded path
+    /// parameters) with its `body`. Header values that are not visible ASCII are ignored.
+    pub fn from_http(req: &'a HttpRequest, resource: Resource<'a>, body: &'a [u8]) -> Self {
+        let map = req.headers();
+        let header = |name: &str| map.get(name).and_then(|v| v.to_str().ok());
+        RestCall {
+            method: req.method().as_str(),
+            resource,
+            query: req.query_string(),
+            headers: Headers {
+                prefer: map
+                    .get_all("prefer")
+                    .filter_map(|v| v.to_str().ok())
+                    .collect(),
+                range: header("range"),
+                range_unit: header("range-unit"),
+                accept: header("accept"),
+                accept_profile: header("accept-profile"),
+                content_profile: header("content-profile"),
+                content_type: header("content-type"),
+            },
+            body,
+        }
+    }
 }
 
 /// The REST service; cheap to clone.

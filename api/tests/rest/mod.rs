@@ -2,6 +2,7 @@
 //! reads, filters, embeds, writes, calls, headers and preferences, callers under RLS, and
 //! every error mapping.
 
+mod adapter;
 mod cache;
 mod embed;
 mod errors;

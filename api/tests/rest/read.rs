@@ -453,3 +453,47 @@ async fn aggregates_group_by_the_other_columns() {
         ])
     );
 }
+
+#[tokio::test]
+async fn objects_of_more_than_fifty_keys_keep_their_order() {
+    let rest = Rest::new().await;
+    let columns: Vec<String> = (1..=120).map(|i| format!("c{i:03}")).collect();
+    let ddl = format!(
+        "CREATE TABLE public.wide (id int PRIMARY KEY, {});
+         INSERT INTO public.wide (id, {}) VALUES (1, {});
+         GRANT SELECT ON public.wide TO anon;",
+        columns
+            .iter()
+            .map(|c| format!("{c} int"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        columns.join(", "),
+        (1..=120)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    rest.sql(&ddl).await;
+    rest.cache
+        .wait_for(|s| s.relation("public", "wide").is_some())
+        .await;
+    let select: Vec<String> = columns.iter().rev().cloned().collect();
+    let r = rest
+        .table("GET", "wide")
+        .query(&format!("select={}", select.join(",")))
+        .send()
+        .await;
+    expect_status(&r, 200);
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let object = body[0].as_object().unwrap();
+    assert_eq!(object.len(), 120);
+    assert_eq!(object["c001"], 1);
+    assert_eq!(object["c120"], 120);
+    // Keys come in select order, across the spliced objects.
+    let positions: Vec<usize> = select
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+}

@@ -77,7 +77,32 @@ async fn post_objects_and_arrays_with_every_return() {
         .send()
         .await;
     assert_eq!(ok_json(&r, 201).as_array().unwrap().len(), 2);
-    assert_eq!(directors(&rest).await.len(), 9);
+    // A CSV body, answered in CSV.
+    let r = rest
+        .table("POST", "directors")
+        .service()
+        .header("Content-Type", "text/csv")
+        .header("Accept", "text/csv")
+        .prefer("return=representation")
+        .body("id,name\n16,\"Varda, Agnès\"\n17,NULL")
+        .send()
+        .await;
+    assert_eq!(ok_json(&r, 400)["code"], "23502");
+    let r = rest
+        .table("POST", "directors")
+        .service()
+        .header("Content-Type", "text/csv")
+        .header("Accept", "text/csv")
+        .prefer("return=representation")
+        .body("id,name\n16,\"Varda, Agnès\"\n17,Jane Campion")
+        .send()
+        .await;
+    expect_status(&r, 201);
+    assert_eq!(
+        String::from_utf8(r.body.to_vec()).unwrap(),
+        "id,name\n16,\"Varda, Agnès\"\n17,Jane Campion"
+    );
+    assert_eq!(directors(&rest).await.len(), 11);
 }
 
 #[tokio::test]
