@@ -121,6 +121,7 @@ struct Held {
 }
 
 impl Held {
+    /// The connection (present until dropped).
     fn client(&self) -> &Object {
         self.conn.as_ref().expect("held until dropped")
     }
