@@ -13,6 +13,7 @@ mod loadtest;
 mod realtime;
 mod realtime_rls;
 mod revocation;
+mod rest;
 mod security;
 mod serve;
 mod support;

@@ -7,6 +7,8 @@
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::catalog_error::CatalogError;
+
 /// Most characters of client input one error message repeats.
 pub const SNIPPET_CHARS: usize = 48;
 
@@ -180,6 +182,13 @@ pub enum RangeError {
         /// The header value, bounded.
         value: String,
     },
+    /// An offset past the last row, found by counting (`Prefer: count=exact`).
+    OutOfBounds {
+        /// The offset asked for.
+        offset: u64,
+        /// The rows there are.
+        total: u64,
+    },
 }
 
 /// Everything the parser can refuse, each with PostgREST's code and status.
@@ -259,6 +268,51 @@ pub enum RestError {
         /// What is wrong with it.
         reason: String,
     },
+    /// PGRST2xx or 42703: a name the schema cache does not hold.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// PGRST115 (400): a PUT whose payload does not carry the primary key of its filters.
+    #[error("Payload values do not match URL in primary key column(s)")]
+    PutMismatch,
+    /// PGRST116 (406): `vnd.pgrst.object+json` asked for, and not exactly one row.
+    #[error("Cannot coerce the result to a single JSON object")]
+    Singular {
+        /// How many rows there were.
+        rows: u64,
+    },
+    /// PGRST116 (404): a row key in the path (`/api/v1/tables/s/t/{key}`) names no row
+    /// the caller may see.
+    #[error("No row of {relation} has the primary key in the path")]
+    RowNotFound {
+        /// `schema.table`.
+        relation: String,
+    },
+    /// PGRST118 (400): `order=embed(col)` on an embed that is not to-one.
+    #[error("A related order on '{target}' is not possible")]
+    RelatedOrderNotToOne {
+        /// The ordered relation.
+        origin: String,
+        /// The embed.
+        target: String,
+    },
+    /// PGRST120 (400): a filter on an embed other than `is.null` / `not.is.null`.
+    #[error("Bad operator on the '{embed}' embedded resource")]
+    UnacceptableFilter {
+        /// The embed, bounded.
+        embed: String,
+    },
+    /// PGRST124 (400): more rows affected than `Prefer: max-affected` allows.
+    #[error("Query result exceeds max-affected preference constraint")]
+    MaxAffected {
+        /// How many rows the write affected.
+        rows: u64,
+    },
+    /// PGRST127 (400): a combination this server does not build.
+    #[error("Feature not implemented")]
+    NotImplemented {
+        /// What is not supported.
+        details: String,
+    },
 }
 
 impl From<QueryParamError> for RestError {
@@ -286,6 +340,13 @@ impl RestError {
             RestError::UnsupportedMethod { .. } => "PGRST117",
             RestError::InvalidPreferences { .. } => "PGRST122",
             RestError::InvalidPath { .. } => "PGRST125",
+            RestError::Catalog(err) => err.code(),
+            RestError::PutMismatch => "PGRST115",
+            RestError::Singular { .. } | RestError::RowNotFound { .. } => "PGRST116",
+            RestError::RelatedOrderNotToOne { .. } => "PGRST118",
+            RestError::UnacceptableFilter { .. } => "PGRST120",
+            RestError::MaxAffected { .. } => "PGRST124",
+            RestError::NotImplemented { .. } => "PGRST127",
         }
     }
 
@@ -297,16 +358,22 @@ impl RestError {
             | RestError::NotEmbedded { .. }
             | RestError::LimitWithoutOrder
             | RestError::PutLimit
-            | RestError::InvalidPreferences { .. } => StatusCode::BAD_REQUEST,
+            | RestError::InvalidPreferences { .. }
+            | RestError::PutMismatch
+            | RestError::RelatedOrderNotToOne { .. }
+            | RestError::UnacceptableFilter { .. }
+            | RestError::MaxAffected { .. }
+            | RestError::NotImplemented { .. } => StatusCode::BAD_REQUEST,
             RestError::InvalidRpcMethod { .. }
             | RestError::InvalidPut { .. }
             | RestError::UnsupportedMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RestError::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
-            RestError::UnacceptableSchema { .. } | RestError::NotAcceptable { .. } => {
-                StatusCode::NOT_ACCEPTABLE
-            }
+            RestError::UnacceptableSchema { .. }
+            | RestError::NotAcceptable { .. }
+            | RestError::Singular { .. } => StatusCode::NOT_ACCEPTABLE,
             RestError::UnsupportedContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RestError::InvalidPath { .. } => StatusCode::NOT_FOUND,
+            RestError::InvalidPath { .. } | RestError::RowNotFound { .. } => StatusCode::NOT_FOUND,
+            RestError::Catalog(err) => err.status(),
         }
     }
 
@@ -327,6 +394,9 @@ impl RestError {
                 RangeError::Unit { value } => {
                     format!("The only Range-Unit is items, not {value}.")
                 }
+                RangeError::OutOfBounds { offset, total } => {
+                    format!("An offset of {offset} was requested, but there are only {total} rows.")
+                }
             }),
             RestError::InvalidPut { reason } | RestError::InvalidPath { reason } => {
                 Some(reason.clone())
@@ -337,6 +407,19 @@ impl RestError {
             RestError::LimitWithoutOrder => {
                 Some("Add an order= parameter on a unique column to the request.".to_owned())
             }
+            RestError::Singular { rows } => Some(format!("The result contains {rows} rows")),
+            RestError::RelatedOrderNotToOne { origin, target } => Some(format!(
+                "'{origin}' and '{target}' do not form a many-to-one or one-to-one relationship"
+            )),
+            RestError::UnacceptableFilter { .. } => Some(
+                "Only is null or not is null filters are allowed on embedded resources".to_owned(),
+            ),
+            RestError::MaxAffected { rows } => Some(format!("The query affects {rows} rows")),
+            RestError::NotImplemented { details } => Some(details.clone()),
+            RestError::Catalog(err) => err.details().map(|d| match d {
+                Value::String(text) => text,
+                other => other.to_string(),
+            }),
             _ => None,
         }
     }
@@ -351,15 +434,21 @@ impl RestError {
                 "Only the following schemas are exposed: {}",
                 exposed.join(", ")
             )),
+            RestError::Catalog(err) => err.hint(),
             _ => None,
         }
     }
 
-    /// PostgREST's error body: `{code, details, hint, message}`.
+    /// PostgREST's error body: `{code, details, hint, message}` (`details` is JSON, not
+    /// text, for an ambiguous embed).
     pub fn postgrest_body(&self) -> Value {
+        let details = match self {
+            RestError::Catalog(err) => err.details(),
+            _ => self.details().map(Value::String),
+        };
         json!({
             "code": self.code(),
-            "details": self.details(),
+            "details": details,
             "hint": self.hint(),
             "message": self.to_string(),
         })

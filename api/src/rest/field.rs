@@ -61,12 +61,17 @@ impl Field {
     }
 
     /// The key a JSON object uses for this field when it has no alias: the last JSON key
-    /// (PostgREST names `data->a->>b` as `b`), else the column.
+    /// of the path (PostgREST names `data->a->>b` as `b` and `data->a->0` as `a`), else
+    /// the column.
     pub fn output_name(&self) -> String {
-        match self.json_path.last().map(|s| &s.operand) {
-            Some(JsonOperand::Key(key)) => key.clone(),
-            Some(JsonOperand::Index(_)) | None => self.name.clone(),
-        }
+        self.json_path
+            .iter()
+            .rev()
+            .find_map(|s| match &s.operand {
+                JsonOperand::Key(key) => Some(key.clone()),
+                JsonOperand::Index(_) => None,
+            })
+            .unwrap_or_else(|| self.name.clone())
     }
 }
 

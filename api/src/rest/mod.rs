@@ -1,4 +1,5 @@
-//! REST over the tables in PostgREST's language: the request parser.
+//! REST over the tables in PostgREST's language: the request parser, the SQL builder, the
+//! executor and the responses.
 //!
 //! [`parse_request`] turns a request's parts — method, the resource its path names, the
 //! raw query string and the headers `Prefer`, `Range`, `Range-Unit`, `Accept`,
@@ -10,14 +11,28 @@
 //!
 //! Every size a client controls is bounded by [`Limits`]; every refusal is a
 //! [`RestError`] with PostgREST's code, status and a message naming what is wrong.
+//!
+//! On top of the parser: [`build`] turns a request and a schema snapshot into one
+//! statement with bind parameters, [`exec`] runs it as the caller in one pipelined
+//! transaction with prepared statements cached per connection, [`response`] shapes the
+//! answer and [`failure`] the errors, and [`service::RestService`] ties them into the one
+//! call the HTTP routes make.
+//!
+//! [`build`] turns a parsed request and a schema snapshot into one statement;
+//! [`service::RestService`] runs it as the caller and shapes the response.
 
+pub mod build;
+pub mod catalog_error;
 mod cursor;
 pub mod error;
+pub mod exec;
+pub mod failure;
 pub mod field;
 pub mod filter;
 pub mod limits;
 pub mod logic;
 pub mod media;
+pub mod openapi;
 pub mod order;
 pub mod payload;
 pub mod prefer;
@@ -25,8 +40,11 @@ pub mod query;
 mod query_string;
 pub mod range;
 pub mod request;
+pub mod response;
 pub mod rpc;
 pub mod select;
+pub mod service;
+mod statements;
 pub mod target;
 
 #[cfg(test)]
@@ -52,6 +70,7 @@ mod request_tests;
 #[cfg(test)]
 mod select_tests;
 
+pub use catalog_error::CatalogError;
 pub use error::{RestError, snippet};
 pub use field::{Field, JsonArrow, JsonOperand, JsonStep};
 pub use filter::{Filter, FtsOperator, IsValue, Operation, Operator, Quantifier};
@@ -67,3 +86,7 @@ pub use request::{ApiRequest, Headers, ParserConfig, RequestParts, parse_request
 pub use rpc::RpcArg;
 pub use select::{AggregateFunction, Embed, JoinType, SelectItem};
 pub use target::{Action, CallMethod, NEVER_EXPOSED, Resource, Target, is_never_exposed};
+
+pub use failure::Failure;
+pub use response::RestResponse;
+pub use service::{Flavour, RestCall, RestService, RestSettings};

@@ -1,0 +1,80 @@
+//! The schema cache followed without a restart: a table created while the service runs
+//! is reachable as soon as the cache has it (notified by the DDL event trigger), and a
+//! changed table is read with fresh statements.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::time::timeout;
+
+use super::harness::*;
+
+#[tokio::test]
+async fn a_table_created_while_running_is_reachable_within_a_second() {
+    let rest = Rest::new().await;
+    let r = rest.table("GET", "fresh").send().await;
+    assert_eq!(ok_json(&r, 404)["code"], "PGRST205");
+    let created = Instant::now();
+    rest.sql(
+        "CREATE TABLE public.fresh (id int PRIMARY KEY, v text);
+         INSERT INTO public.fresh VALUES (1, 'new');
+         GRANT SELECT ON public.fresh TO anon;",
+    )
+    .await;
+    timeout(
+        DEADLINE,
+        rest.cache
+            .wait_for(|s| s.relation("public", "fresh").is_some()),
+    )
+    .await
+    .expect("the schema cache never saw the new table");
+    let reachable = created.elapsed();
+    let r = rest.table("GET", "fresh").send().await;
+    assert_eq!(ok_json(&r, 200), json!([{"id": 1, "v": "new"}]));
+    assert!(
+        reachable < Duration::from_secs(1),
+        "reachable after {reachable:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_table_is_read_with_fresh_statements() {
+    let rest = Rest::new().await;
+    let get = || rest.table("GET", "directors").query("id=eq.1").send();
+    assert_eq!(
+        ok_json(&get().await, 200),
+        json!([{"id": 1, "name": "Agnès Varda"}])
+    );
+    let before = rest.cache.version();
+    rest.sql("ALTER TABLE public.directors ADD COLUMN born int DEFAULT 1928")
+        .await;
+    timeout(
+        DEADLINE,
+        rest.cache.wait_for(|s| {
+            s.relation("public", "directors")
+                .is_some_and(|r| r.column("born").is_some())
+        }),
+    )
+    .await
+    .expect("the schema cache never saw the new column");
+    assert!(rest.cache.version() > before);
+    assert_eq!(
+        ok_json(&get().await, 200),
+        json!([{"id": 1, "name": "Agnès Varda", "born": 1928}])
+    );
+    rest.sql("ALTER TABLE public.directors DROP COLUMN born, ALTER COLUMN name TYPE varchar(80)")
+        .await;
+    timeout(
+        DEADLINE,
+        rest.cache.wait_for(|s| {
+            s.relation("public", "directors")
+                .is_some_and(|r| r.column("born").is_none())
+        }),
+    )
+    .await
+    .expect("the schema cache never saw the dropped column");
+    assert_eq!(
+        ok_json(&get().await, 200),
+        json!([{"id": 1, "name": "Agnès Varda"}])
+    );
+}
