@@ -57,6 +57,13 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "service_role_privileges",
         sql: include_str!("../sql/0006_service_role_privileges.sql"),
     },
+    // 0007 is reserved for another change; versions need not be contiguous (each is
+    // applied once, in list order, whatever is missing).
+    Migration {
+        version: 8,
+        name: "realtime_image_check",
+        sql: include_str!("../sql/0008_realtime_image_check.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

@@ -82,6 +82,7 @@ impl AppState {
             slow_client_timeout: r.slow_client_timeout.get(),
             rls_cache_size: usize::try_from(r.rls_cache_size).unwrap_or(usize::MAX),
             rls_cache_ttl: r.rls_cache_ttl.get(),
+            rls_fallback_connections: r.rls_fallback_connections as usize,
             ..Default::default()
         }
     }

@@ -2,7 +2,9 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::rls::RowRef;
 
 /// A filter operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +123,12 @@ impl Filter {
 
     /// Whether `row` passes. A missing column (an unchanged TOAST value) or NULL does not
     /// pass, except `is.null`.
-    pub fn matches(&self, row: &Map<String, Value>) -> bool {
-        let value = row.get(&self.column);
+    pub fn matches(&self, row: RowRef<'_>) -> bool {
+        let value = row.values.get(&self.column);
         match self.op {
             FilterOp::Is => match (self.values[0].as_str(), value) {
-                ("null", v) => v.is_none_or(Value::is_null) && value.is_some(),
+                // A JSON `null` literal is a value: `is.null` is false for it, as in SQL.
+                ("null", _) => row.is_sql_null(&self.column) == Some(true),
                 ("true", Some(Value::Bool(b))) => *b,
                 ("false", Some(Value::Bool(b))) => !*b,
                 _ => false,
@@ -240,7 +243,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(v: Value) -> Map<String, Value> {
+    fn row(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().unwrap().clone()
     }
 
@@ -248,7 +251,7 @@ mod tests {
     fn parses_and_matches() {
         let r =
             row(json!({"id": 42, "name": "Ada", "price": "10.50", "done": false, "gone": null}));
-        let t = |f: &str| Filter::parse(f).unwrap().matches(&r);
+        let t = |f: &str| Filter::parse(f).unwrap().matches(RowRef::plain(&r));
         assert!(t("id=eq.42"));
         assert!(!t("id=eq.43"));
         assert!(t("id=neq.43"));
