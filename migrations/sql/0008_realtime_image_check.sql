@@ -46,6 +46,46 @@ BEGIN
 END
 $$;
 
+-- The image as a one-row relation named like the table, so that policies and filters read
+-- it exactly as they read the table (`docs.team_id` or `team_id`); the image is $1. A JSON
+-- null in the image is SQL NULL for jsonb_populate_record; json/jsonb columns listed in
+-- json_nulls get the JSON literal back. Identifiers and types come from the catalog only.
+CREATE OR REPLACE FUNCTION realtime.image_source(relid oid, json_nulls text[])
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+  source text := '';
+  col record;
+  rel_schema name;
+  rel_name name;
+BEGIN
+  SELECT n.nspname, c.relname INTO rel_schema, rel_name
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid = relid;
+  FOR col IN
+    SELECT a.attname, a.atttypid, pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY a.attnum
+  LOOP
+    IF source <> '' THEN
+      source := source || ', ';
+    END IF;
+    IF col.atttypid IN ('json'::regtype, 'jsonb'::regtype)
+       AND col.attname::text = ANY (coalesce(json_nulls, '{}')) THEN
+      source := source || pg_catalog.format('%L::%s AS %I', 'null', col.typ, col.attname);
+    ELSE
+      source := source || pg_catalog.format('r.%I', col.attname);
+    END IF;
+  END LOOP;
+  RETURN pg_catalog.format(
+    '(SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%I.%I, $1) AS r) AS %I',
+    source, rel_schema, rel_name, rel_name);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION realtime.check_image(
   relid oid, image jsonb, json_nulls text[], xid bigint, contexts jsonb)
 RETURNS SETOF integer
@@ -54,8 +94,7 @@ VOLATILE
 AS $$
 DECLARE
   rel record;
-  source text := '';
-  col record;
+  source text;
   ctx jsonb;
   idx integer := 0;
   visible boolean;
@@ -88,29 +127,7 @@ BEGIN
   -- the event's transaction.
   PERFORM realtime.wait_visible(xid);
 
-  -- The image as a one-row relation named like the table, so that policies read it exactly
-  -- as they read the table (`docs.team_id` or `team_id`). A JSON null in the image is SQL
-  -- NULL for jsonb_populate_record; json/jsonb columns listed in json_nulls get the JSON
-  -- literal back. Identifiers and types come from the catalog only.
-  FOR col IN
-    SELECT a.attname, a.atttypid, pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
-    FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
-    ORDER BY a.attnum
-  LOOP
-    IF source <> '' THEN
-      source := source || ', ';
-    END IF;
-    IF col.atttypid IN ('json'::regtype, 'jsonb'::regtype)
-       AND col.attname::text = ANY (coalesce(json_nulls, '{}')) THEN
-      source := source || pg_catalog.format('%L::%s AS %I', 'null', col.typ, col.attname);
-    ELSE
-      source := source || pg_catalog.format('r.%I', col.attname);
-    END IF;
-  END LOOP;
-  source := pg_catalog.format(
-    '(SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%I.%I, $1) AS r) AS %I',
-    source, rel.nspname, rel.relname, rel.relname);
+  source := realtime.image_source(relid, json_nulls);
 
   FOR ctx IN SELECT e.value FROM pg_catalog.jsonb_array_elements(contexts) AS e LOOP
     visible := false;
@@ -204,6 +221,70 @@ $$;
 
 COMMENT ON FUNCTION realtime.check_image(oid, jsonb, text[], bigint, jsonb) IS
   'Indexes of the contexts ({"role", "claims"}) whose role and claims could SELECT the row version image of relid';
+
+-- Subscription filters PostgreSQL must decide (a type or collation the engine cannot
+-- compare exactly): PostgREST's meaning, `col op 'value'` with the value of the column's
+-- type, over the image. filters: [{"column", "op", "values": [text]}]; returns the indexes
+-- of those the image passes. A filter raising an error (a value the type rejects) fails.
+CREATE OR REPLACE FUNCTION realtime.filter_matches(
+  relid oid, image jsonb, json_nulls text[], filters jsonb)
+RETURNS SETOF integer
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+DECLARE
+  source text;
+  f jsonb;
+  idx integer := 0;
+  typ text;
+  expr text;
+  vals text[];
+  passed boolean;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
+    RETURN;
+  END IF;
+  source := realtime.image_source(relid, json_nulls);
+  FOR f IN SELECT e.value FROM pg_catalog.jsonb_array_elements(filters) AS e LOOP
+    passed := false;
+    SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO typ
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname::text = f ->> 'column';
+    IF typ IS NOT NULL THEN
+      vals := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(f -> 'values'));
+      expr := CASE f ->> 'op'
+        WHEN 'eq' THEN pg_catalog.format('%I = $2[1]::%s', f ->> 'column', typ)
+        WHEN 'neq' THEN pg_catalog.format('%I <> $2[1]::%s', f ->> 'column', typ)
+        WHEN 'gt' THEN pg_catalog.format('%I > $2[1]::%s', f ->> 'column', typ)
+        WHEN 'gte' THEN pg_catalog.format('%I >= $2[1]::%s', f ->> 'column', typ)
+        WHEN 'lt' THEN pg_catalog.format('%I < $2[1]::%s', f ->> 'column', typ)
+        WHEN 'lte' THEN pg_catalog.format('%I <= $2[1]::%s', f ->> 'column', typ)
+        WHEN 'in' THEN pg_catalog.format('%I = ANY ($2::%s[])', f ->> 'column', typ)
+        WHEN 'like' THEN pg_catalog.format('%I::text LIKE $2[1]', f ->> 'column')
+        WHEN 'ilike' THEN pg_catalog.format('%I::text ILIKE $2[1]', f ->> 'column')
+        WHEN 'is' THEN CASE vals[1]
+          WHEN 'null' THEN pg_catalog.format('%I IS NULL', f ->> 'column')
+          WHEN 'true' THEN pg_catalog.format('%I IS TRUE', f ->> 'column')
+          WHEN 'false' THEN pg_catalog.format('%I IS FALSE', f ->> 'column')
+        END
+      END;
+      IF expr IS NOT NULL THEN
+        BEGIN
+          EXECUTE pg_catalog.format('SELECT coalesce((SELECT %s FROM %s), false)', expr, source)
+            INTO passed USING image, vals;
+        EXCEPTION WHEN OTHERS THEN
+          passed := false;
+        END;
+      END IF;
+    END IF;
+    IF passed THEN
+      RETURN NEXT idx;
+    END IF;
+    idx := idx + 1;
+  END LOOP;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION realtime.fetch_columns(relid oid, pk jsonb, columns text[], xid bigint)
 RETURNS TABLE (row_xmin text, name text, type_oid oid, value text)
@@ -323,6 +404,11 @@ COMMENT ON FUNCTION realtime.access_fingerprint(oid[]) IS
 -- They switch to any role the session user may assume, or read rows whatever their
 -- policies: only the server may call them, never an API role.
 REVOKE ALL ON FUNCTION realtime.wait_visible(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION realtime.image_source(oid, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION realtime.filter_matches(oid, jsonb, text[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION realtime.image_source(oid, text[]) FROM anon, authenticated, service_role;
+REVOKE ALL ON FUNCTION realtime.filter_matches(oid, jsonb, text[], jsonb)
+  FROM anon, authenticated, service_role;
 REVOKE ALL ON FUNCTION realtime.check_image(oid, jsonb, text[], bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION realtime.fetch_columns(oid, jsonb, text[], bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION realtime.access_fingerprint(oid[]) FROM PUBLIC;

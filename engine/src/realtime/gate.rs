@@ -7,8 +7,10 @@ use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
 use fluxbase_replication::{Change, Transaction};
 
+use super::filter::Filter;
+use super::rls::predicate::ColumnInfo;
 use super::rls::{
-    Completed, Conn, OwnerRoute, RelationRef, RlsConfig, RlsDecider, RowChange, Source,
+    Completed, Conn, OwnerRoute, RelationRef, RlsConfig, RlsDecider, RowChange, RowRef, Source,
     fallback_pool, image,
 };
 use futures_util::StreamExt;
@@ -102,6 +104,35 @@ impl Gate {
             return None;
         }
         self.decider.owner_route(relid)
+    }
+
+    /// A column's type and collation, from the loaded table (see [`Gate::owner_route`],
+    /// which loads it).
+    pub fn column(&self, relid: u32, name: &str) -> Option<ColumnInfo> {
+        let table = self.decider.table(relid)?;
+        table.column_info.iter().find(|c| c.name == name).cloned()
+    }
+
+    /// Keeps the candidates whose filter PostgreSQL says `row` passes, for filters that
+    /// cannot be decided in-process; any failure drops them (a filter never passes
+    /// without an answer).
+    pub async fn resolve_filters(
+        &self,
+        change: &Change,
+        row: RowRef<'_>,
+        filters: &[&Filter],
+    ) -> Vec<bool> {
+        let mut conn = Conn::pool(&self.fallback);
+        let result = match conn.client().await {
+            Ok(client) => {
+                super::rls::fallback::filter_matches(client, change.relation_id, row, filters).await
+            }
+            Err(err) => Err(err),
+        };
+        result.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "filters not decided: change withheld from those subscriptions");
+            vec![false; filters.len()]
+        })
     }
 
     /// Recovers the unchanged TOAST values of `change` that a filter (`filter_columns`) or

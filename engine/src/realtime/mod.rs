@@ -592,6 +592,16 @@ impl Engine {
             );
         }
         let route = self.inner.gate.owner_route(info.relid).await;
+        // Operands take the column's type; what cannot be compared exactly in-process is
+        // left to PostgreSQL (see `filter::Filter::bind`).
+        let filter = filter.map(|f| match self.inner.gate.column(info.relid, &f.column) {
+            Some(column) => f.bind(&column),
+            None => f.bind(&rls::predicate::ColumnInfo {
+                name: String::new(),
+                ty: rls::value::SqlType::Other(String::new()),
+                collation: rls::predicate::Collation::C,
+            }),
+        });
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let sub = Subscription {
             id: id.clone(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::connection::{ConnId, ConnShared};
-use super::filter::{Filter, value_text};
+use super::filter::{Filter, FilterVerdict, value_text};
 use super::rls::{OwnerIndex, OwnerRoute, RowOwner, RowRef};
 
 /// Which row events a subscription wants.
@@ -176,10 +176,10 @@ impl EventIndex {
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
             Some((f, key)) => {
                 if let Some(values) = self.eq.get_mut(&f.column) {
-                    if let Some(ids) = values.get_mut(key) {
+                    if let Some(ids) = values.get_mut(&key) {
                         ids.retain(|id| id != &sub.id);
                         if ids.is_empty() {
-                            values.remove(key);
+                            values.remove(&key);
                         }
                     }
                     if values.is_empty() {
@@ -481,9 +481,10 @@ impl Registry {
                 }
             }
         }
+        // Filters PostgreSQL must decide stay candidates; the dispatcher asks it.
         let passes = |id: &Arc<str>| match (&self.subs[id].filter, row) {
             (None, _) => true,
-            (Some(f), Some(row)) => f.matches(row),
+            (Some(f), Some(row)) => f.verdict(row) != FilterVerdict::NoMatch,
             (Some(_), None) => false,
         };
         matched.extend(index.rest.iter().filter(|id| passes(id)));

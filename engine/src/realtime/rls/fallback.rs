@@ -9,6 +9,8 @@ use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
 use super::RlsError;
+use super::image::RowRef;
+use crate::realtime::filter::Filter;
 
 /// Text of the fallback query. Parameters are typed explicitly (`query_typed`) so the call
 /// is one round trip without a prepare step.
@@ -144,4 +146,45 @@ pub async fn access_fingerprint(client: &Client, relids: &[u32]) -> Result<Strin
         Some(r) => r.try_get(0).map_err(RlsError::Fallback),
         None => Ok(String::new()),
     }
+}
+
+/// Asks PostgreSQL which of `filters` the row version `row` passes (filters whose
+/// comparison cannot be made exactly in-process), in one call; one boolean per filter.
+pub async fn filter_matches(
+    client: &Client,
+    relid: u32,
+    row: RowRef<'_>,
+    filters: &[&Filter],
+) -> Result<Vec<bool>, RlsError> {
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let image_text = Value::Object(row.values.clone()).to_string();
+    let filters_text = Value::Array(
+        filters
+            .iter()
+            .map(|f| json!({"column": f.column, "op": f.op.as_str(), "values": f.values}))
+            .collect(),
+    )
+    .to_string();
+    let rows = client
+        .query_typed(
+            "SELECT i FROM realtime.filter_matches($1, $2::text::jsonb, $3, $4::text::jsonb) AS i",
+            &[
+                (&relid, Type::OID),
+                (&image_text, Type::TEXT),
+                (&row.json_nulls, Type::TEXT_ARRAY),
+                (&filters_text, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(RlsError::Fallback)?;
+    let mut passed = vec![false; filters.len()];
+    for row in rows {
+        let index: i32 = row.try_get(0).map_err(RlsError::Fallback)?;
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| passed.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(passed)
 }

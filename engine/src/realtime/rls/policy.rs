@@ -71,6 +71,8 @@ pub struct TablePolicies {
     pub owner_index: Option<OwnerIndex>,
     /// The table's live columns: an image lacking one cannot go to the SQL fallback.
     pub columns: Vec<String>,
+    /// Their types and collations (filters are bound to them).
+    pub column_info: Vec<ColumnInfo>,
 }
 
 /// A decision before SQL: allowed, denied, or only SQL can tell.
@@ -155,6 +157,7 @@ impl TablePolicies {
             policies,
             owner_index,
             columns: env.columns.iter().map(|c| c.name.clone()).collect(),
+            column_info: env.columns.clone(),
         }
     }
 

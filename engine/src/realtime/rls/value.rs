@@ -39,6 +39,12 @@ pub enum SqlType {
     Uuid,
     /// `jsonb`
     Jsonb,
+    /// `timestamp without time zone`
+    Timestamp,
+    /// `timestamp with time zone`
+    TimestampTz,
+    /// `date`
+    Date,
     /// Any other type, by name: only `IS NULL` tests are compiled on it.
     Other(String),
 }
@@ -57,6 +63,9 @@ impl SqlType {
             25 | 1043 => SqlType::Text,
             2950 => SqlType::Uuid,
             3802 => SqlType::Jsonb,
+            1114 => SqlType::Timestamp,
+            1184 => SqlType::TimestampTz,
+            1082 => SqlType::Date,
             _ => SqlType::Other(name.to_string()),
         }
     }
@@ -78,6 +87,9 @@ impl SqlType {
             "text" | "character varying" => SqlType::Text,
             "uuid" => SqlType::Uuid,
             "jsonb" => SqlType::Jsonb,
+            "timestamp without time zone" => SqlType::Timestamp,
+            "timestamp with time zone" => SqlType::TimestampTz,
+            "date" => SqlType::Date,
             other => SqlType::Other(other.to_string()),
         }
     }
@@ -132,6 +144,11 @@ pub enum Datum<'a> {
     Uuid(u128),
     /// A jsonb value.
     Json(Cow<'a, Value>),
+    /// A timestamp (with time zone: UTC), microseconds since 1970-01-01; `-infinity` and
+    /// `infinity` are `i64::MIN` and `i64::MAX`.
+    Time(i64),
+    /// A date, days since 1970-01-01; infinities as `i32::MIN` / `i32::MAX`.
+    Date(i32),
 }
 
 /// How two values of compatible types are compared.
@@ -150,6 +167,10 @@ pub enum CmpKind {
     Uuid,
     /// `false < true`.
     Bool,
+    /// Timestamps of one kind (both with or both without time zone): their instants.
+    Time,
+    /// Dates.
+    Date,
 }
 
 impl CmpKind {
@@ -166,6 +187,10 @@ impl CmpKind {
             (SqlType::Text, SqlType::Text) => Some(CmpKind::Text),
             (SqlType::Uuid, SqlType::Uuid) => Some(CmpKind::Uuid),
             (SqlType::Bool, SqlType::Bool) => Some(CmpKind::Bool),
+            // Mixed timestamp kinds compare through the session's TimeZone: SQL only.
+            (SqlType::Timestamp, SqlType::Timestamp)
+            | (SqlType::TimestampTz, SqlType::TimestampTz) => Some(CmpKind::Time),
+            (SqlType::Date, SqlType::Date) => Some(CmpKind::Date),
             _ => None,
         }
     }
@@ -178,7 +203,7 @@ impl CmpKind {
                 (Datum::Int(a), Datum::Int(b)) => Ok(a.cmp(b)),
                 _ => Ok(to_decimal(left)?.cmp(&to_decimal(right)?)),
             },
-            CmpKind::Float => to_f64(left)?.partial_cmp(&to_f64(right)?).ok_or(Undecided),
+            CmpKind::Float => Ok(float_cmp(to_f64(left)?, to_f64(right)?)),
             CmpKind::Text => match (left, right) {
                 (Datum::Text(a), Datum::Text(b)) => Ok(a.as_bytes().cmp(b.as_bytes())),
                 _ => Err(Undecided),
@@ -191,8 +216,98 @@ impl CmpKind {
                 (Datum::Bool(a), Datum::Bool(b)) => Ok(a.cmp(b)),
                 _ => Err(Undecided),
             },
+            CmpKind::Time => match (left, right) {
+                (Datum::Time(a), Datum::Time(b)) => Ok(a.cmp(b)),
+                _ => Err(Undecided),
+            },
+            CmpKind::Date => match (left, right) {
+                (Datum::Date(a), Datum::Date(b)) => Ok(a.cmp(b)),
+                _ => Err(Undecided),
+            },
         }
     }
+}
+
+/// PostgreSQL's float ordering: `NaN` equals `NaN` and is greater than every other value;
+/// `-0` equals `0`.
+pub fn float_cmp(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `float8in`/`float4in` of a canonical spelling: a Rust float literal (correctly rounded,
+/// like `strtod`), `NaN`, `Infinity`, `-Infinity`. Other spellings PostgreSQL accepts
+/// (whitespace, `inf`) are `Undecided`.
+pub fn parse_float(text: &str, single: bool) -> Result<f64, Undecided> {
+    match text {
+        "NaN" => return Ok(f64::NAN),
+        "Infinity" => return Ok(f64::INFINITY),
+        "-Infinity" => return Ok(f64::NEG_INFINITY),
+        _ => {}
+    }
+    if text.is_empty()
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
+        return Err(Undecided);
+    }
+    let value = if single {
+        f64::from(text.parse::<f32>().map_err(|_| Undecided)?)
+    } else {
+        text.parse::<f64>().map_err(|_| Undecided)?
+    };
+    // PostgreSQL rejects values out of range ("is out of range for type").
+    if value.is_infinite() {
+        return Err(Undecided);
+    }
+    Ok(value)
+}
+
+/// A timestamp's instant from its decoded form (`2024-01-02T03:04:05.5+00:00`, or without
+/// a zone for `timestamp`) or PostgreSQL's ISO text output (a space for the `T`); the
+/// infinities. BC dates and other spellings are `Undecided`.
+pub fn parse_timestamp(text: &str, with_zone: bool) -> Result<i64, Undecided> {
+    match text {
+        "infinity" => return Ok(i64::MAX),
+        "-infinity" => return Ok(i64::MIN),
+        _ => {}
+    }
+    if text.len() < 19 || !text.is_char_boundary(10) {
+        return Err(Undecided);
+    }
+    let mut iso = String::with_capacity(text.len() + 3);
+    iso.push_str(&text[..10]);
+    iso.push(' ');
+    iso.push_str(&text[11..]);
+    let zoned = iso[19..].contains(['+', '-']);
+    if zoned != with_zone {
+        return Err(Undecided);
+    }
+    if !with_zone {
+        iso.push_str("+00");
+    }
+    fluxbase_replication::Timestamp::from_pg_text(&iso)
+        .map(|t| t.unix_micros())
+        .ok_or(Undecided)
+}
+
+/// A date's day number from `YYYY-MM-DD` (or the infinities).
+pub fn parse_date(text: &str) -> Result<i32, Undecided> {
+    match text {
+        "infinity" => return Ok(i32::MAX),
+        "-infinity" => return Ok(i32::MIN),
+        _ => {}
+    }
+    if text.len() != 10 {
+        return Err(Undecided);
+    }
+    let micros = parse_timestamp(&format!("{text} 00:00:00+00"), true)?;
+    i32::try_from(micros.div_euclid(86_400_000_000)).map_err(|_| Undecided)
 }
 
 fn to_decimal<'a>(datum: &Datum<'a>) -> Result<Decimal<'a>, Undecided> {
@@ -205,7 +320,8 @@ fn to_decimal<'a>(datum: &Datum<'a>) -> Result<Decimal<'a>, Undecided> {
 
 fn to_f64(datum: &Datum<'_>) -> Result<f64, Undecided> {
     match datum {
-        Datum::Float(f) if !f.is_nan() => Ok(*f),
+        // NaN included: [`float_cmp`] orders it as PostgreSQL does.
+        Datum::Float(f) => Ok(*f),
         // The same correctly rounded conversion PostgreSQL's int8 → float8 cast does.
         Datum::Int(i) => Ok(*i as f64),
         Datum::Numeric(d) => d.to_f64(),
@@ -430,13 +546,29 @@ pub fn datum_from_json<'a>(value: &'a Value, ty: &SqlType) -> Result<Datum<'a>, 
                 .ok_or(Undecided),
             _ => Err(Undecided),
         },
-        SqlType::Float8 => value.as_f64().map(Datum::Float).ok_or(Undecided),
+        // NaN and the infinities are decoded as their text.
+        SqlType::Float8 => match value {
+            Value::String(s) => parse_float(s, false).or_else(|_| special_float(s)),
+            _ => value.as_f64().ok_or(Undecided),
+        }
+        .map(Datum::Float),
         // The decoded real went through f64; narrowing recovers the stored f32 exactly,
         // and widening it is what PostgreSQL does before comparing with float8.
-        SqlType::Float4 => value
-            .as_f64()
-            .map(|f| Datum::Float(f as f32 as f64))
-            .ok_or(Undecided),
+        SqlType::Float4 => match value {
+            Value::String(s) => special_float(s),
+            _ => value.as_f64().map(|f| f as f32 as f64).ok_or(Undecided),
+        }
+        .map(Datum::Float),
+        SqlType::Timestamp | SqlType::TimestampTz => value
+            .as_str()
+            .ok_or(Undecided)
+            .and_then(|s| parse_timestamp(s, *ty == SqlType::TimestampTz))
+            .map(Datum::Time),
+        SqlType::Date => value
+            .as_str()
+            .ok_or(Undecided)
+            .and_then(parse_date)
+            .map(Datum::Date),
         SqlType::Text => value
             .as_str()
             .map(|s| Datum::Text(Cow::Borrowed(s)))
@@ -448,6 +580,16 @@ pub fn datum_from_json<'a>(value: &'a Value, ty: &SqlType) -> Result<Datum<'a>, 
             .ok_or(Undecided),
         SqlType::Jsonb => Ok(Datum::Json(Cow::Borrowed(value))),
         SqlType::Other(_) => Err(Undecided),
+    }
+}
+
+/// `NaN`, `Infinity`, `-Infinity` (how the decoder writes non-finite floats).
+fn special_float(text: &str) -> Result<f64, Undecided> {
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "Infinity" => Ok(f64::INFINITY),
+        "-Infinity" => Ok(f64::NEG_INFINITY),
+        _ => Err(Undecided),
     }
 }
 
@@ -526,6 +668,13 @@ pub fn cast<'a>(datum: Datum<'a>, to: &SqlType) -> Result<Datum<'a>, Undecided> 
             Decimal::parse(&s).map_err(|_| Undecided)?.into_owned(),
         )),
         (Datum::Text(s), SqlType::Uuid) => parse_uuid(&s).map(Datum::Uuid).ok_or(Undecided),
+        (Datum::Text(s), SqlType::Float8) => parse_float(&s, false).map(Datum::Float),
+        (Datum::Text(s), SqlType::Float4) => parse_float(&s, true).map(Datum::Float),
+        (Datum::Text(s), SqlType::Timestamp) => parse_timestamp(&s, false).map(Datum::Time),
+        (Datum::Text(s), SqlType::TimestampTz) => parse_timestamp(&s, true).map(Datum::Time),
+        (Datum::Text(s), SqlType::Date) => parse_date(&s).map(Datum::Date),
+        (Datum::Time(t), SqlType::Timestamp | SqlType::TimestampTz) => Ok(Datum::Time(t)),
+        (Datum::Date(d), SqlType::Date) => Ok(Datum::Date(d)),
         // The exact spellings; PostgreSQL also takes prefixes and whitespace ("tr", " t"),
         // which are left to SQL.
         (Datum::Text(s), SqlType::Bool) => match s.to_ascii_lowercase().as_str() {
@@ -661,10 +810,29 @@ mod tests {
             ),
             Ok(Ordering::Equal)
         );
+        // PostgreSQL: NaN = NaN, NaN above everything, -0 = 0.
         assert_eq!(
             cmp(CmpKind::Float, Datum::Float(f64::NAN), Datum::Float(1.0)),
-            Err(Undecided)
+            Ok(Ordering::Greater)
         );
+        assert_eq!(
+            cmp(
+                CmpKind::Float,
+                Datum::Float(f64::NAN),
+                Datum::Float(f64::NAN)
+            ),
+            Ok(Ordering::Equal)
+        );
+        assert_eq!(
+            cmp(CmpKind::Float, Datum::Float(-0.0), Datum::Float(0.0)),
+            Ok(Ordering::Equal)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02T03:04:05.5+01:00", true),
+            parse_timestamp("2024-01-02 02:04:05.5+00", true)
+        );
+        assert_eq!(parse_timestamp("2024-01-02T03:04:05", true), Err(Undecided));
+        assert_eq!(parse_date("1970-01-02"), Ok(1));
         assert_eq!(
             cmp(
                 CmpKind::Text,
