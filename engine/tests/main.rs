@@ -1,3 +1,5 @@
 //! Integration tests of the engine against real PostgreSQL.
 
+mod compare;
+mod image;
 mod rls;

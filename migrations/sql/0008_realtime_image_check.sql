@@ -29,11 +29,14 @@ BEGIN
   LOOP
     -- Each statement of a VOLATILE function takes a new snapshot (READ COMMITTED).
     snap := pg_catalog.pg_current_snapshot();
-    -- The 32-bit xid of the stream, widened with the epoch of the snapshot's horizon.
+    -- The 32-bit xid of the stream, widened with the epoch that puts it nearest the
+    -- snapshot's horizon (an in-progress xid may be at or past xmax).
     hi := pg_catalog.pg_snapshot_xmax(snap)::text::bigint;
     full_xid := ((hi >> 32) << 32) | xid;
-    IF full_xid >= hi THEN
+    IF full_xid > hi + 2147483648 THEN
       full_xid := full_xid - 4294967296;
+    ELSIF full_xid < hi - 2147483648 THEN
+      full_xid := full_xid + 4294967296;
     END IF;
     IF full_xid < 0 OR pg_catalog.pg_visible_in_snapshot(full_xid::text::xid8, snap) THEN
       RETURN true;
