@@ -96,8 +96,9 @@ pub(super) async fn watch_ddl(engine: Engine, mut shutdown: watch::Receiver<bool
                 _ = ticker.tick() => engine.reload().await,
                 _ = roles.tick() => {
                     if engine.inner.gate.access_changed().await {
-                        tracing::info!("role attributes, memberships or grants changed: reloading rls facts");
                         engine.reload().await;
+                        // Logged once the new facts are in use.
+                        tracing::info!("rls facts reloaded after a role change");
                     }
                 }
                 n = async {
