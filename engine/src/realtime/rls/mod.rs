@@ -26,6 +26,7 @@ pub mod conn;
 mod decider;
 pub mod fallback;
 pub mod image;
+pub mod input;
 pub mod owner;
 pub mod parser;
 pub mod policy;
