@@ -42,7 +42,7 @@ fn row(i: usize) -> [String; 7] {
         format!("a0eebc99-9c0b-4ef8-bb6d-{:012x}", i),
         format!("{:0>64}", format!("row {i} lorem ipsum dolor sit amet")),
         format!("2026-11-22 10:{:02}:{:02}.123456+00", i / 60 % 60, i % 60),
-        if i % 2 == 0 { "t" } else { "f" }.to_owned(),
+        if i.is_multiple_of(2) { "t" } else { "f" }.to_owned(),
         format!("{}.{:04}", 12_345 + i, i % 10_000),
         format!(r#"{{"tags": ["a", "b"], "n": {i}, "ok": true}}"#),
     ]
