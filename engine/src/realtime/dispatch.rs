@@ -160,7 +160,9 @@ impl Engine {
             .expect("registry lock")
             .recipients(&change.schema, &change.table, op, row);
         if let Some(row) = row {
-            self.resolve_deferred_filters(change, row, &mut matches)
+            self.inner
+                .gate
+                .drop_failed_filters(change, row, &mut matches)
                 .await;
         }
         if matches.is_empty() {
@@ -247,46 +249,6 @@ impl Engine {
         if let Some(latency) = latency {
             metrics::histogram!("fluxbase_realtime_delivery_latency_seconds").record(latency);
         }
-    }
-
-    /// Asks PostgreSQL about the candidates whose filter it must decide (a type or
-    /// collation the engine cannot compare exactly) and drops those the row fails.
-    async fn resolve_deferred_filters(
-        &self,
-        change: &Change,
-        row: RowRef<'_>,
-        matches: &mut Vec<(Arc<ConnShared>, Arc<Subscription>)>,
-    ) {
-        let deferred: Vec<usize> = matches
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, sub))| {
-                sub.filter.as_ref().is_some_and(|f| {
-                    f.may_defer() && f.verdict(row) == filter::FilterVerdict::Defer
-                })
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if deferred.is_empty() {
-            return;
-        }
-        let filters: Vec<&filter::Filter> = deferred
-            .iter()
-            .filter_map(|&i| matches[i].1.filter.as_ref())
-            .collect();
-        let passed = self.inner.gate.resolve_filters(change, row, &filters).await;
-        let failed: Vec<usize> = deferred
-            .iter()
-            .zip(&passed)
-            .filter(|(_, ok)| !**ok)
-            .map(|(&i, _)| i)
-            .collect();
-        let mut index = 0;
-        matches.retain(|_| {
-            let keep = !failed.contains(&index);
-            index += 1;
-            keep
-        });
     }
 
     /// `DELETE FROM auth.sessions WHERE user_id = …` closes that user's sockets: those

@@ -1,13 +1,17 @@
 //! The RLS gate of the dispatcher: for one change and the distinct contexts of its
-//! candidate recipients, who may see the row.
+//! candidate recipients, who may see the row; plus what else needs the database on the way
+//! (filters PostgreSQL must decide, unchanged TOAST values, the role watcher), all on the
+//! gate's own small pool.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
 use fluxbase_replication::{Change, Transaction};
 
-use super::filter::Filter;
+use super::connection::ConnShared;
+use super::filter::{Filter, FilterVerdict};
+use super::registry::Subscription;
 use super::rls::predicate::ColumnInfo;
 use super::rls::{
     Completed, Conn, OwnerRoute, RelationRef, RlsConfig, RlsDecider, RowChange, RowRef, Source,
@@ -113,10 +117,49 @@ impl Gate {
         table.column_info.iter().find(|c| c.name == name).cloned()
     }
 
-    /// Keeps the candidates whose filter PostgreSQL says `row` passes, for filters that
-    /// cannot be decided in-process; any failure drops them (a filter never passes
-    /// without an answer).
-    pub async fn resolve_filters(
+    /// Asks PostgreSQL about the candidates whose filter it must decide (a type or
+    /// collation the engine cannot compare exactly) and drops those the row fails.
+    pub async fn drop_failed_filters(
+        &self,
+        change: &Change,
+        row: RowRef<'_>,
+        matches: &mut Vec<(Arc<ConnShared>, Arc<Subscription>)>,
+    ) {
+        let deferred: Vec<usize> = matches
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, sub))| {
+                sub.filter
+                    .as_ref()
+                    .is_some_and(|f| f.may_defer() && f.verdict(row) == FilterVerdict::Defer)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if deferred.is_empty() {
+            return;
+        }
+        let filters: Vec<&Filter> = deferred
+            .iter()
+            .filter_map(|&i| matches[i].1.filter.as_ref())
+            .collect();
+        let passed = self.resolve_filters(change, row, &filters).await;
+        let failed: Vec<usize> = deferred
+            .iter()
+            .zip(&passed)
+            .filter(|(_, ok)| !**ok)
+            .map(|(&i, _)| i)
+            .collect();
+        let mut index = 0;
+        matches.retain(|_| {
+            let keep = !failed.contains(&index);
+            index += 1;
+            keep
+        });
+    }
+
+    /// Which of `filters` (those that cannot be decided in-process) PostgreSQL says `row`
+    /// passes; any failure answers "no" (a filter never passes without an answer).
+    async fn resolve_filters(
         &self,
         change: &Change,
         row: RowRef<'_>,

@@ -108,7 +108,9 @@ pub fn event_row(change: &Change) -> Option<(&Map<String, Value>, &[String])> {
 ///    is visible. The race: the row may have been written again since the event, by a later
 ///    transaction (or later in this one). A value read from the version this transaction
 ///    wrote (`xmin` = the event's xid) that no later change of this transaction rewrote is
-///    the event's value, exact. Any other value may belong to a later version: it is kept
+///    the event's value, exact (a version written inside a savepoint carries the
+///    subtransaction's xid and counts as inexact). Any other value may belong to a later
+///    version: it is kept
 ///    as *racy*, good enough to route by a filter, never used to decide visibility (the
 ///    policy then cannot be decided and the event is withheld from RLS-subject
 ///    subscribers). If the row is gone (deleted since), nothing is recovered: filters on
