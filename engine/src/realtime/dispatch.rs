@@ -12,12 +12,10 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::Engine;
-use super::connection::ConnShared;
 use super::connection::{CloseReason, Outbound, PushOutcome, close};
-use super::filter;
 use super::gate::Visibility;
 use super::protocol;
-use super::registry::{RowOp, Subscription};
+use super::registry::RowOp;
 use super::rls::image::event_row;
 use super::rls::{Completed, RowRef};
 
