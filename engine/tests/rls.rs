@@ -740,7 +740,7 @@ async fn a_server_role_that_cannot_assume_a_role_denies_it() {
              GRANT anon, authenticated, service_role TO rls_server;
              GRANT EXECUTE ON FUNCTION realtime.check_image(oid, jsonb, text[], bigint, jsonb),
                                         realtime.wait_visible(bigint, interval),
-                                        realtime.image_source(oid, text[]) TO rls_server;",
+                                        realtime.image_source(oid) TO rls_server;",
         )
         .await
         .unwrap();

@@ -51,9 +51,10 @@ $$;
 
 -- The image as a one-row relation named like the table, so that policies and filters read
 -- it exactly as they read the table (`docs.team_id` or `team_id`); the image is $1. A JSON
--- null in the image is SQL NULL for jsonb_populate_record; json/jsonb columns listed in
--- json_nulls get the JSON literal back. Identifiers and types come from the catalog only.
-CREATE OR REPLACE FUNCTION realtime.image_source(relid oid, json_nulls text[])
+-- null in the image is SQL NULL for jsonb_populate_record; json/jsonb columns named in $2
+-- (text[]) get the JSON literal back. The text depends on the table only, so statements
+-- prepared over it are shared by every image. Identifiers and types come from the catalog.
+CREATE OR REPLACE FUNCTION realtime.image_source(relid oid)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -76,9 +77,10 @@ BEGIN
     IF source <> '' THEN
       source := source || ', ';
     END IF;
-    IF col.atttypid IN ('json'::regtype, 'jsonb'::regtype)
-       AND col.attname::text = ANY (coalesce(json_nulls, '{}')) THEN
-      source := source || pg_catalog.format('%L::%s AS %I', 'null', col.typ, col.attname);
+    IF col.atttypid IN ('json'::regtype, 'jsonb'::regtype) THEN
+      source := source || pg_catalog.format(
+        'CASE WHEN %L = ANY ($2) THEN %L::%s ELSE r.%I END AS %I',
+        col.attname, 'null', col.typ, col.attname, col.attname);
     ELSE
       source := source || pg_catalog.format('r.%I', col.attname);
     END IF;
@@ -130,7 +132,7 @@ BEGIN
   -- the event's transaction.
   PERFORM realtime.wait_visible(xid);
 
-  source := realtime.image_source(relid, json_nulls);
+  source := realtime.image_source(relid);
 
   FOR ctx IN SELECT e.value FROM pg_catalog.jsonb_array_elements(contexts) AS e LOOP
     visible := false;
@@ -190,8 +192,9 @@ BEGIN
       stmt := 'realtime_check_' || pg_catalog.md5(source || ' WHERE ' || probe);
       IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements s WHERE s.name = stmt) THEN
         BEGIN
-          EXECUTE pg_catalog.format('PREPARE %I(jsonb) AS SELECT EXISTS (SELECT 1 FROM %s WHERE %s)',
-                                    stmt, source, probe);
+          EXECUTE pg_catalog.format(
+            'PREPARE %I(jsonb, text[]) AS SELECT EXISTS (SELECT 1 FROM %s WHERE %s)',
+            stmt, source, probe);
         EXCEPTION WHEN OTHERS THEN
           stmt := NULL;
         END;
@@ -203,7 +206,8 @@ BEGIN
         PERFORM pg_catalog.set_config('request.jwt.claims',
                                       coalesce(ctx -> 'claims', '{}'::jsonb)::text, true);
         PERFORM pg_catalog.set_config('role', role_name, true);
-        EXECUTE pg_catalog.format('EXECUTE %I(%L::jsonb)', stmt, image::text) INTO visible;
+        EXECUTE pg_catalog.format('EXECUTE %I(%L::jsonb, %L::text[])', stmt, image::text,
+                                  coalesce(json_nulls, '{}')::text) INTO visible;
       EXCEPTION WHEN OTHERS THEN
         -- A policy raising an error (auth.uid() on a sub that is not a uuid, permission
         -- denied on a table a subquery reads, a value the column type rejects): that
@@ -247,7 +251,7 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
     RETURN;
   END IF;
-  source := realtime.image_source(relid, json_nulls);
+  source := realtime.image_source(relid);
   FOR f IN SELECT e.value FROM pg_catalog.jsonb_array_elements(filters) AS e LOOP
     passed := false;
     SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO typ
@@ -257,15 +261,15 @@ BEGIN
     IF typ IS NOT NULL THEN
       vals := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(f -> 'values'));
       expr := CASE f ->> 'op'
-        WHEN 'eq' THEN pg_catalog.format('%I = $2[1]::%s', f ->> 'column', typ)
-        WHEN 'neq' THEN pg_catalog.format('%I <> $2[1]::%s', f ->> 'column', typ)
-        WHEN 'gt' THEN pg_catalog.format('%I > $2[1]::%s', f ->> 'column', typ)
-        WHEN 'gte' THEN pg_catalog.format('%I >= $2[1]::%s', f ->> 'column', typ)
-        WHEN 'lt' THEN pg_catalog.format('%I < $2[1]::%s', f ->> 'column', typ)
-        WHEN 'lte' THEN pg_catalog.format('%I <= $2[1]::%s', f ->> 'column', typ)
-        WHEN 'in' THEN pg_catalog.format('%I = ANY ($2::%s[])', f ->> 'column', typ)
-        WHEN 'like' THEN pg_catalog.format('%I::text LIKE $2[1]', f ->> 'column')
-        WHEN 'ilike' THEN pg_catalog.format('%I::text ILIKE $2[1]', f ->> 'column')
+        WHEN 'eq' THEN pg_catalog.format('%I = $3[1]::%s', f ->> 'column', typ)
+        WHEN 'neq' THEN pg_catalog.format('%I <> $3[1]::%s', f ->> 'column', typ)
+        WHEN 'gt' THEN pg_catalog.format('%I > $3[1]::%s', f ->> 'column', typ)
+        WHEN 'gte' THEN pg_catalog.format('%I >= $3[1]::%s', f ->> 'column', typ)
+        WHEN 'lt' THEN pg_catalog.format('%I < $3[1]::%s', f ->> 'column', typ)
+        WHEN 'lte' THEN pg_catalog.format('%I <= $3[1]::%s', f ->> 'column', typ)
+        WHEN 'in' THEN pg_catalog.format('%I = ANY ($3::%s[])', f ->> 'column', typ)
+        WHEN 'like' THEN pg_catalog.format('%I::text LIKE $3[1]', f ->> 'column')
+        WHEN 'ilike' THEN pg_catalog.format('%I::text ILIKE $3[1]', f ->> 'column')
         WHEN 'is' THEN CASE vals[1]
           WHEN 'null' THEN pg_catalog.format('%I IS NULL', f ->> 'column')
           WHEN 'true' THEN pg_catalog.format('%I IS TRUE', f ->> 'column')
@@ -275,7 +279,7 @@ BEGIN
       IF expr IS NOT NULL THEN
         BEGIN
           EXECUTE pg_catalog.format('SELECT coalesce((SELECT %s FROM %s), false)', expr, source)
-            INTO passed USING image, vals;
+            INTO passed USING image, coalesce(json_nulls, '{}'), vals;
         EXCEPTION WHEN OTHERS THEN
           passed := false;
         END;
@@ -407,9 +411,9 @@ COMMENT ON FUNCTION realtime.access_fingerprint(oid[]) IS
 -- They switch to any role the session user may assume, or read rows whatever their
 -- policies: only the server may call them, never an API role.
 REVOKE ALL ON FUNCTION realtime.wait_visible(bigint, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION realtime.image_source(oid, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION realtime.image_source(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION realtime.filter_matches(oid, jsonb, text[], jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION realtime.image_source(oid, text[]) FROM anon, authenticated, service_role;
+REVOKE ALL ON FUNCTION realtime.image_source(oid) FROM anon, authenticated, service_role;
 REVOKE ALL ON FUNCTION realtime.filter_matches(oid, jsonb, text[], jsonb)
   FROM anon, authenticated, service_role;
 REVOKE ALL ON FUNCTION realtime.check_image(oid, jsonb, text[], bigint, jsonb) FROM PUBLIC;
