@@ -5,10 +5,6 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{Map, Value};
 
-/// Claims that change with every token of the same identity and that policies do not use:
-/// left out of the fingerprint so one user's successive tokens share RLS decisions.
-const VOLATILE_CLAIMS: &[&str] = &["exp", "iat", "nbf", "jti"];
-
 /// The database role a context switches to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -90,10 +86,10 @@ impl AuthContext {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         role.hash(&mut hasher);
         // serde_json's Map is ordered (BTreeMap without preserve_order): stable hashing.
+        // Every claim takes part, `exp`, `iat`, `nbf` and `jti` included: a policy may read
+        // any of them (`auth.jwt() ->> 'exp'`), so two tokens that differ anywhere must not
+        // share a decision. Hashed once per token, not per change.
         for (key, value) in &claims {
-            if VOLATILE_CLAIMS.contains(&key.as_str()) {
-                continue;
-            }
             key.hash(&mut hasher);
             value.to_string().hash(&mut hasher);
         }
@@ -124,7 +120,7 @@ impl AuthContext {
         self.claims.get("sub").and_then(Value::as_str)
     }
 
-    /// Groups identical contexts; volatile claims (`exp`, `iat`, `nbf`, `jti`) excluded.
+    /// Groups identical contexts: same role and exactly the same claims.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -157,10 +153,20 @@ mod tests {
     #[test]
     fn fingerprint_groups_same_identity_and_separates_others() {
         let a1 = ctx(json!({"sub": "u1", "role": "authenticated", "exp": 100, "iat": 1}));
-        let a2 = ctx(json!({"sub": "u1", "role": "authenticated", "exp": 200, "iat": 2}));
+        let a1_again = ctx(json!({"iat": 1, "role": "authenticated", "exp": 100, "sub": "u1"}));
         let b = ctx(json!({"sub": "u2", "role": "authenticated", "exp": 100}));
         let c = ctx(json!({"sub": "u1", "role": "authenticated", "tenant": "x"}));
-        assert_eq!(a1.fingerprint(), a2.fingerprint());
+        assert_eq!(a1.fingerprint(), a1_again.fingerprint());
+        // A policy may read any claim: tokens differing only in exp/iat/nbf/jti differ.
+        for claim in ["exp", "iat", "nbf", "jti"] {
+            let mut other = a1.claims().clone();
+            other.insert(claim.into(), json!(999));
+            assert_ne!(
+                a1.fingerprint(),
+                ctx(Value::Object(other)).fingerprint(),
+                "{claim}"
+            );
+        }
         assert_ne!(a1.fingerprint(), b.fingerprint());
         assert_ne!(a1.fingerprint(), c.fingerprint());
         assert_eq!(

@@ -35,7 +35,9 @@ use fluxbase_engine::realtime::registry::{EventMask, Limits, Registry, RowOp, Su
 use fluxbase_engine::realtime::rls::policy::RawPolicy;
 use fluxbase_engine::realtime::rls::predicate::{AuthUse, Collation, ColumnInfo, CompileEnv};
 use fluxbase_engine::realtime::rls::value::SqlType;
-use fluxbase_engine::realtime::rls::{OwnerIndex, OwnerRoute, RoleAccess, TablePolicies, Verdict};
+use fluxbase_engine::realtime::rls::{
+    OwnerIndex, OwnerRoute, RoleAccess, RowRef, TablePolicies, Verdict,
+};
 use fluxbase_engine::realtime::{RealtimeSettings, protocol};
 use fluxbase_replication::{Change, Column, Lsn, Op, Timestamp, Transaction};
 use serde_json::{Map, Value, json};
@@ -187,9 +189,12 @@ impl Setup {
 
     /// Match + decide + fan-out of one change, as the dispatcher does; returns frames queued.
     fn deliver(&self, tx: &Transaction, change: &Change) -> usize {
-        let matches =
-            self.registry
-                .recipients("public", self.table, RowOp::Insert, change.record.as_ref());
+        let matches = self.registry.recipients(
+            "public",
+            self.table,
+            RowOp::Insert,
+            change.record.as_ref().map(RowRef::plain),
+        );
         if matches.is_empty() {
             return 0;
         }
@@ -223,7 +228,7 @@ impl Setup {
             }
             Rls::Compiled(table, access) => contexts
                 .iter()
-                .map(|ctx| table.evaluate(access, row, ctx) == Verdict::Allow)
+                .map(|ctx| table.evaluate(access, RowRef::plain(row), ctx) == Verdict::Allow)
                 .collect(),
         };
         let full: Arc<str> = Arc::from(payload(tx, change));
@@ -310,6 +315,8 @@ fn change(table: &str) -> (Transaction, Change) {
         record: Some(record),
         old_record: None,
         unchanged_toast: Vec::new(),
+        json_nulls: Vec::new(),
+        old_json_nulls: Vec::new(),
         message: None,
     };
     let tx = Transaction {
@@ -427,7 +434,9 @@ fn rls_eval(c: &mut Criterion) {
             b.iter(|| {
                 contexts
                     .iter()
-                    .filter(|ctx| policies.evaluate(&access, &row, ctx) == Verdict::Allow)
+                    .filter(|ctx| {
+                        policies.evaluate(&access, RowRef::plain(&row), ctx) == Verdict::Allow
+                    })
                     .count()
             })
         });

@@ -4,7 +4,7 @@
 
 use fluxbase_auth::{AuthContext, Role};
 use fluxbase_engine::realtime::rls::{
-    self, Decision, RelationRef, RlsConfig, RlsDecider, RowChange, RowOwner, Source,
+    self, Conn, Decision, RelationRef, RlsConfig, RlsDecider, RowChange, RowOwner, RowRef, Source,
 };
 use fluxbase_migrations::test_utils::TestDb;
 use serde_json::{Map, Value, json};
@@ -241,11 +241,11 @@ async fn differential(
         let change = RowChange {
             relid,
             pk: &pk,
-            row: &row,
-            exists: true,
+            row: RowRef::plain(&row),
+            xid: 0,
         };
         let decisions = decider
-            .decide(client, &change, &refs)
+            .decide(&mut Conn::from(&*client), &change, &refs)
             .await
             .expect("decide");
         assert_eq!(decisions.len(), contexts.len());
@@ -368,11 +368,11 @@ async fn unsupported_policies_fall_back_to_sql_then_cache() {
     let change = RowChange {
         relid,
         pk: &pk,
-        row: &row,
-        exists: true,
+        row: RowRef::plain(&row),
+        xid: 0,
     };
     let d = decider
-        .decide(&client, &change, &[&contexts[ALICE_CTX]])
+        .decide(&mut Conn::from(&client), &change, &[&contexts[ALICE_CTX]])
         .await
         .unwrap();
     assert_eq!(
@@ -383,18 +383,38 @@ async fn unsupported_policies_fall_back_to_sql_then_cache() {
         }
     );
 
-    // The old image of a DELETE cannot be checked by SQL: undecided, primary key only.
+    // A complete old image of a DELETE is judged by SQL like any version.
     let gone = json!({"id": 99, "team": "red"});
     let gone = gone.as_object().unwrap();
     let pk = pk_of(gone);
     let change = RowChange {
         relid,
         pk: &pk,
-        row: gone,
-        exists: false,
+        row: RowRef::plain(gone),
+        xid: 0,
     };
     let d = decider
-        .decide(&client, &change, &[&contexts[ALICE_CTX]])
+        .decide(&mut Conn::from(&client), &change, &[&contexts[ALICE_CTX]])
+        .await
+        .unwrap();
+    assert_eq!(
+        d[0],
+        Decision {
+            allowed: true,
+            source: Source::Sql
+        }
+    );
+    // A key-only old image cannot be judged: undecided, primary key only.
+    let gone = json!({"id": 99});
+    let gone = gone.as_object().unwrap();
+    let change = RowChange {
+        relid,
+        pk: &pk,
+        row: RowRef::plain(gone),
+        xid: 0,
+    };
+    let d = decider
+        .decide(&mut Conn::from(&client), &change, &[&contexts[ALICE_CTX]])
         .await
         .unwrap();
     assert_eq!(
@@ -473,7 +493,7 @@ async fn reload_picks_up_policy_changes() {
         .await
         .unwrap();
     // Until reloaded the old generation is used (the hub reloads on DDL).
-    decider.reload(&client).await.unwrap();
+    decider.reload(&mut Conn::from(&client)).await.unwrap();
     assert_eq!(decider.cache_len(), 0);
     let after = differential(&mut client, &decider, "roles_only").await;
     assert!(after[0][ANON].allowed && !after[1][ANON].allowed);
@@ -524,18 +544,27 @@ async fn owner_routing() {
 }
 
 #[tokio::test]
-async fn check_visibility_one_round_trip_and_locked_down() {
+async fn check_image_one_round_trip_and_locked_down() {
     let (_db, client) = setup().await;
     let contexts = contexts();
     let refs: Vec<&AuthContext> = contexts.iter().collect();
     let relid = relid(&client, "owned").await;
-    let pk = json!({"id": 1});
-    let visible = rls::check_visibility(&client, relid, pk.as_object().unwrap(), &refs)
+    let image = json!({"id": 1, "user_id": ALICE, "body": "alice"});
+    let visible = rls::check_image(&client, relid, image.as_object().unwrap(), &[], 0, &refs)
         .await
         .unwrap();
     assert_eq!(
         visible,
         vec![false, true, false, false, false, true, true, false, false]
+    );
+    // The image decides, not the row: row 1 is Alice's, this version is Bob's.
+    let bobs = json!({"id": 1, "user_id": BOB, "body": "alice"});
+    let visible = rls::check_image(&client, relid, bobs.as_object().unwrap(), &[], 0, &refs)
+        .await
+        .unwrap();
+    assert_eq!(
+        visible,
+        vec![false, false, true, false, false, true, false, false, false]
     );
     // Settings are restored for the caller.
     let row = client
@@ -547,23 +576,27 @@ async fn check_visibility_one_round_trip_and_locked_down() {
         .unwrap();
     assert_eq!(row.get::<_, String>(1), "");
     assert_ne!(row.get::<_, String>(0), "anon");
-    // A key that is not a column is an error, not a guess.
-    let bad = json!({"nope": 1});
-    assert!(
-        rls::check_visibility(&client, relid, bad.as_object().unwrap(), &refs)
-            .await
-            .is_err()
-    );
-    // API roles cannot call it.
-    let err = client
-        .batch_execute(
-            "BEGIN; SET LOCAL ROLE anon;
-             SELECT * FROM realtime.check_visibility('owned'::regclass, '{\"id\":1}', '[]');",
-        )
+    // A value the column type rejects: nobody sees it (an error, never a guess).
+    let bad = json!({"id": 1, "user_id": "not-a-uuid", "body": "x"});
+    let visible = rls::check_image(&client, relid, bad.as_object().unwrap(), &[], 0, &refs)
         .await
-        .expect_err("anon must not execute check_visibility");
-    assert!(err.to_string().contains("permission denied") || format!("{err:?}").contains("42501"));
-    client.batch_execute("ROLLBACK").await.unwrap();
+        .unwrap();
+    assert_eq!(visible, vec![false; refs.len()]);
+    // API roles cannot call it, nor read rows through fetch_columns.
+    for call in [
+        "SELECT * FROM realtime.check_image('owned'::regclass, '{\"id\":1}', '{}', 0, '[]')",
+        "SELECT * FROM realtime.fetch_columns('owned'::regclass, '{\"id\":1}', '{body}', 0)",
+    ] {
+        let err = client
+            .batch_execute(&format!("BEGIN; SET LOCAL ROLE anon; {call};"))
+            .await
+            .expect_err("anon must not execute the fallback functions");
+        assert!(
+            err.to_string().contains("permission denied") || format!("{err:?}").contains("42501"),
+            "{err:?}"
+        );
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
 }
 
 /// One table, many policy shapes: each shape replaces the table's policies, the decider
@@ -675,7 +708,7 @@ async fn policy_shapes_match_postgres() {
                 .await
                 .unwrap_or_else(|e| panic!("{clauses}: {e}"));
         }
-        decider.reload(&client).await.unwrap();
+        decider.reload(&mut Conn::from(&client)).await.unwrap();
         let table = decider.table(relid).unwrap();
         let compiled = table.policies.iter().all(|p| p.fully_compiled());
         fully_compiled += usize::from(compiled);
@@ -705,7 +738,9 @@ async fn a_server_role_that_cannot_assume_a_role_denies_it() {
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
              END $$;
              GRANT anon, authenticated, service_role TO rls_server;
-             GRANT EXECUTE ON FUNCTION realtime.check_visibility(oid, jsonb, jsonb) TO rls_server;",
+             GRANT EXECUTE ON FUNCTION realtime.check_image(oid, jsonb, text[], bigint, jsonb),
+                                        realtime.wait_visible(bigint, interval),
+                                        realtime.image_source(oid) TO rls_server;",
         )
         .await
         .unwrap();
@@ -723,12 +758,15 @@ async fn a_server_role_that_cannot_assume_a_role_denies_it() {
     let change = RowChange {
         relid,
         pk: &pk,
-        row: &row,
-        exists: true,
+        row: RowRef::plain(&row),
+        xid: 0,
     };
     let contexts = contexts();
     let picked = [&contexts[ALICE_CTX], &contexts[EDITOR_CTX]];
-    let d = decider.decide(&client, &change, &picked).await.unwrap();
+    let d = decider
+        .decide(&mut Conn::from(&client), &change, &picked)
+        .await
+        .unwrap();
     assert_eq!(
         d[0],
         Decision {
@@ -743,7 +781,7 @@ async fn a_server_role_that_cannot_assume_a_role_denies_it() {
             source: Source::Compiled
         }
     );
-    let sql = rls::check_visibility(&client, relid, &pk, &picked)
+    let sql = rls::check_image(&client, relid, &row, &[], 0, &picked)
         .await
         .unwrap();
     assert_eq!(sql, vec![true, false]);

@@ -63,6 +63,11 @@ pub static MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0007_schema_cache_ddl.sql"),
     },
     Migration {
+        version: 8,
+        name: "realtime_image_check",
+        sql: include_str!("../sql/0008_realtime_image_check.sql"),
+    },
+    Migration {
         version: 9,
         name: "one_session_semantics",
         sql: include_str!("../sql/0009_one_session_semantics.sql"),

@@ -175,6 +175,8 @@ mod tests {
             old_record: None,
             primary_key: None,
             unchanged_toast: Vec::new(),
+            json_nulls: Vec::new(),
+            old_json_nulls: Vec::new(),
             message: None,
         }
     }

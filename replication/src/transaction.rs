@@ -100,6 +100,14 @@ pub struct Change {
     /// Columns whose TOASTed value did not change and was not sent: absent from `record`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unchanged_toast: Vec<String>,
+    /// json/jsonb columns of `record` whose value is the JSON `null` literal, which is a
+    /// value (`IS NOT NULL`), unlike SQL NULL. Both are `null` in `record`: plain JSON for
+    /// clients; this list is what tells them apart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub json_nulls: Vec<String>,
+    /// The same for `old_record`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub old_json_nulls: Vec<String>,
     /// The payload when `op` is `Message`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<LogicalMessage>,

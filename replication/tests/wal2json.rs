@@ -45,6 +45,8 @@ const WORKLOAD: &[&str] = &[
      ALTER PUBLICATION pub_diff_wal2json ADD TABLE later; INSERT INTO later VALUES (1)",
     "CREATE TYPE color AS ENUM ('red', 'blue'); \
      ALTER TABLE later ADD COLUMN c color[] DEFAULT '{blue}'; INSERT INTO later VALUES (2)",
+    "INSERT INTO everything (id, j, jb) VALUES (20, 'null', ' null'), (21, NULL, NULL)",
+    "DELETE FROM everything WHERE id IN (20, 21)",
     "TRUNCATE everything, comp",
     "SELECT pg_logical_emit_message(false, 'end', '')",
 ];
@@ -129,6 +131,32 @@ async fn both_plugins_give_the_same_transactions() {
         json!({"a": 1, "c": 2})
     );
     assert!(!change(10).record.as_ref().unwrap().contains_key("twice"));
+    // JSON null literals are told apart from SQL NULL, in new and old rows alike.
+    let nulls = got
+        .iter()
+        .find(|t| {
+            t.changes.iter().any(|c| {
+                c.record
+                    .as_ref()
+                    .is_some_and(|r| r.get("id") == Some(&json!(20)))
+            })
+        })
+        .expect("the json null insert");
+    assert_eq!(
+        nulls.changes[0].json_nulls,
+        vec!["j".to_owned(), "jb".to_owned()]
+    );
+    assert_eq!(nulls.changes[0].record.as_ref().unwrap()["jb"], Value::Null);
+    assert!(nulls.changes[1].json_nulls.is_empty());
+    let deleted = got
+        .iter()
+        .find(|t| t.changes.len() == 2 && t.changes[0].op == fluxbase_replication::Op::Delete)
+        .expect("the json null delete");
+    assert_eq!(
+        deleted.changes[0].old_json_nulls,
+        vec!["j".to_owned(), "jb".to_owned()]
+    );
+    assert!(deleted.changes[1].old_json_nulls.is_empty());
 
     finish(&db, pg, pg_slot).await;
     finish(&db, w2j, w2j_slot).await;

@@ -186,6 +186,9 @@ pub struct RealtimeConfig {
     pub rls_cache_size: u64,
     /// How long a cached RLS decision is trusted.
     pub rls_cache_ttl: Dur,
+    /// Connections of the engine's own pool for the RLS SQL fallback, TOAST reads and the
+    /// role watcher (fan-out never waits for `database.max_connections`).
+    pub rls_fallback_connections: u32,
     /// Queued messages above which a client counts as slow.
     pub slow_client_threshold: u32,
     /// How long a client may stay slow before it is disconnected (close 4008).
@@ -207,6 +210,7 @@ impl Default for RealtimeConfig {
             pong_timeout: Dur::secs(10),
             rls_cache_size: DEFAULT_RLS_CACHE_SIZE,
             rls_cache_ttl: Dur::secs(30),
+            rls_fallback_connections: 4,
             slow_client_threshold: 100,
             slow_client_timeout: Dur::secs(30),
             client_message_queue_size: 1024,
@@ -446,6 +450,11 @@ impl Config {
         check(
             rt.rls_cache_size >= 1,
             "realtime.rls_cache_size",
+            "must be at least 1".into(),
+        );
+        check(
+            rt.rls_fallback_connections >= 1,
+            "realtime.rls_fallback_connections",
             "must be at least 1".into(),
         );
         check(

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::error::JobError;
 use crate::realtime::filter::Filter;
+use crate::realtime::rls::RowRef;
 
 /// Rules are re-read at least this often, even without a change notification.
 const RULES_TTL: Duration = Duration::from_secs(60);
@@ -71,10 +72,18 @@ impl Rule {
             None => true,
             Some(filter) => {
                 let row = match change.op {
-                    Op::Delete => change.old_record.as_ref(),
-                    _ => change.record.as_ref(),
+                    Op::Delete => change
+                        .old_record
+                        .as_ref()
+                        .map(|values| (values, &change.old_json_nulls)),
+                    _ => change.record.as_ref().map(|values| (values, &change.json_nulls)),
                 };
-                row.is_some_and(|row| filter.matches(row))
+                row.is_some_and(|(values, json_nulls)| {
+                    filter.matches(RowRef {
+                        values,
+                        json_nulls,
+                    })
+                })
             }
         }
     }
@@ -258,6 +267,8 @@ mod tests {
             old_record: (op == Op::Delete).then(|| row.clone()),
             primary_key: None,
             unchanged_toast: Vec::new(),
+            json_nulls: Vec::new(),
+            old_json_nulls: Vec::new(),
             message: None,
         }
     }

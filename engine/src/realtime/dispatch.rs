@@ -16,6 +16,8 @@ use super::connection::{CloseReason, Outbound, PushOutcome, close};
 use super::gate::Visibility;
 use super::protocol;
 use super::registry::RowOp;
+use super::rls::image::event_row;
+use super::rls::{Completed, RowRef};
 
 /// Consumes replication until shutdown.
 pub(super) async fn run(
@@ -68,10 +70,14 @@ pub(super) async fn sweep(engine: Engine, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Re-reads the catalog and policies when DDL happens (`NOTIFY fluxbase_ddl` from the event
-/// trigger), and every 30 s in case the trigger could not be installed.
+/// trigger), every 30 s in case the trigger could not be installed, and within a second of a
+/// change to role attributes, memberships or grants (`ALTER ROLE … BYPASSRLS`, `GRANT role
+/// TO role` fire no event trigger): a cheap fingerprint of them is compared every second.
 pub(super) async fn watch_ddl(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(30));
     ticker.tick().await;
+    let mut roles = tokio::time::interval(Duration::from_secs(1));
+    roles.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // A dedicated connection for LISTEN; on any error, fall back to the timer.
         let listener = engine.inner.gate.listen("fluxbase_ddl").await;
@@ -86,6 +92,13 @@ pub(super) async fn watch_ddl(engine: Engine, mut shutdown: watch::Receiver<bool
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => engine.reload().await,
+                _ = roles.tick() => {
+                    if engine.inner.gate.access_changed().await {
+                        engine.reload().await;
+                        // Logged once the new facts are in use.
+                        tracing::info!("rls facts reloaded after a role change");
+                    }
+                }
                 n = async {
                     match notifications.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -120,16 +133,36 @@ impl Engine {
             }
             return;
         }
-        let row = match op {
-            RowOp::Delete => change.old_record.as_ref(),
-            _ => change.record.as_ref(),
+        // Unchanged TOAST values a filter or a policy reads are recovered first (rare:
+        // only updates that left a large value untouched).
+        let completed = if change.unchanged_toast.is_empty() {
+            None
+        } else {
+            let columns = self
+                .inner
+                .registry
+                .read()
+                .expect("registry lock")
+                .filter_columns(&change.schema, &change.table);
+            self.inner.gate.complete(tx, change, &columns).await
         };
-        let matches = self
+        let filter_row = completed.as_ref().map(Completed::for_filters);
+        let row = match &filter_row {
+            Some((values, json_nulls)) => Some(RowRef { values, json_nulls }),
+            None => event_row(change).map(|(values, json_nulls)| RowRef { values, json_nulls }),
+        };
+        let mut matches = self
             .inner
             .registry
             .read()
             .expect("registry lock")
             .recipients(&change.schema, &change.table, op, row);
+        if let Some(row) = row {
+            self.inner
+                .gate
+                .drop_failed_filters(change, row, &mut matches)
+                .await;
+        }
         if matches.is_empty() {
             return;
         }
@@ -155,7 +188,11 @@ impl Engine {
             start = end;
         }
         tracing::debug!(table = %change.table, recipients = matches.len(), contexts = contexts.len(), "deciding");
-        let decisions = self.inner.gate.decide(change, &contexts).await;
+        let decisions = self
+            .inner
+            .gate
+            .decide(tx, change, completed.as_ref(), &contexts)
+            .await;
         tracing::debug!(table = %change.table, decisions = ?decisions, "decided");
 
         let full: Arc<str> = Arc::from(payload(tx, change, op, Detail::Full));
@@ -314,6 +351,14 @@ fn payload(tx: &Transaction, change: &Change, op: RowOp, detail: Detail) -> Stri
     });
     if !change.unchanged_toast.is_empty() {
         body["unchanged_toast"] = json!(change.unchanged_toast);
+    }
+    // JSON `null` literals of json/jsonb columns are `null` in the records, as SQL NULL is
+    // (records stay plain JSON for Supabase-shaped clients); these lists tell them apart.
+    if op != RowOp::Delete && !change.json_nulls.is_empty() {
+        body["json_nulls"] = json!(change.json_nulls);
+    }
+    if op == RowOp::Delete && detail == Detail::Full && !change.old_json_nulls.is_empty() {
+        body["old_json_nulls"] = json!(change.old_json_nulls);
     }
     body.to_string()
 }

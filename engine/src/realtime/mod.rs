@@ -52,6 +52,9 @@ pub struct RealtimeSettings {
     pub rls_cache_size: usize,
     /// `realtime.rls_cache_ttl`
     pub rls_cache_ttl: Duration,
+    /// `realtime.rls_fallback_connections`: the engine's own pool for the SQL fallback,
+    /// TOAST reads and the role watcher, so fan-out never waits for the main pool.
+    pub rls_fallback_connections: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions_per_connection: usize,
 }
@@ -67,6 +70,7 @@ impl Default for RealtimeSettings {
             slow_client_timeout: Duration::from_secs(30),
             rls_cache_size: 100_000,
             rls_cache_ttl: Duration::from_secs(30),
+            rls_fallback_connections: rls::conn::DEFAULT_FALLBACK_CONNECTIONS,
             max_subscriptions_per_connection: 100,
         }
     }
@@ -111,7 +115,8 @@ pub struct RealtimeStats {
 }
 
 impl Engine {
-    /// An engine over `pool` (catalog and RLS reads), not yet consuming replication.
+    /// An engine over `pool` (catalog reads at subscribe time), not yet consuming
+    /// replication. RLS decisions use a pool of their own, opened from `pg`.
     pub fn new(
         settings: RealtimeSettings,
         keys: JwtKeys,
@@ -122,9 +127,9 @@ impl Engine {
     ) -> Engine {
         let gate = gate::Gate::new(
             pg,
-            pool.clone(),
             settings.rls_cache_size,
             settings.rls_cache_ttl,
+            settings.rls_fallback_connections,
         );
         Engine {
             inner: Arc::new(Inner {
@@ -588,6 +593,16 @@ impl Engine {
             );
         }
         let route = self.inner.gate.owner_route(info.relid).await;
+        // Operands take the column's type; what cannot be compared exactly in-process is
+        // left to PostgreSQL (see `filter::Filter::bind`).
+        let filter = filter.map(|f| match self.inner.gate.column(info.relid, &f.column) {
+            Some(column) => f.bind(&column),
+            None => f.bind(&rls::predicate::ColumnInfo {
+                name: String::new(),
+                ty: rls::value::SqlType::Other(String::new()),
+                collation: rls::predicate::Collation::C,
+            }),
+        });
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let sub = Subscription {
             id: id.clone(),

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::connection::{ConnId, ConnShared};
-use super::filter::{Filter, value_text};
-use super::rls::{OwnerIndex, OwnerRoute, RowOwner};
+use super::filter::{Filter, FilterVerdict, value_text};
+use super::rls::{OwnerIndex, OwnerRoute, RowOwner, RowRef};
 
 /// Which row events a subscription wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,10 +176,10 @@ impl EventIndex {
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
             Some((f, key)) => {
                 if let Some(values) = self.eq.get_mut(&f.column) {
-                    if let Some(ids) = values.get_mut(key) {
+                    if let Some(ids) = values.get_mut(&key) {
                         ids.retain(|id| id != &sub.id);
                         if ids.is_empty() {
-                            values.remove(key);
+                            values.remove(&key);
                         }
                     }
                     if values.is_empty() {
@@ -441,6 +441,23 @@ impl Registry {
         ids.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The columns the filters of a table's subscriptions read (to recover unchanged TOAST
+    /// values only when a filter needs them).
+    pub fn filter_columns(&self, schema: &str, table: &str) -> Vec<String> {
+        let Some(index) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = index
+            .subs
+            .iter()
+            .filter_map(|id| self.subs.get(id)?.filter.as_ref())
+            .map(|f| f.column.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The connections whose subscriptions match a row change, grouped by connection and
     /// channel. `row` is the new row (insert, update) or the old one (delete).
     pub fn recipients(
@@ -448,7 +465,7 @@ impl Registry {
         schema: &str,
         table: &str,
         op: RowOp,
-        row: Option<&Map<String, Value>>,
+        row: Option<RowRef<'_>>,
     ) -> Matches {
         let Some(table_index) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
             return Vec::new();
@@ -457,21 +474,22 @@ impl Registry {
         let mut matched: Vec<&Arc<str>> = Vec::new();
         if let Some(row) = row {
             for (column, values) in &index.eq {
-                if let Some(value) = row.get(column).filter(|v| !v.is_null())
+                if let Some(value) = row.values.get(column).filter(|v| !v.is_null())
                     && let Some(ids) = values.get(&value_text(value))
                 {
                     matched.extend(ids);
                 }
             }
         }
+        // Filters PostgreSQL must decide stay candidates; the dispatcher asks it.
         let passes = |id: &Arc<str>| match (&self.subs[id].filter, row) {
             (None, _) => true,
-            (Some(f), Some(row)) => f.matches(row),
+            (Some(f), Some(row)) => f.verdict(row) != FilterVerdict::NoMatch,
             (Some(_), None) => false,
         };
         matched.extend(index.rest.iter().filter(|id| passes(id)));
         if let Some(route) = &table_index.route {
-            let owner = row.map_or(RowOwner::Unknown, |r| route.index.row_owner(r));
+            let owner = row.map_or(RowOwner::Unknown, |r| route.index.row_owner(r.values));
             match owner {
                 RowOwner::Owner(key) => {
                     if let Some(ids) = index.owners.get(&key) {
@@ -612,26 +630,26 @@ mod tests {
         reg.add_sub(sub("del", 4, "DELETE", None));
         let row = json!({"user_id": 42, "n": 5}).as_object().unwrap().clone();
         let mut got: Vec<String> = reg
-            .recipients("public", "todos", RowOp::Insert, Some(&row))
+            .recipients("public", "todos", RowOp::Insert, Some(RowRef::plain(&row)))
             .into_iter()
             .map(|(_, s)| s.id.to_string())
             .collect();
         got.sort();
         assert_eq!(got, ["all", "eq42"]);
         let got: Vec<ConnId> = reg
-            .recipients("public", "todos", RowOp::Delete, Some(&row))
+            .recipients("public", "todos", RowOp::Delete, Some(RowRef::plain(&row)))
             .iter()
             .map(|(c, _)| c.id)
             .collect();
         assert_eq!(got.len(), 2);
         assert!(
-            reg.recipients("public", "other", RowOp::Insert, Some(&row))
+            reg.recipients("public", "other", RowOp::Insert, Some(RowRef::plain(&row)))
                 .is_empty()
         );
 
         reg.remove_conn(2);
         let n = reg
-            .recipients("public", "todos", RowOp::Insert, Some(&row))
+            .recipients("public", "todos", RowOp::Insert, Some(RowRef::plain(&row)))
             .len();
         assert_eq!(n, 1);
         assert_eq!(reg.sub_count(), 3);
@@ -682,7 +700,7 @@ mod tests {
         let ids = |reg: &Registry, row: Value| {
             let row = row.as_object().unwrap().clone();
             let mut v: Vec<String> = reg
-                .recipients("public", "todos", RowOp::Insert, Some(&row))
+                .recipients("public", "todos", RowOp::Insert, Some(RowRef::plain(&row)))
                 .into_iter()
                 .map(|(_, s)| s.id.to_string())
                 .collect();

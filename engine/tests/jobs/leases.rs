@@ -69,7 +69,7 @@ async fn shutdown_lets_short_jobs_finish_and_puts_long_ones_back() {
     let jobs = started(
         &db,
         JobsSettings {
-            shutdown_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
             ..settings()
         },
     )

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::message::{PgOutputMessage, TupleValue};
-use super::value::to_json;
+use super::value::{is_json_null, to_json};
 use crate::error::DecodeError;
 use crate::lsn::Lsn;
 use crate::relation::{Relation, RelationCache, TypeCache};
@@ -121,19 +121,18 @@ impl Decoder {
             }
             PgOutputMessage::Insert { relation_id, new } => {
                 let rel = self.relation(relation_id)?;
-                let (record, unchanged_toast) = row(&rel, &new, None)?;
-                let primary_key = Some(pick(&rel, &record));
-                self.push(
-                    change(
-                        &rel,
-                        Op::Insert,
-                        Some(record),
-                        None,
-                        primary_key,
-                        unchanged_toast,
-                    ),
-                    "insert",
-                )
+                let new = row(&rel, &new, None)?;
+                let primary_key = Some(pick(&rel, &new.record));
+                let mut insert = change(
+                    &rel,
+                    Op::Insert,
+                    Some(new.record),
+                    None,
+                    primary_key,
+                    new.unchanged,
+                );
+                insert.json_nulls = new.json_nulls;
+                self.push(insert, "insert")
             }
             PgOutputMessage::Update {
                 relation_id,
@@ -141,45 +140,49 @@ impl Decoder {
                 new,
             } => {
                 let rel = self.relation(relation_id)?;
-                let old_record = match &old {
-                    Some((tag, values)) => Some(row(&rel, values, Some(*tag))?.0),
+                let old = match &old {
+                    Some((tag, values)) => Some(row(&rel, values, Some(*tag))?),
                     None => None,
                 };
-                let (record, unchanged_toast) = row(&rel, &new, None)?;
-                let primary_key = Some(pick(&rel, &record));
+                let mut new = row(&rel, &new, None)?;
+                let primary_key = Some(pick(&rel, &new.record));
                 // With REPLICA IDENTITY FULL the old row carries the real unchanged values.
-                let (record, unchanged_toast) =
-                    fill_unchanged(record, unchanged_toast, old_record.as_ref());
-                self.push(
-                    change(
-                        &rel,
-                        Op::Update,
-                        Some(record),
-                        old_record,
-                        primary_key,
-                        unchanged_toast,
-                    ),
-                    "update",
-                )
+                if let Some(old) = &old {
+                    new.fill_unchanged(old);
+                }
+                let (old_record, old_json_nulls) = match old {
+                    Some(old) => (Some(old.record), old.json_nulls),
+                    None => (None, Vec::new()),
+                };
+                let mut update = change(
+                    &rel,
+                    Op::Update,
+                    Some(new.record),
+                    old_record,
+                    primary_key,
+                    new.unchanged,
+                );
+                update.json_nulls = new.json_nulls;
+                update.old_json_nulls = old_json_nulls;
+                self.push(update, "update")
             }
             PgOutputMessage::Delete {
                 relation_id,
                 old: (tag, values),
             } => {
                 let rel = self.relation(relation_id)?;
-                let (old_record, _) = row(&rel, &values, Some(tag))?;
-                let primary_key = Some(pick(&rel, &old_record));
-                self.push(
-                    change(
-                        &rel,
-                        Op::Delete,
-                        None,
-                        Some(old_record),
-                        primary_key,
-                        Vec::new(),
-                    ),
-                    "delete",
-                )
+                let old = row(&rel, &values, Some(tag))?;
+                let primary_key = Some(pick(&rel, &old.record));
+                let mut delete = change(
+                    &rel,
+                    Op::Delete,
+                    None,
+                    Some(old.record),
+                    primary_key,
+                    Vec::new(),
+                );
+                delete.old_json_nulls = old.json_nulls;
+                self.push(delete, "delete")
             }
             PgOutputMessage::Truncate { relation_ids, .. } => {
                 if self.pending.is_none() {
@@ -214,6 +217,8 @@ impl Decoder {
                     old_record: None,
                     primary_key: None,
                     unchanged_toast: Vec::new(),
+                    json_nulls: Vec::new(),
+                    old_json_nulls: Vec::new(),
                     message: Some(message),
                 };
                 if transactional {
@@ -271,18 +276,46 @@ pub(crate) fn change(
         old_record,
         primary_key,
         unchanged_toast,
+        json_nulls: Vec::new(),
+        old_json_nulls: Vec::new(),
         message: None,
     }
 }
 
-/// Converts a tuple to a JSON object; returns the names of unchanged TOAST columns, which
-/// are left out. For a key-only old tuple (`K`) the non-key columns (sent as NULL) are left
-/// out too.
-fn row(
-    rel: &Relation,
-    values: &[TupleValue],
-    old_tag: Option<u8>,
-) -> Result<(Map<String, Value>, Vec<String>), DecodeError> {
+/// A decoded tuple.
+pub(crate) struct Image {
+    /// Column → value; unchanged TOAST columns (and a key-only tuple's non-key columns) are
+    /// left out.
+    pub record: Map<String, Value>,
+    /// Unchanged TOAST columns.
+    pub unchanged: Vec<String>,
+    /// json/jsonb columns holding the JSON `null` literal (not SQL NULL).
+    pub json_nulls: Vec<String>,
+}
+
+impl Image {
+    /// Copies unchanged TOAST values from a full old row (REPLICA IDENTITY FULL), keeping
+    /// only those still unknown; a copied JSON `null` stays one.
+    pub fn fill_unchanged(&mut self, old: &Image) {
+        let before = std::mem::take(&mut self.unchanged);
+        let (record, unchanged) = fill_unchanged(
+            std::mem::take(&mut self.record),
+            before.clone(),
+            Some(&old.record),
+        );
+        for name in before.iter().filter(|n| !unchanged.contains(n)) {
+            if old.json_nulls.contains(name) {
+                self.json_nulls.push(name.clone());
+            }
+        }
+        self.record = record;
+        self.unchanged = unchanged;
+    }
+}
+
+/// Converts a tuple to a JSON object; unchanged TOAST columns are left out and named. For a
+/// key-only old tuple (`K`) the non-key columns (sent as NULL) are left out too.
+fn row(rel: &Relation, values: &[TupleValue], old_tag: Option<u8>) -> Result<Image, DecodeError> {
     if values.len() != rel.columns.len() {
         return Err(DecodeError::ColumnCount {
             relation_id: rel.id,
@@ -291,24 +324,30 @@ fn row(
         });
     }
     let key_only = old_tag == Some(b'K');
-    let mut record = Map::new();
-    let mut unchanged = Vec::new();
+    let mut image = Image {
+        record: Map::new(),
+        unchanged: Vec::new(),
+        json_nulls: Vec::new(),
+    };
     for ((value, column), kind) in values.iter().zip(rel.columns.iter()).zip(&rel.kinds) {
         match value {
             TupleValue::Null if key_only => {}
             TupleValue::Null => {
-                record.insert(column.name.clone(), Value::Null);
+                image.record.insert(column.name.clone(), Value::Null);
             }
-            TupleValue::UnchangedToast => unchanged.push(column.name.clone()),
+            TupleValue::UnchangedToast => image.unchanged.push(column.name.clone()),
             TupleValue::Text(bytes) => {
-                record.insert(
-                    column.name.clone(),
-                    to_json(kind, &String::from_utf8_lossy(bytes)),
-                );
+                let text = String::from_utf8_lossy(bytes);
+                if is_json_null(kind, &text) {
+                    image.json_nulls.push(column.name.clone());
+                }
+                image
+                    .record
+                    .insert(column.name.clone(), to_json(kind, &text));
             }
         }
     }
-    Ok((record, unchanged))
+    Ok(image)
 }
 
 /// Copies unchanged TOAST values from a full old row, keeping only those still unknown.

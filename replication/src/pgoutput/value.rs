@@ -139,6 +139,13 @@ pub fn to_json(kind: &ValueKind, text: &str) -> Value {
     }
 }
 
+/// Whether a column's text output is the JSON `null` literal of a json/jsonb value: a value,
+/// not SQL NULL, though both convert to JSON `null` (the caller records which columns hold
+/// it). `json` keeps the input's whitespace, hence the trim.
+pub fn is_json_null(kind: &ValueKind, text: &str) -> bool {
+    *kind == ValueKind::Json && text.trim_matches([' ', '\t', '\n', '\r']) == "null"
+}
+
 /// `2024-01-02 03:04:05.5+00` → `2024-01-02T03:04:05.5+00:00`. Infinities and BC dates are
 /// left as PostgreSQL wrote them.
 fn rfc3339(text: &str, with_zone: bool) -> String {
@@ -206,6 +213,17 @@ mod tests {
         );
         assert_eq!(conv(1184, "infinity"), json!("infinity"));
         assert_eq!(conv(17, "\\x00ff"), json!("\\x00ff"));
+    }
+
+    #[test]
+    fn json_null_is_told_apart() {
+        let json = builtin(114).unwrap().1;
+        let jsonb = builtin(3802).unwrap().1;
+        assert!(is_json_null(&jsonb, "null"));
+        assert!(is_json_null(&json, " null\n"));
+        assert!(!is_json_null(&jsonb, "\"null\""));
+        assert!(!is_json_null(&jsonb, "{}"));
+        assert!(!is_json_null(&builtin(25).unwrap().1, "null"));
     }
 
     #[test]

@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 use super::message::{RowChange, Wal2JsonColumn, Wal2JsonMessage};
 use crate::error::DecodeError;
 use crate::lsn::Lsn;
-use crate::pgoutput::decoder::{change, fill_unchanged, message_text, pick};
+use crate::pgoutput::decoder::{Image, change, message_text, pick};
 use crate::pgoutput::message::{RelationBody, RelationColumn};
-use crate::pgoutput::value::{ValueKind, to_json};
+use crate::pgoutput::value::{ValueKind, is_json_null, to_json};
 use crate::relation::{Relation, TypeCache};
 use crate::transaction::{Change, LogicalMessage, Op, Timestamp, Transaction};
 
@@ -283,6 +283,8 @@ impl Decoder {
                     old_record: None,
                     primary_key: None,
                     unchanged_toast: Vec::new(),
+                    json_nulls: Vec::new(),
+                    old_json_nulls: Vec::new(),
                     message: Some(LogicalMessage {
                         prefix: prefix.into_owned(),
                         content: message_text(content.as_bytes()),
@@ -313,10 +315,17 @@ impl Decoder {
         let rel = &table.relation;
         Ok(Some(match row.op {
             Op::Insert => {
-                let record = self.record(&table, &row.columns)?;
-                let primary_key = Some(pick(rel, &record));
-                let mut insert =
-                    change(rel, Op::Insert, Some(record), None, primary_key, Vec::new());
+                let new = self.record(&table, &row.columns)?;
+                let primary_key = Some(pick(rel, &new.record));
+                let mut insert = change(
+                    rel,
+                    Op::Insert,
+                    Some(new.record),
+                    None,
+                    primary_key,
+                    Vec::new(),
+                );
+                insert.json_nulls = new.json_nulls;
                 // An insert carries every column of its time: columns the catalog has beyond
                 // them were added after it (the catalog is read at decode time, not WAL time).
                 let record = insert.record.as_ref().map_or(0, Map::len);
@@ -332,53 +341,69 @@ impl Decoder {
                 insert
             }
             Op::Update => {
-                let record = self.record(&table, &row.columns)?;
+                let mut new = self.record(&table, &row.columns)?;
                 // wal2json leaves unchanged TOAST values out of the new row.
-                let unchanged: Vec<String> = rel
+                new.unchanged = rel
                     .columns
                     .iter()
-                    .filter(|c| !record.contains_key(&c.name))
+                    .filter(|c| !new.record.contains_key(&c.name))
                     .map(|c| c.name.clone())
                     .collect();
-                let primary_key = Some(pick(rel, &record));
-                let old_record = if row.identity.is_empty() {
+                let primary_key = Some(pick(rel, &new.record));
+                let old = if row.identity.is_empty() {
                     None
                 } else {
                     let old = self.record(&table, &row.identity)?;
                     // wal2json always sends the old key; pgoutput only when the key changed
                     // (or the old row under REPLICA IDENTITY FULL, recognised by columns
                     // outside the key). Keep the old key only when pgoutput would send it.
-                    let full = old.keys().any(|k| !table.index_key.contains(k));
-                    let changed = old.iter().any(|(k, v)| record.get(k) != Some(v));
+                    let full = old.record.keys().any(|k| !table.index_key.contains(k));
+                    let changed = old.record.iter().any(|(k, v)| new.record.get(k) != Some(v));
                     (full || changed).then_some(old)
                 };
-                let (record, unchanged) = fill_unchanged(record, unchanged, old_record.as_ref());
-                change(
+                if let Some(old) = &old {
+                    new.fill_unchanged(old);
+                }
+                let (old_record, old_json_nulls) = match old {
+                    Some(old) => (Some(old.record), old.json_nulls),
+                    None => (None, Vec::new()),
+                };
+                let mut update = change(
                     rel,
                     Op::Update,
-                    Some(record),
+                    Some(new.record),
                     old_record,
                     primary_key,
-                    unchanged,
-                )
+                    new.unchanged,
+                );
+                update.json_nulls = new.json_nulls;
+                update.old_json_nulls = old_json_nulls;
+                update
             }
             _ => {
                 let old = self.record(&table, &row.identity)?;
-                let primary_key = Some(pick(rel, &old));
-                change(rel, Op::Delete, None, Some(old), primary_key, Vec::new())
+                let primary_key = Some(pick(rel, &old.record));
+                let mut delete = change(
+                    rel,
+                    Op::Delete,
+                    None,
+                    Some(old.record),
+                    primary_key,
+                    Vec::new(),
+                );
+                delete.old_json_nulls = old.json_nulls;
+                delete
             }
         }))
     }
 
     /// Converts wal2json columns to a JSON object of the table's columns (generated columns,
-    /// which pgoutput does not send, are left out), typed like pgoutput's values.
-    fn record(
-        &self,
-        table: &Table,
-        columns: &[Wal2JsonColumn<'_>],
-    ) -> Result<Map<String, Value>, DecodeError> {
+    /// which pgoutput does not send, are left out), typed like pgoutput's values, with the
+    /// json/jsonb columns holding the JSON `null` literal named.
+    fn record(&self, table: &Table, columns: &[Wal2JsonColumn<'_>]) -> Result<Image, DecodeError> {
         let rel = &table.relation;
         let mut record = Map::new();
+        let mut json_nulls = Vec::new();
         // Both lists are in column order: searching from the last match is usually one step.
         let mut next = 0;
         for column in columns {
@@ -397,9 +422,17 @@ impl Decoder {
                 resolved = self.types.resolve(column.typeoid).1;
                 &resolved
             };
-            record.insert(column.name.to_string(), value(column, kind)?);
+            let (value, json_null) = value(column, kind)?;
+            if json_null {
+                json_nulls.push(column.name.to_string());
+            }
+            record.insert(column.name.to_string(), value);
         }
-        Ok(record)
+        Ok(Image {
+            record,
+            unchanged: Vec::new(),
+            json_nulls,
+        })
     }
 
     /// The cached table, or one described from the message when the catalog has none
@@ -462,11 +495,13 @@ impl Decoder {
     }
 }
 
-/// One column value as typed JSON, through the same conversion as pgoutput's text values.
-fn value(column: &Wal2JsonColumn<'_>, kind: &ValueKind) -> Result<Value, DecodeError> {
+/// One column value as typed JSON, through the same conversion as pgoutput's text values,
+/// and whether it is a json/jsonb JSON `null` (wal2json writes it as the string `"null"`,
+/// SQL NULL as a bare `null`).
+fn value(column: &Wal2JsonColumn<'_>, kind: &ValueKind) -> Result<(Value, bool), DecodeError> {
     Ok(match column.text()? {
-        None => Value::Null,
-        Some(text) if column.typeoid == BYTEA_OID => to_json(kind, &format!("\\x{text}")),
-        Some(text) => to_json(kind, &text),
+        None => (Value::Null, false),
+        Some(text) if column.typeoid == BYTEA_OID => (to_json(kind, &format!("\\x{text}")), false),
+        Some(text) => (to_json(kind, &text), is_json_null(kind, &text)),
     })
 }

@@ -49,6 +49,18 @@ impl CacheKey {
     }
 }
 
+/// Hashes a row version: its values and which `null`s are JSON literals (a row holding
+/// JSON `null` is not the row holding SQL NULL).
+pub fn hash_row(row: super::image::RowRef<'_>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hash_object(row.values, &mut hasher);
+    let mut nulls: Vec<&String> = row.json_nulls.iter().collect();
+    nulls.sort();
+    nulls.dedup();
+    nulls.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Hashes a JSON object; serde_json's map iterates in key order, so equal maps hash equal.
 pub fn hash_map(map: &Map<String, Value>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -165,6 +177,14 @@ mod tests {
             hash_map(&obj(json!({"x": 1}))),
             hash_map(&obj(json!({"x": "1"})))
         );
+        let row = obj(json!({"x": null}));
+        let literal = ["x".to_string()];
+        let sql_null = super::super::image::RowRef::plain(&row);
+        let json_null = super::super::image::RowRef {
+            values: &row,
+            json_nulls: &literal,
+        };
+        assert_ne!(hash_row(sql_null), hash_row(json_null));
     }
 
     #[test]

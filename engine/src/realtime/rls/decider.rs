@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use fluxbase_auth::{AuthContext, Role};
-use fluxbase_replication::{Change, Op};
+use fluxbase_replication::Change;
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 
 use super::RlsError;
 use super::cache::{self, CacheKey, DecisionCache};
+use super::conn::Conn;
 use super::fallback;
+use super::image::{RowRef, event_row};
 use super::owner::OwnerRoute;
 use super::policy::{self, PolicySet, RelationRef, RoleAccess, TablePolicies, Verdict};
 
@@ -51,9 +53,10 @@ pub enum Source {
     Sql,
     /// RLS does not apply (service_role, BYPASSRLS, owner, RLS disabled).
     Bypass,
-    /// Not decidable: the old image of a DELETE that compiled policies cannot judge (the
-    /// row is gone, SQL cannot check it). `allowed` is false; the hub sends the primary
-    /// key only, never the old row.
+    /// Not decidable: compiled policies cannot judge the image and SQL cannot either,
+    /// because the image lacks a column (an unchanged TOAST value that could not be
+    /// recovered exactly, a key-only old row of a DELETE). `allowed` is false; for a DELETE
+    /// the hub sends the primary key only, never the old row.
     Undecided,
 }
 
@@ -84,31 +87,27 @@ pub struct Decision {
 pub struct RowChange<'a> {
     /// Table OID (the replication relation id).
     pub relid: u32,
-    /// Primary-key columns → values (used by the SQL fallback and the cache key).
+    /// Primary-key columns → values (the cache key).
     pub pk: &'a Map<String, Value>,
-    /// The decoded row; absent columns (unchanged TOAST) are unknown, not NULL.
-    pub row: &'a Map<String, Value>,
-    /// `false` for the old image of a DELETE: the row is gone, SQL cannot see it, so any
-    /// context not decided in-process is denied (the hub then sends the primary key only).
-    pub exists: bool,
+    /// The row version the event carries: the new row of an INSERT/UPDATE, the old one of a
+    /// DELETE. Absent columns (unchanged TOAST, key-only old rows) are unknown, not NULL.
+    pub row: RowRef<'a>,
+    /// The transaction that wrote it (0 when unknown): the SQL fallback waits until it is
+    /// visible, so policies reading other tables see what it wrote.
+    pub xid: u32,
 }
 
 impl<'a> RowChange<'a> {
-    /// The row to decide on for a replicated change: the new row of an INSERT/UPDATE, the
-    /// old image of a DELETE (`exists: false`). `None` for other operations and for tables
-    /// without a primary key.
-    pub fn from_change(change: &'a Change) -> Option<RowChange<'a>> {
+    /// The row to decide on for a replicated change, as decoded. `None` for other
+    /// operations and for tables without a primary key.
+    pub fn from_change(change: &'a Change, xid: u32) -> Option<RowChange<'a>> {
         let pk = change.primary_key.as_ref()?;
-        let (row, exists) = match change.op {
-            Op::Insert | Op::Update => (change.record.as_ref()?, true),
-            Op::Delete => (change.old_record.as_ref()?, false),
-            _ => return None,
-        };
+        let (values, json_nulls) = event_row(change)?;
         Some(RowChange {
             relid: change.relation_id,
             pk,
-            row,
-            exists,
+            row: RowRef { values, json_nulls },
+            xid,
         })
     }
 }
@@ -154,25 +153,37 @@ pub struct RlsDecider {
 }
 
 impl RlsDecider {
+    /// A decider with nothing loaded yet: tables are loaded on first use, so creating it
+    /// needs no connection.
+    pub fn new(config: &RlsConfig) -> RlsDecider {
+        RlsDecider {
+            relations: Mutex::new(Vec::new()),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            cache: DecisionCache::new(config.cache_size, config.cache_ttl),
+        }
+    }
+
     /// Loads the policies of `relations` and the access of the API roles.
     pub async fn load(
         client: &Client,
         relations: Vec<RelationRef>,
         config: &RlsConfig,
     ) -> Result<RlsDecider, RlsError> {
-        let snapshot = build_snapshot(client, &relations).await?;
-        Ok(RlsDecider {
-            relations: Mutex::new(relations),
-            snapshot: RwLock::new(Arc::new(snapshot)),
-            cache: DecisionCache::new(config.cache_size, config.cache_ttl),
-        })
+        let decider = RlsDecider::new(config);
+        if !relations.is_empty() {
+            decider
+                .add_relations(&mut Conn::from(client), &relations)
+                .await?;
+        }
+        Ok(decider)
     }
 
-    /// Re-reads policies, RLS flags, columns and privileges (call on DDL). Cached
-    /// decisions are dropped: they were taken under the old policies.
-    pub async fn reload(&self, client: &Client) -> Result<(), RlsError> {
+    /// Re-reads policies, RLS flags, columns and privileges (call on DDL and when role
+    /// attributes, memberships or grants changed). Cached decisions are dropped: they were
+    /// taken under the old facts.
+    pub async fn reload(&self, conn: &mut Conn<'_>) -> Result<(), RlsError> {
         let relations = lock(&self.relations).clone();
-        let snapshot = build_snapshot(client, &relations).await?;
+        let snapshot = build_snapshot(conn.client().await?, &relations).await?;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         self.cache.clear();
         self.record_cache_gauge();
@@ -182,10 +193,10 @@ impl RlsDecider {
     /// Adds relations to the loaded set (and to what `reload` re-reads).
     pub async fn add_relations(
         &self,
-        client: &Client,
+        conn: &mut Conn<'_>,
         relations: &[RelationRef],
     ) -> Result<(), RlsError> {
-        let added = build_snapshot(client, relations).await?;
+        let added = build_snapshot(conn.client().await?, relations).await?;
         {
             let mut known = lock(&self.relations);
             for relation in relations {
@@ -212,6 +223,11 @@ impl RlsDecider {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// OIDs of the loaded tables (for the role watcher's fingerprint).
+    pub fn relids(&self) -> Vec<u32> {
+        self.current().policies.tables().map(|t| t.relid).collect()
     }
 
     /// The compiled policies of a table, if loaded.
@@ -249,9 +265,12 @@ impl RlsDecider {
     ///
     /// On `Err` (catalog or fallback query failed) nothing was decided: the caller must not
     /// deliver the row to any context that is not known to bypass RLS.
+    ///
+    /// A connection is taken from `conn` only when needed: to load a table or a role's
+    /// facts seen for the first time, or for the SQL fallback.
     pub async fn decide<C: Borrow<AuthContext>>(
         &self,
-        client: &Client,
+        conn: &mut Conn<'_>,
         change: &RowChange<'_>,
         contexts: &[C],
     ) -> Result<Vec<Decision>, RlsError> {
@@ -259,7 +278,7 @@ impl RlsDecider {
         let contexts = contexts.as_slice();
         let mut snapshot = self.current();
         if snapshot.policies.table(change.relid).is_none() {
-            self.add_relations(client, &[RelationRef::Oid(change.relid)])
+            self.add_relations(conn, &[RelationRef::Oid(change.relid)])
                 .await?;
             snapshot = self.current();
         }
@@ -277,7 +296,7 @@ impl RlsDecider {
             }
         }
         if !missing.is_empty() {
-            let loaded = policy::load_access(client, change.relid, &missing).await?;
+            let loaded = policy::load_access(conn.client().await?, change.relid, &missing).await?;
             snapshot.store_access(change.relid, loaded);
         }
 
@@ -293,7 +312,7 @@ impl RlsDecider {
             .filter(|&i| decisions[i].is_none())
             .collect();
         if !undecided.is_empty() {
-            self.decide_undecided(client, change, contexts, &undecided, &mut decisions)
+            self.decide_undecided(conn, &table, change, contexts, &undecided, &mut decisions)
                 .await?;
         }
         let decisions: Vec<Decision> = decisions
@@ -308,14 +327,21 @@ impl RlsDecider {
     /// Cache, then one SQL call for the contexts compiled evaluation could not decide.
     async fn decide_undecided(
         &self,
-        client: &Client,
+        conn: &mut Conn<'_>,
+        table: &TablePolicies,
         change: &RowChange<'_>,
         contexts: &[&AuthContext],
         undecided: &[usize],
         decisions: &mut [Option<Decision>],
     ) -> Result<(), RlsError> {
         let pk_hash = cache::hash_map(change.pk);
-        let row_hash = cache::hash_map(change.row);
+        let row_hash = cache::hash_row(change.row);
+        // SQL judges the image itself: only a complete one (an absent column would read
+        // as NULL there).
+        let complete = table
+            .columns
+            .iter()
+            .all(|c| change.row.values.contains_key(c));
         let key = |ctx: &AuthContext| CacheKey {
             fingerprint: ctx.fingerprint(),
             relid: change.relid,
@@ -334,7 +360,7 @@ impl RlsDecider {
                 });
                 continue;
             }
-            if !change.exists {
+            if !complete {
                 decisions[i] = Some(deny(Source::Undecided));
                 continue;
             }
@@ -353,8 +379,15 @@ impl RlsDecider {
         if to_check.is_empty() {
             return Ok(());
         }
-        let visible =
-            fallback::check_visibility(client, change.relid, change.pk, &to_check).await?;
+        let visible = fallback::check_image(
+            conn.client().await?,
+            change.relid,
+            change.row.values,
+            change.row.json_nulls,
+            change.xid,
+            &to_check,
+        )
+        .await?;
         for (ctx, &allowed) in to_check.iter().zip(&visible) {
             self.cache.insert(key(ctx), allowed);
         }
@@ -390,7 +423,7 @@ async fn build_snapshot(client: &Client, relations: &[RelationRef]) -> Result<Sn
 fn decide_in_process(
     table: &TablePolicies,
     access: &RoleAccess,
-    row: &Map<String, Value>,
+    row: RowRef<'_>,
     ctx: &AuthContext,
 ) -> Option<Decision> {
     if !access.exists || !access.can_select {

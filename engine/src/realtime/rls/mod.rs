@@ -9,15 +9,24 @@
 //!   evaluated on the decoded row with SQL three-valued logic;
 //! - **cache**: earlier SQL answers for the same context and the same row values
 //!   ([`cache`]);
-//! - **sql**: one `realtime.check_visibility` call for all contexts still undecided
-//!   ([`fallback`]).
+//! - **sql**: one `realtime.check_image` call for all contexts still undecided
+//!   ([`fallback`]): the table's SELECT policies evaluated over the event's row version,
+//!   never over the row as it is when the engine asks.
+//!
+//! Rows are [`image::RowRef`]s: JSON `null` literals of json/jsonb columns are told apart
+//! from SQL NULL, and unchanged TOAST values are recovered by [`image::complete`]. A
+//! connection is taken only when a decision needs one ([`conn::Conn`]), from the engine's
+//! own pool.
 //!
 //! Tables whose permissive policies all require `col = auth.uid()` also get an
 //! [`OwnerRoute`] so the hub can pick the owner's subscriptions by key.
 
 pub mod cache;
+pub mod conn;
 mod decider;
 pub mod fallback;
+pub mod image;
+pub mod input;
 pub mod owner;
 pub mod parser;
 pub mod policy;
@@ -25,8 +34,10 @@ pub mod predicate;
 pub mod value;
 
 pub use cache::{CacheKey, DecisionCache};
+pub use conn::{Conn, fallback_pool};
 pub use decider::{Decision, RlsConfig, RlsDecider, RowChange, Source};
-pub use fallback::check_visibility;
+pub use fallback::{access_fingerprint, check_image, fetch_columns};
+pub use image::{Completed, RowRef};
 pub use owner::{OwnerIndex, OwnerRoute, RowOwner};
 pub use policy::{Policy, PolicySet, RelationRef, RoleAccess, TablePolicies, Verdict};
 
@@ -42,9 +53,12 @@ pub enum RlsError {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// The `realtime.check_visibility` call failed (undecided contexts must be denied).
+    /// A `realtime.*` fallback call failed (undecided contexts must be denied).
     #[error("the SQL visibility check failed")]
     Fallback(#[source] tokio_postgres::Error),
+    /// No connection from the engine's own pool.
+    #[error("no connection for RLS decisions")]
+    Pool(#[source] deadpool_postgres::PoolError),
 }
 
 impl RlsError {

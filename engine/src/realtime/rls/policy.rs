@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fluxbase_auth::AuthContext;
-use serde_json::{Map, Value};
 use tokio_postgres::Client;
 
 use super::RlsError;
+use super::image::RowRef;
 use super::owner::OwnerIndex;
 use super::parser;
 use super::predicate::{
@@ -69,6 +69,10 @@ pub struct TablePolicies {
     pub policies: Vec<Policy>,
     /// Owner routing, when every permissive policy requires `col = auth.uid()`.
     pub owner_index: Option<OwnerIndex>,
+    /// The table's live columns: an image lacking one cannot go to the SQL fallback.
+    pub columns: Vec<String>,
+    /// Their types and collations (filters are bound to them).
+    pub column_info: Vec<ColumnInfo>,
 }
 
 /// A decision before SQL: allowed, denied, or only SQL can tell.
@@ -152,7 +156,28 @@ impl TablePolicies {
             rls_forced,
             policies,
             owner_index,
+            columns: env.columns.iter().map(|c| c.name.clone()).collect(),
+            column_info: env.columns.clone(),
         }
+    }
+
+    /// The columns a decision on this table may read: those of its compiled policies, or
+    /// every column when a policy is opaque (only SQL knows what it reads). Empty without
+    /// RLS.
+    pub fn columns_read(&self) -> Vec<String> {
+        if !self.rls_enabled {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for policy in &self.policies {
+            match policy.predicate.columns() {
+                Some(columns) => out.extend(columns.into_iter().map(str::to_string)),
+                None => return self.columns.clone(),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Whether RLS filters rows for a role with these facts.
@@ -163,12 +188,7 @@ impl TablePolicies {
     /// Evaluates the applicable policies on a row for a context whose role is subject to
     /// RLS: visible iff some permissive policy is true and every restrictive one is; no
     /// applicable permissive policy means nothing is visible.
-    pub fn evaluate(
-        &self,
-        access: &RoleAccess,
-        row: &Map<String, Value>,
-        ctx: &AuthContext,
-    ) -> Verdict {
+    pub fn evaluate(&self, access: &RoleAccess, row: RowRef<'_>, ctx: &AuthContext) -> Verdict {
         let input = EvalInput {
             row,
             claims: ctx.claims(),

@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
+use super::image::RowRef;
 use super::parser::Expr;
 use super::value::{self, CmpKind, Datum, SqlType, Undecided};
 
@@ -544,7 +545,7 @@ fn cast_operand(typed: Typed, to: &SqlType) -> Result<Typed, String> {
 #[derive(Debug, Clone, Copy)]
 pub struct EvalInput<'a> {
     /// The decoded row; an absent column is unknown (unchanged TOAST), not NULL.
-    pub row: &'a Map<String, Value>,
+    pub row: RowRef<'a>,
     /// The context's JWT claims.
     pub claims: &'a Map<String, Value>,
     /// The `auth.*` functions the role may call; a call to another one is unknown (it
@@ -608,9 +609,9 @@ impl Predicate {
             Predicate::IsNull { operand, negated } => {
                 let is_null = match operand {
                     // Any column type, without decoding it.
-                    Operand::Column { name, .. } => match input.row.get(name) {
+                    Operand::Column { name, .. } => match input.row.is_sql_null(name) {
                         None => return Truth::Unknown,
-                        Some(v) => v.is_null(),
+                        Some(is_null) => is_null,
                     },
                     other => match other.eval(input) {
                         Ok(d) => matches!(d, Datum::Null),
@@ -657,6 +658,38 @@ impl Predicate {
             Predicate::Not(inner) | Predicate::IsBool { inner, .. } => inner.collect_auth(used),
             Predicate::And(items) | Predicate::Or(items) => {
                 items.iter().for_each(|p| p.collect_auth(used))
+            }
+        }
+    }
+
+    /// The columns the expression reads; `None` when it has opaque parts (which may read
+    /// any column).
+    pub fn columns(&self) -> Option<Vec<&str>> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out).then_some(out)
+    }
+
+    fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) -> bool {
+        match self {
+            Predicate::Const(_) => true,
+            Predicate::Opaque(_) => false,
+            Predicate::Value(operand) | Predicate::IsNull { operand, .. } => {
+                operand.collect_columns(out);
+                true
+            }
+            Predicate::Compare { left, right, .. } | Predicate::Distinct { left, right, .. } => {
+                left.collect_columns(out);
+                right.collect_columns(out);
+                true
+            }
+            Predicate::Quantified { left, items, .. } => {
+                left.collect_columns(out);
+                items.iter().for_each(|i| i.collect_columns(out));
+                true
+            }
+            Predicate::Not(inner) | Predicate::IsBool { inner, .. } => inner.collect_columns(out),
+            Predicate::And(items) | Predicate::Or(items) => {
+                items.iter().all(|p| p.collect_columns(out))
             }
         }
     }
@@ -718,6 +751,14 @@ impl AuthUse {
 }
 
 impl Operand {
+    fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Operand::Column { name, .. } => out.push(name),
+            Operand::Cast { inner, .. } => inner.collect_columns(out),
+            _ => {}
+        }
+    }
+
     fn collect_auth(&self, used: &mut AuthUse) {
         match self {
             Operand::Column { .. } | Operand::Const(_) => {}
@@ -732,7 +773,14 @@ impl Operand {
     pub fn eval<'a>(&'a self, input: EvalInput<'a>) -> Result<Datum<'a>, Undecided> {
         match self {
             Operand::Column { name, ty } => {
-                let raw = input.row.get(name).ok_or(Undecided)?;
+                let raw = input.row.values.get(name).ok_or(Undecided)?;
+                if raw.is_null() && input.row.is_json_null(name) {
+                    // The JSON `null` literal: a jsonb value, not SQL NULL.
+                    return match ty {
+                        SqlType::Jsonb => Ok(Datum::Json(std::borrow::Cow::Borrowed(raw))),
+                        _ => Err(Undecided),
+                    };
+                }
                 value::datum_from_json(raw, ty)
             }
             Operand::Const(datum) => Ok(datum.clone()),

@@ -40,9 +40,16 @@ fn compiled(text: &str) -> Predicate {
 }
 
 fn eval(text: &str, row: Value, claims: Value) -> Truth {
+    eval_with_json_nulls(text, row, &[], claims)
+}
+
+fn eval_with_json_nulls(text: &str, row: Value, json_nulls: &[String], claims: Value) -> Truth {
     let predicate = compiled(text);
     predicate.eval(EvalInput {
-        row: row.as_object().unwrap(),
+        row: RowRef {
+            values: row.as_object().unwrap(),
+            json_nulls,
+        },
         claims: claims.as_object().unwrap(),
         auth_callable: AuthUse {
             uid: true,
@@ -452,4 +459,21 @@ fn numbers_compare_by_value() {
         eval("(n = 1)", json!({"n": "1"}), json!({})),
         Truth::Unknown
     );
+}
+
+#[test]
+fn json_null_is_a_value_not_sql_null() {
+    let literal = ["data".to_string()];
+    let row = json!({"data": null});
+    let t =
+        |text: &str, nulls: &[String]| eval_with_json_nulls(text, row.clone(), nulls, json!({}));
+    assert_eq!(t("data IS NULL", &literal), Truth::False);
+    assert_eq!(t("data IS NOT NULL", &literal), Truth::True);
+    assert_eq!(t("data IS NULL", &[]), Truth::True);
+    assert_eq!(t("data IS NOT NULL", &[]), Truth::False);
+    assert_eq!(
+        compiled("data IS NULL AND id = 1").columns(),
+        Some(vec!["data", "id"])
+    );
+    assert_eq!(compiled("EXISTS (SELECT 1 FROM t)").columns(), None);
 }

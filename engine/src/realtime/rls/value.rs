@@ -12,6 +12,11 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+pub use super::input::{
+    Decimal, format_uuid, parse_date, parse_float, parse_timestamp, parse_uuid,
+};
+use super::input::{parse_plain_int, special_float};
+
 /// The value cannot be computed in-process exactly: decide with SQL instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Undecided;
@@ -39,6 +44,12 @@ pub enum SqlType {
     Uuid,
     /// `jsonb`
     Jsonb,
+    /// `timestamp without time zone`
+    Timestamp,
+    /// `timestamp with time zone`
+    TimestampTz,
+    /// `date`
+    Date,
     /// Any other type, by name: only `IS NULL` tests are compiled on it.
     Other(String),
 }
@@ -57,6 +68,9 @@ impl SqlType {
             25 | 1043 => SqlType::Text,
             2950 => SqlType::Uuid,
             3802 => SqlType::Jsonb,
+            1114 => SqlType::Timestamp,
+            1184 => SqlType::TimestampTz,
+            1082 => SqlType::Date,
             _ => SqlType::Other(name.to_string()),
         }
     }
@@ -78,6 +92,9 @@ impl SqlType {
             "text" | "character varying" => SqlType::Text,
             "uuid" => SqlType::Uuid,
             "jsonb" => SqlType::Jsonb,
+            "timestamp without time zone" => SqlType::Timestamp,
+            "timestamp with time zone" => SqlType::TimestampTz,
+            "date" => SqlType::Date,
             other => SqlType::Other(other.to_string()),
         }
     }
@@ -132,6 +149,11 @@ pub enum Datum<'a> {
     Uuid(u128),
     /// A jsonb value.
     Json(Cow<'a, Value>),
+    /// A timestamp (with time zone: UTC), microseconds since 1970-01-01; `-infinity` and
+    /// `infinity` are `i64::MIN` and `i64::MAX`.
+    Time(i64),
+    /// A date, days since 1970-01-01; infinities as `i32::MIN` / `i32::MAX`.
+    Date(i32),
 }
 
 /// How two values of compatible types are compared.
@@ -150,6 +172,10 @@ pub enum CmpKind {
     Uuid,
     /// `false < true`.
     Bool,
+    /// Timestamps of one kind (both with or both without time zone): their instants.
+    Time,
+    /// Dates.
+    Date,
 }
 
 impl CmpKind {
@@ -166,6 +192,10 @@ impl CmpKind {
             (SqlType::Text, SqlType::Text) => Some(CmpKind::Text),
             (SqlType::Uuid, SqlType::Uuid) => Some(CmpKind::Uuid),
             (SqlType::Bool, SqlType::Bool) => Some(CmpKind::Bool),
+            // Mixed timestamp kinds compare through the session's TimeZone: SQL only.
+            (SqlType::Timestamp, SqlType::Timestamp)
+            | (SqlType::TimestampTz, SqlType::TimestampTz) => Some(CmpKind::Time),
+            (SqlType::Date, SqlType::Date) => Some(CmpKind::Date),
             _ => None,
         }
     }
@@ -178,7 +208,7 @@ impl CmpKind {
                 (Datum::Int(a), Datum::Int(b)) => Ok(a.cmp(b)),
                 _ => Ok(to_decimal(left)?.cmp(&to_decimal(right)?)),
             },
-            CmpKind::Float => to_f64(left)?.partial_cmp(&to_f64(right)?).ok_or(Undecided),
+            CmpKind::Float => Ok(float_cmp(to_f64(left)?, to_f64(right)?)),
             CmpKind::Text => match (left, right) {
                 (Datum::Text(a), Datum::Text(b)) => Ok(a.as_bytes().cmp(b.as_bytes())),
                 _ => Err(Undecided),
@@ -191,7 +221,26 @@ impl CmpKind {
                 (Datum::Bool(a), Datum::Bool(b)) => Ok(a.cmp(b)),
                 _ => Err(Undecided),
             },
+            CmpKind::Time => match (left, right) {
+                (Datum::Time(a), Datum::Time(b)) => Ok(a.cmp(b)),
+                _ => Err(Undecided),
+            },
+            CmpKind::Date => match (left, right) {
+                (Datum::Date(a), Datum::Date(b)) => Ok(a.cmp(b)),
+                _ => Err(Undecided),
+            },
         }
+    }
+}
+
+/// PostgreSQL's float ordering: `NaN` equals `NaN` and is greater than every other value;
+/// `-0` equals `0`.
+pub fn float_cmp(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
     }
 }
 
@@ -205,210 +254,13 @@ fn to_decimal<'a>(datum: &Datum<'a>) -> Result<Decimal<'a>, Undecided> {
 
 fn to_f64(datum: &Datum<'_>) -> Result<f64, Undecided> {
     match datum {
-        Datum::Float(f) if !f.is_nan() => Ok(*f),
+        // NaN included: [`float_cmp`] orders it as PostgreSQL does.
+        Datum::Float(f) => Ok(*f),
         // The same correctly rounded conversion PostgreSQL's int8 → float8 cast does.
         Datum::Int(i) => Ok(*i as f64),
         Datum::Numeric(d) => d.to_f64(),
         _ => Err(Undecided),
     }
-}
-
-/// An exact decimal number: sign, integer digits without leading zeros, fraction digits
-/// without trailing zeros. Zero has empty digits and is never negative.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decimal<'a> {
-    negative: bool,
-    int: Cow<'a, str>,
-    frac: Cow<'a, str>,
-}
-
-impl<'a> Decimal<'a> {
-    /// The decimal of an integer.
-    pub fn from_i64(value: i64) -> Decimal<'static> {
-        Decimal {
-            negative: value < 0,
-            int: if value == 0 {
-                Cow::Borrowed("")
-            } else {
-                Cow::Owned(value.unsigned_abs().to_string())
-            },
-            frac: Cow::Borrowed(""),
-        }
-    }
-
-    /// Parses PostgreSQL `numeric` input without whitespace: `[+-]digits[.digits][e±n]`.
-    /// `NaN`, `Infinity` and anything else are `Undecided`.
-    pub fn parse(text: &'a str) -> Result<Decimal<'a>, Undecided> {
-        let (negative, rest) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let (mantissa, exponent) = match rest.find(['e', 'E']) {
-            Some(at) => {
-                let exp: i64 = parse_plain_int(&rest[at + 1..]).ok_or(Undecided)?;
-                (&rest[..at], exp)
-            }
-            None => (rest, 0),
-        };
-        let (int, frac) = match mantissa.find('.') {
-            Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
-            None => (mantissa, ""),
-        };
-        if (int.is_empty() && frac.is_empty())
-            || !int.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(Undecided);
-        }
-        if exponent == 0 {
-            return Ok(Decimal::normalized(
-                negative,
-                Cow::Borrowed(int),
-                Cow::Borrowed(frac),
-            ));
-        }
-        // PostgreSQL limits numeric exponents to about ±1000; stay well inside.
-        if exponent.abs() > 1000 {
-            return Err(Undecided);
-        }
-        let digits: String = format!("{int}{frac}");
-        let point = int.len() as i64 + exponent;
-        let (int, frac) = if point <= 0 {
-            (
-                String::new(),
-                format!("{}{digits}", "0".repeat((-point) as usize)),
-            )
-        } else if point as usize >= digits.len() {
-            (
-                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
-                String::new(),
-            )
-        } else {
-            (
-                digits[..point as usize].to_string(),
-                digits[point as usize..].to_string(),
-            )
-        };
-        Ok(Decimal::normalized(
-            negative,
-            Cow::Owned(int),
-            Cow::Owned(frac),
-        ))
-    }
-
-    fn normalized(negative: bool, int: Cow<'a, str>, frac: Cow<'a, str>) -> Decimal<'a> {
-        let int = match int {
-            Cow::Borrowed(s) => Cow::Borrowed(s.trim_start_matches('0')),
-            Cow::Owned(s) => Cow::Owned(s.trim_start_matches('0').to_string()),
-        };
-        let frac = match frac {
-            Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches('0')),
-            Cow::Owned(s) => Cow::Owned(s.trim_end_matches('0').to_string()),
-        };
-        let zero = int.is_empty() && frac.is_empty();
-        Decimal {
-            negative: negative && !zero,
-            int,
-            frac,
-        }
-    }
-
-    /// The integer value, if integral and in range.
-    pub fn to_i64(&self) -> Option<i64> {
-        if !self.frac.is_empty() {
-            return None;
-        }
-        if self.int.is_empty() {
-            return Some(0);
-        }
-        let magnitude: i128 = self.int.parse().ok()?;
-        i64::try_from(if self.negative { -magnitude } else { magnitude }).ok()
-    }
-
-    /// The nearest `double precision` (what PostgreSQL's numeric → float8 cast gives).
-    fn to_f64(&self) -> Result<f64, Undecided> {
-        let int = if self.int.is_empty() { "0" } else { &self.int };
-        let sign = if self.negative { "-" } else { "" };
-        format!("{sign}{int}.{}0", self.frac)
-            .parse()
-            .map_err(|_| Undecided)
-    }
-}
-
-impl Ord for Decimal<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        let magnitude = self
-            .int
-            .len()
-            .cmp(&other.int.len())
-            .then_with(|| self.int.as_bytes().cmp(other.int.as_bytes()))
-            // Trailing zeros are trimmed, so fraction digits compare lexicographically.
-            .then_with(|| self.frac.as_bytes().cmp(other.frac.as_bytes()));
-        match (self.negative, other.negative) {
-            (false, false) => magnitude,
-            (true, true) => magnitude.reverse(),
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-        }
-    }
-}
-
-impl PartialOrd for Decimal<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// `[+-]digits`, nothing else (PostgreSQL's int input also takes surrounding whitespace;
-/// such input is left to SQL).
-fn parse_plain_int(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
-/// Parses a uuid exactly as PostgreSQL's `uuid_in`: optional braces, 32 hex digits of any
-/// case, an optional hyphen after any group of four digits.
-pub fn parse_uuid(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let braces = bytes.first() == Some(&b'{');
-    if braces {
-        i += 1;
-    }
-    let mut value: u128 = 0;
-    for byte_index in 0..16 {
-        let hi = (*bytes.get(i)? as char).to_digit(16)?;
-        let lo = (*bytes.get(i + 1)? as char).to_digit(16)?;
-        value = (value << 8) | u128::from(hi << 4 | lo);
-        i += 2;
-        if bytes.get(i) == Some(&b'-') && byte_index % 2 == 1 && byte_index < 15 {
-            i += 1;
-        }
-    }
-    if braces {
-        if bytes.get(i) != Some(&b'}') {
-            return None;
-        }
-        i += 1;
-    }
-    (i == bytes.len()).then_some(value)
-}
-
-/// PostgreSQL's text form of a uuid: lower case, hyphenated 8-4-4-4-12.
-pub fn format_uuid(value: u128) -> String {
-    let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// Reads a decoded row value of a column of type `ty` (the replication crate's JSON
@@ -430,13 +282,29 @@ pub fn datum_from_json<'a>(value: &'a Value, ty: &SqlType) -> Result<Datum<'a>, 
                 .ok_or(Undecided),
             _ => Err(Undecided),
         },
-        SqlType::Float8 => value.as_f64().map(Datum::Float).ok_or(Undecided),
+        // NaN and the infinities are decoded as their text.
+        SqlType::Float8 => match value {
+            Value::String(s) => parse_float(s, false).or_else(|_| special_float(s)),
+            _ => value.as_f64().ok_or(Undecided),
+        }
+        .map(Datum::Float),
         // The decoded real went through f64; narrowing recovers the stored f32 exactly,
         // and widening it is what PostgreSQL does before comparing with float8.
-        SqlType::Float4 => value
-            .as_f64()
-            .map(|f| Datum::Float(f as f32 as f64))
-            .ok_or(Undecided),
+        SqlType::Float4 => match value {
+            Value::String(s) => special_float(s),
+            _ => value.as_f64().map(|f| f as f32 as f64).ok_or(Undecided),
+        }
+        .map(Datum::Float),
+        SqlType::Timestamp | SqlType::TimestampTz => value
+            .as_str()
+            .ok_or(Undecided)
+            .and_then(|s| parse_timestamp(s, *ty == SqlType::TimestampTz))
+            .map(Datum::Time),
+        SqlType::Date => value
+            .as_str()
+            .ok_or(Undecided)
+            .and_then(parse_date)
+            .map(Datum::Date),
         SqlType::Text => value
             .as_str()
             .map(|s| Datum::Text(Cow::Borrowed(s)))
@@ -526,6 +394,13 @@ pub fn cast<'a>(datum: Datum<'a>, to: &SqlType) -> Result<Datum<'a>, Undecided> 
             Decimal::parse(&s).map_err(|_| Undecided)?.into_owned(),
         )),
         (Datum::Text(s), SqlType::Uuid) => parse_uuid(&s).map(Datum::Uuid).ok_or(Undecided),
+        (Datum::Text(s), SqlType::Float8) => parse_float(&s, false).map(Datum::Float),
+        (Datum::Text(s), SqlType::Float4) => parse_float(&s, true).map(Datum::Float),
+        (Datum::Text(s), SqlType::Timestamp) => parse_timestamp(&s, false).map(Datum::Time),
+        (Datum::Text(s), SqlType::TimestampTz) => parse_timestamp(&s, true).map(Datum::Time),
+        (Datum::Text(s), SqlType::Date) => parse_date(&s).map(Datum::Date),
+        (Datum::Time(t), SqlType::Timestamp | SqlType::TimestampTz) => Ok(Datum::Time(t)),
+        (Datum::Date(d), SqlType::Date) => Ok(Datum::Date(d)),
         // The exact spellings; PostgreSQL also takes prefixes and whitespace ("tr", " t"),
         // which are left to SQL.
         (Datum::Text(s), SqlType::Bool) => match s.to_ascii_lowercase().as_str() {
@@ -548,26 +423,6 @@ pub fn cast<'a>(datum: Datum<'a>, to: &SqlType) -> Result<Datum<'a>, Undecided> 
             .map(|i| Datum::Numeric(Decimal::from_i64(i)))
             .ok_or(Undecided),
         _ => Err(Undecided),
-    }
-}
-
-impl Decimal<'_> {
-    /// Detaches from the borrowed input.
-    pub fn into_owned(self) -> Decimal<'static> {
-        Decimal {
-            negative: self.negative,
-            int: Cow::Owned(self.int.into_owned()),
-            frac: Cow::Owned(self.frac.into_owned()),
-        }
-    }
-
-    /// Integral text form (used only when there is no fraction).
-    fn text(&self) -> String {
-        match (self.negative, self.int.is_empty()) {
-            (_, true) => "0".to_string(),
-            (true, false) => format!("-{}", self.int),
-            (false, false) => self.int.to_string(),
-        }
     }
 }
 
@@ -661,10 +516,29 @@ mod tests {
             ),
             Ok(Ordering::Equal)
         );
+        // PostgreSQL: NaN = NaN, NaN above everything, -0 = 0.
         assert_eq!(
             cmp(CmpKind::Float, Datum::Float(f64::NAN), Datum::Float(1.0)),
-            Err(Undecided)
+            Ok(Ordering::Greater)
         );
+        assert_eq!(
+            cmp(
+                CmpKind::Float,
+                Datum::Float(f64::NAN),
+                Datum::Float(f64::NAN)
+            ),
+            Ok(Ordering::Equal)
+        );
+        assert_eq!(
+            cmp(CmpKind::Float, Datum::Float(-0.0), Datum::Float(0.0)),
+            Ok(Ordering::Equal)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02T03:04:05.5+01:00", true),
+            parse_timestamp("2024-01-02 02:04:05.5+00", true)
+        );
+        assert_eq!(parse_timestamp("2024-01-02T03:04:05", true), Err(Undecided));
+        assert_eq!(parse_date("1970-01-02"), Ok(1));
         assert_eq!(
             cmp(
                 CmpKind::Text,
