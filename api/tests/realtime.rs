@@ -6,6 +6,9 @@ use fluxbase_migrations::test_utils::TestDb;
 
 use crate::support::{Ws, WsEvent, http, realtime_server, token};
 
+mod holes;
+mod supervision;
+
 async fn setup_public_table(db: &TestDb) -> tokio_postgres::Client {
     let client = db.client().await;
     client

@@ -5,6 +5,8 @@
 //! - `dispatcher_panic`: the dispatcher panics after queueing a change to its first
 //!   recipient when the change's new row has a `fault` column saying `panic_once` (the
 //!   first time that change is dispatched) or `panic_always` (every time: a poison change).
+//! - `slow_restarts`: a failed actor waits 2 s before it runs again (tests observe the
+//!   degraded health in between without racing a 200 ms window).
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -16,7 +18,7 @@ use serde_json::Value;
 pub const VAR: &str = "FLUXBASE_TEST_FAULTS";
 
 /// Whether fault `name` is armed.
-fn armed(name: &str) -> bool {
+pub(crate) fn armed(name: &str) -> bool {
     static FAULTS: OnceLock<Vec<String>> = OnceLock::new();
     FAULTS
         .get_or_init(|| {

@@ -21,6 +21,7 @@ pub use watcher::Watcher;
 /// alerts never see them missing.
 pub(crate) fn register_metrics() {
     for name in [
+        fluxbase_replication::metrics::DECODE_ERRORS_TOTAL,
         "fluxbase_realtime_messages_sent_total",
         "fluxbase_realtime_messages_dropped_total",
         "fluxbase_realtime_slow_clients_total",
@@ -28,6 +29,8 @@ pub(crate) fn register_metrics() {
     ] {
         metrics::counter!(name).increment(0);
     }
+    // Until the stream's first lag sample (within seconds of its start).
+    metrics::gauge!(fluxbase_replication::metrics::LAG_BYTES).set(0.0);
     metrics::gauge!("fluxbase_realtime_connections").set(0.0);
     metrics::gauge!("fluxbase_realtime_subscriptions").set(0.0);
 }
