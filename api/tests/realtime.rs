@@ -182,6 +182,15 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
             r#"{"type":"access_token","token":"forged.token.here"}"#,
             "invalid_token",
         ),
+        // A NUL, which PostgreSQL cannot even compare, names no table.
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"schema":"pub\u0000lic","table":"todos"}}"#,
+            "unknown_table",
+        ),
+        (
+            r#"{"type":"broadcast","channel":"r","payload":"not an object"}"#,
+            "invalid_message",
+        ),
     ];
     for (frame, code) in cases {
         ws.send_raw(frame).await;
