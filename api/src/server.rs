@@ -208,6 +208,52 @@ fn replication_config(
     r
 }
 
+/// The realtime engine over the schema cache (shared with REST when it is wired) and the
+/// auth service, started under the actix system: its actors supervised, the stream live
+/// (or retrying in the background). Database webhooks plug in with
+/// `engine.set_webhooks(jobs.webhooks())` before `start`.
+async fn start_realtime(
+    config: &Config,
+    database: &Database,
+    state: &AppState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<fluxbase_engine::realtime::Engine> {
+    let schema = fluxbase_migrations::SchemaCache::start(
+        database.pg.clone(),
+        MakeRustlsConnect::new(),
+        fluxbase_migrations::CacheOptions::default(),
+        shutdown,
+    )
+    .await
+    .context("load the schema cache")?;
+    let engine = fluxbase_engine::realtime::Engine::new(fluxbase_engine::realtime::EngineOptions {
+        settings: AppState::realtime_settings(config),
+        auth: std::sync::Arc::new(state.auth.clone()),
+        pg: database.pg.clone(),
+        pool: state.db.pool().clone(),
+        schema,
+        publication: config.replication.publication_name.clone(),
+        schemas: config.replication.schemas.clone(),
+        supervision: fluxbase_engine::supervise::Supervision::default(),
+        bus: None,
+    });
+    let live = engine
+        .start(
+            replication_config(config, database.pg.clone()),
+            REPLICATION_READY_TIMEOUT,
+        )
+        .await
+        .context("start the realtime engine")?;
+    if !live {
+        tracing::warn!(
+            slot = %config.replication.slot_name,
+            "logical replication is not streaming yet (see /api/v1/monitoring/health); retrying in the background"
+        );
+    }
+    tracing::info!(slot = %config.replication.slot_name, streaming = live, "realtime engine started");
+    Ok(engine)
+}
+
 /// `fluxbase migrate`: apply pending migrations and report.
 pub fn migrate(config: Config) -> anyhow::Result<()> {
     let database = Database::open(&config)?;
@@ -265,33 +311,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
 
     let mut state = AppState::new(config.clone(), db.clone());
     let engine = if config.realtime.enabled {
-        let keys = state
-            .auth
-            .jwt_keys()
-            .cloned()
-            .context("auth.jwt_secret is resolved before serving")?;
-        let engine = fluxbase_engine::realtime::Engine::new(
-            AppState::realtime_settings(&config),
-            keys,
-            database.pg.clone(),
-            db.pool().clone(),
-            &config.replication.publication_name,
-            config.replication.schemas.clone(),
-        );
-        let live = engine
-            .start(
-                replication_config(&config, database.pg.clone()),
-                REPLICATION_READY_TIMEOUT,
-            )
-            .await
-            .context("start the realtime engine")?;
-        if !live {
-            tracing::warn!(
-                slot = %config.replication.slot_name,
-                "logical replication is not streaming yet (see /api/v1/monitoring/health); retrying in the background"
-            );
-        }
-        tracing::info!(slot = %config.replication.slot_name, streaming = live, "realtime engine started");
+        let engine = start_realtime(&config, database, &state, shutdown_tx.subscribe()).await?;
         state = state.with_engine(engine.clone());
         Some(engine)
     } else {
@@ -307,6 +327,13 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     });
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let server = actix_web::HttpServer::new(move || build_app(state.clone()))
+        // WebSocket upgrades cap their socket's send buffer (see `v1::realtime`).
+        .on_connect(|conn, data| {
+            use std::os::fd::AsRawFd;
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                data.insert(crate::http::v1::realtime::SocketFd(tcp.as_raw_fd()));
+            }
+        })
         .workers(workers)
         .shutdown_timeout(config.server.shutdown_timeout.get().as_secs())
         // We handle SIGINT/SIGTERM: sockets get their close frame before HTTP drains.

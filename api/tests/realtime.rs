@@ -6,6 +6,9 @@ use fluxbase_migrations::test_utils::TestDb;
 
 use crate::support::{Ws, WsEvent, http, realtime_server, token};
 
+mod holes;
+mod supervision;
+
 async fn setup_public_table(db: &TestDb) -> tokio_postgres::Client {
     let client = db.client().await;
     client
@@ -178,6 +181,15 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
         (
             r#"{"type":"access_token","token":"forged.token.here"}"#,
             "invalid_token",
+        ),
+        // A NUL, which PostgreSQL cannot even compare, names no table.
+        (
+            r#"{"type":"subscribe","channel":"c","config":{"schema":"pub\u0000lic","table":"todos"}}"#,
+            "unknown_table",
+        ),
+        (
+            r#"{"type":"broadcast","channel":"r","payload":"not an object"}"#,
+            "invalid_message",
         ),
     ];
     for (frame, code) in cases {

@@ -4,18 +4,18 @@
 //! The dispatcher's own `fan_out` is private and decides through the `Gate`, which takes a
 //! pooled database connection for every change, so it cannot run without PostgreSQL. This
 //! bench drives the same public pieces in the same order instead:
-//! 1. **match**: `Registry::recipients` (the filter index, owner routing);
+//! 1. **match**: `Index::recipients` (the filter index, owner routing);
 //! 2. **decide**: one decision per distinct context (grouped by fingerprint, as the
 //!    dispatcher does); tables without RLS once per role (bypass, as the `Gate` does),
 //!    tables with RLS by `TablePolicies::evaluate` on the compiled policies — the
 //!    in-process step of `RlsDecider::decide` (the SQL fallback and its cache need a DB and
 //!    are not measured);
-//! 3. **fan-out**: the change's payload serialized once (a copy of the dispatcher's private
-//!    `payload`), then `ConnShared::push` of `Outbound::Change` (two `Arc`s) into each
-//!    recipient's bounded queue.
+//! 3. **fan-out**: the change's body encoded once by the native format
+//!    (`EventFormat::change_body`, as the dispatcher does), then `ConnShared::push` of
+//!    `Outbound::Change` (two `Arc`s) into each recipient's bounded queue.
 //!
 //! Queues are drained outside the timed section (socket tasks do that in the server). The
-//! per-recipient frame building that socket tasks do (`Outbound::into_text`) is measured
+//! per-recipient frame building that socket loops do (`Codec::change`) is measured
 //! apart, as is policy evaluation for 5,000 distinct contexts.
 //!
 //! ```text
@@ -29,16 +29,19 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fluxbase_auth::{AuthContext, Role};
-use fluxbase_engine::realtime::connection::{ConnShared, Outbound, PushOutcome};
+use fluxbase_engine::realtime::RealtimeSettings;
+use fluxbase_engine::realtime::codec::native::{NATIVE, Native};
+use fluxbase_engine::realtime::codec::{ChangeView, Codec, Detail, EventFormat};
+use fluxbase_engine::realtime::connection::{ConnId, ConnShared, Outbound, PushOutcome};
+use fluxbase_engine::realtime::connections::{Connections, Limits};
 use fluxbase_engine::realtime::filter::Filter;
-use fluxbase_engine::realtime::registry::{EventMask, Limits, Registry, RowOp, Subscription};
+use fluxbase_engine::realtime::index::{EventMask, Index, RowOp, Subscription};
 use fluxbase_engine::realtime::rls::policy::RawPolicy;
 use fluxbase_engine::realtime::rls::predicate::{AuthUse, Collation, ColumnInfo, CompileEnv};
 use fluxbase_engine::realtime::rls::value::SqlType;
 use fluxbase_engine::realtime::rls::{
     OwnerIndex, OwnerRoute, RoleAccess, RowRef, TablePolicies, Verdict,
 };
-use fluxbase_engine::realtime::{RealtimeSettings, protocol};
 use fluxbase_replication::{Change, Column, Lsn, Op, Timestamp, Transaction};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -129,10 +132,11 @@ fn table_policies(table: &str, policies: &[(&str, &str)]) -> (TablePolicies, Rol
 /// 5,000 connections, each with one subscription to `public.<table>` (and `filter(i)`),
 /// and their queue receivers.
 struct Setup {
-    registry: Registry,
+    index: Index,
+    /// Registered as the server registers them (the limits are part of a connect).
+    _connections: Connections,
     receivers: Vec<mpsc::Receiver<Outbound>>,
     rls: Rls,
-    settings: RealtimeSettings,
     table: &'static str,
 }
 
@@ -149,8 +153,9 @@ impl Setup {
             per_user: usize::MAX,
             per_ip: usize::MAX,
         };
-        let mut registry = Registry::default();
-        registry.set_route("public", table, route);
+        let connections = Connections::default();
+        let mut index = Index::default();
+        index.set_route("public", table, route);
         let mut receivers = Vec::with_capacity(SUBSCRIBERS);
         for i in 0..SUBSCRIBERS {
             let id = i as u64 + 1;
@@ -158,19 +163,21 @@ impl Setup {
             let sub = context.uid().map(str::to_owned);
             let (conn, rx) = ConnShared::new(
                 id,
+                ConnId::new("bench", id),
                 "127.0.0.1".parse().expect("ip"),
                 context,
-                settings.queue_size,
+                &NATIVE,
+                settings.queue_limits(),
             );
-            registry
-                .add_conn(conn, sub, limits)
+            connections
+                .add(conn.clone(), sub, limits)
                 .expect("under the limits");
             receivers.push(rx);
             let sub_id = format!("sub-{i}");
-            registry.add_sub(Subscription {
-                envelope: Subscription::envelope_for("room", &sub_id),
+            index.add(Subscription {
+                envelope: Native.envelope("room", &[&sub_id]),
                 id: Arc::from(sub_id),
-                conn: id,
+                conn,
                 channel: Arc::from("room"),
                 schema: Arc::from("public"),
                 table: Arc::from(table),
@@ -179,17 +186,17 @@ impl Setup {
             });
         }
         Setup {
-            registry,
+            index,
+            _connections: connections,
             receivers,
             rls,
-            settings,
             table,
         }
     }
 
     /// Match + decide + fan-out of one change, as the dispatcher does; returns frames queued.
     fn deliver(&self, tx: &Transaction, change: &Change) -> usize {
-        let matches = self.registry.recipients(
+        let matches = self.index.recipients(
             "public",
             self.table,
             RowOp::Insert,
@@ -203,9 +210,9 @@ impl Setup {
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(matches.len());
         let slots: Vec<usize> = matches
             .iter()
-            .map(|(conn, _)| {
-                *index.entry(conn.fingerprint()).or_insert_with(|| {
-                    contexts.push(conn.context());
+            .map(|sub| {
+                *index.entry(sub.conn.fingerprint()).or_insert_with(|| {
+                    contexts.push(sub.conn.context());
                     contexts.len() - 1
                 })
             })
@@ -231,20 +238,17 @@ impl Setup {
                 .map(|ctx| table.evaluate(access, RowRef::plain(row), ctx) == Verdict::Allow)
                 .collect(),
         };
-        let full: Arc<str> = Arc::from(payload(tx, change));
+        let full = body(tx, change);
         let mut sent = 0;
-        for ((conn, sub), slot) in matches.iter().zip(slots) {
+        for (sub, slot) in matches.iter().zip(slots) {
             if !allowed[slot] {
                 continue;
             }
             let frame = Outbound::Change {
-                prefix: sub.envelope.clone(),
-                payload: full.clone(),
+                sub: sub.clone(),
+                body: full.clone(),
             };
-            let s = &self.settings;
-            if conn.push(frame, s.slow_client_threshold, s.slow_client_timeout)
-                == PushOutcome::Queued
-            {
+            if sub.conn.push(frame) == PushOutcome::Queued {
                 sent += 1;
             }
         }
@@ -263,19 +267,9 @@ impl Setup {
     }
 }
 
-/// The dispatcher's `payload` for an INSERT (a copy: the original is private).
-fn payload(tx: &Transaction, change: &Change) -> String {
-    json!({
-        "type": "INSERT",
-        "schema": &*change.schema,
-        "table": &*change.table,
-        "commit_timestamp": tx.commit_timestamp.to_string(),
-        "lsn": tx.commit_lsn.to_string(),
-        "columns": &*change.columns,
-        "record": change.record.clone().map(Value::Object).unwrap_or(Value::Null),
-        "old_record": Value::Null,
-    })
-    .to_string()
+/// The change's body in the native format, as the dispatcher encodes it once per change.
+fn body(tx: &Transaction, change: &Change) -> Arc<str> {
+    NATIVE.change_body(&ChangeView::new(tx, change, Detail::Full).expect("a row change"))
 }
 
 /// An INSERT into `public.<table>` of a row owned by user 2,500, tenant t0, room 7, public.
@@ -396,23 +390,31 @@ fn fanout(c: &mut Criterion) {
     });
     bench_case(c, "c_eq_filtered_50_recipients", setup, SUBSCRIBERS / ROOMS);
 
-    // The socket side: one recipient's frame from the shared envelope and payload.
+    // The socket side: one recipient's frame from its envelope and the shared body.
     let (tx, change) = change("public_feed");
-    let prefix = Subscription::envelope_for("room", "sub-1");
-    let body: Arc<str> = Arc::from(payload(&tx, &change));
+    let setup = Setup::new("public_feed", Rls::Off, None, |_| None);
+    let sub = setup
+        .index
+        .recipients(
+            "public",
+            "public_feed",
+            RowOp::Insert,
+            change.record.as_ref().map(RowRef::plain),
+        )
+        .remove(0);
+    let body = body(&tx, &change);
+    let mut codec = Native;
     let mut group = c.benchmark_group("socket_side");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("frame_into_text", |b| {
-        b.iter(|| {
-            let frame = Outbound::Change {
-                prefix: prefix.clone(),
-                payload: body.clone(),
-            };
-            black_box(frame.into_text())
-        })
+    group.bench_function("codec_change_frame", |b| {
+        b.iter(|| black_box(codec.change(std::slice::from_ref(&sub), &body)))
     });
-    group.bench_function("protocol_postgres_changes", |b| {
-        b.iter(|| black_box(protocol::postgres_changes("room", &["sub-1"], &body)))
+    group.bench_function("native_change_body", |b| {
+        b.iter(|| {
+            black_box(
+                NATIVE.change_body(&ChangeView::new(&tx, &change, Detail::Full).expect("row")),
+            )
+        })
     });
     group.finish();
 }

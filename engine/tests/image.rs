@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluxbase_auth::AuthContext;
+use fluxbase_engine::realtime::RealtimeSettings;
 use fluxbase_engine::realtime::rls::image::complete;
 use fluxbase_engine::realtime::rls::{
     self, Conn, RelationRef, RlsConfig, RlsDecider, RowChange, RowRef, Source,
 };
-use fluxbase_engine::realtime::{Engine, RealtimeSettings};
+
+use crate::hub;
 use fluxbase_migrations::test_utils::TestDb;
 use fluxbase_replication::{Change, Column, Lsn, Op, Timestamp, Transaction};
 use serde_json::{Map, Value, json};
@@ -376,7 +378,7 @@ async fn unchanged_toast_values_are_recovered_exactly_or_marked_racy() {
     assert!(!done.values.contains_key("big") && done.racy.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[actix::test]
 async fn fan_out_never_waits_for_the_main_pool() {
     let db = TestDb::new().await;
     let client = db.client().await;
@@ -390,35 +392,11 @@ async fn fan_out_never_waits_for_the_main_pool() {
         .await
         .unwrap();
     let main_pool = rls::fallback_pool(db.config(), 2);
-    let slot = format!("slot_{}", db.name());
-    let engine = Engine::new(
-        RealtimeSettings::default(),
-        fluxbase_auth::JwtKeys::hs256(b"a-test-secret-that-is-long-enough-for-hs256"),
-        db.config(),
-        main_pool.clone(),
-        &format!("pub_{}", db.name()),
-        vec!["public".into()],
-    );
-    let mut replication = fluxbase_replication::ReplicationConfig::new(db.config());
-    replication.slot_name = slot.clone();
-    replication.publication_name = format!("pub_{}", db.name());
-    assert!(
-        engine
-            .start(replication, Duration::from_secs(30))
-            .await
-            .unwrap()
-    );
-    let (conn, mut rx) = engine
-        .connect("127.0.0.1".parse().unwrap(), alice())
-        .map_err(|r| r.reason)
-        .unwrap();
-    let ack = engine
-        .handle_text(
-            &conn,
-            r#"{"type":"subscribe","channel":"c","config":{"table":"owned"}}"#,
-        )
-        .await;
-    assert!(ack[0].contains("\"subscribed\":true"), "{:?}", ack);
+    let test = hub::TestEngine::new(&db, main_pool.clone(), RealtimeSettings::default()).await;
+    test.start(&db).await;
+    let engine = test.engine.clone();
+    let (conn, mut rx) = hub::connect(&engine, alice());
+    hub::subscribe(&engine, &conn, "owned").await;
 
     // Every connection of the main pool is checked out (REST traffic drained it).
     let held = [
@@ -433,14 +411,11 @@ async fn fan_out_never_waits_for_the_main_pool() {
         )
         .await
         .unwrap();
-    let frame = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await
-        .expect("the compiled-policy change arrived while the main pool was held")
-        .unwrap()
-        .into_text();
-    assert!(frame.contains("\"body\":\"mine\""), "{frame}");
+    let frame = hub::next_change(&mut rx).await;
+    assert_eq!(frame["payload"]["record"]["body"], "mine", "{frame}");
     drop(held);
-    engine.shutdown().await;
+    let slot = test.slot.clone();
+    test.stop().await;
     client
         .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await

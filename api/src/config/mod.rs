@@ -195,8 +195,18 @@ pub struct RealtimeConfig {
     pub slow_client_timeout: Dur,
     /// Bound of each socket's outgoing queue.
     pub client_message_queue_size: u32,
+    /// Bytes a socket may have queued and not yet written before it is cut as slow.
+    pub client_queue_bytes: ByteSize,
+    /// Kernel send buffer of each WebSocket (`SO_SNDBUF`; 0 keeps the kernel's autotuned
+    /// one): a client that stops reading backs up into the counted queue within this,
+    /// not into megabytes of kernel buffers.
+    pub socket_send_buffer: ByteSize,
     /// Largest client frame accepted.
     pub message_size_limit: ByteSize,
+    /// Broadcast/presence channels one socket may be in.
+    pub max_channels_per_connection: u32,
+    /// Longest channel name (bytes).
+    pub max_channel_name_length: u32,
 }
 
 impl Default for RealtimeConfig {
@@ -214,7 +224,11 @@ impl Default for RealtimeConfig {
             slow_client_threshold: 100,
             slow_client_timeout: Dur::secs(30),
             client_message_queue_size: 1024,
+            client_queue_bytes: ByteSize(16 << 20),
+            socket_send_buffer: ByteSize(32 << 10),
             message_size_limit: ByteSize(1 << 20),
+            max_channels_per_connection: 100,
+            max_channel_name_length: 255,
         }
     }
 }
@@ -456,6 +470,16 @@ impl Config {
             rt.rls_fallback_connections >= 1,
             "realtime.rls_fallback_connections",
             "must be at least 1".into(),
+        );
+        check(
+            rt.max_channel_name_length >= 1,
+            "realtime.max_channel_name_length",
+            "must be at least 1".into(),
+        );
+        check(
+            rt.client_queue_bytes.0 >= 1024,
+            "realtime.client_queue_bytes",
+            "must be at least 1KB".into(),
         );
         check(
             self.server.rate_limit.requests_per_second >= 1,

@@ -69,14 +69,19 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
     let mut components = json!({"database": database});
     if let Some(engine) = &state.engine {
         let stats = engine.stats();
-        let status = match &stats.replication {
-            Some(r) if !r.degraded => "healthy",
-            _ => "degraded",
+        // Degraded while replication lags or is down, and while an engine actor is not
+        // running (between a failure and its restart).
+        let status = if stats.degraded() {
+            "degraded"
+        } else {
+            "healthy"
         };
         components["realtime"] = json!({
             "status": status,
             "connections": stats.connections,
             "subscriptions": stats.subscriptions,
+            "actors": stats.actors,
+            "bus": stats.bus,
         });
         components["replication"] = json!(stats.replication);
         if let Some(r) = &stats.replication {

@@ -73,6 +73,13 @@ impl AppState {
             slow_client_timeout: r.slow_client_timeout.get(),
             rls_cache_size: usize::try_from(r.rls_cache_size).unwrap_or(usize::MAX),
             rls_cache_ttl: r.rls_cache_ttl.get(),
+            rls_fallback_connections: r.rls_fallback_connections as usize,
+            queue_bytes: usize::try_from(r.client_queue_bytes.0).unwrap_or(usize::MAX),
+            max_channels_per_connection: r.max_channels_per_connection as usize,
+            max_channel_name_length: r.max_channel_name_length as usize,
+            ping_interval: r.ping_interval.get(),
+            pong_timeout: r.pong_timeout.get(),
+            message_size_limit: usize::try_from(r.message_size_limit.0).unwrap_or(usize::MAX),
             ..Default::default()
         }
     }

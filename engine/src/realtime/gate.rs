@@ -9,17 +9,13 @@ use deadpool_postgres::Pool;
 use fluxbase_auth::AuthContext;
 use fluxbase_replication::{Change, Transaction};
 
-use super::connection::ConnShared;
 use super::filter::{Filter, FilterVerdict};
-use super::registry::Subscription;
+use super::index::Subscription;
 use super::rls::predicate::ColumnInfo;
 use super::rls::{
     Completed, Conn, OwnerRoute, RelationRef, RlsConfig, RlsDecider, RowChange, RowRef, Source,
     fallback_pool, image,
 };
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
-use tokio_postgres::AsyncMessage;
 
 /// A decision for one context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +32,6 @@ pub enum Visibility {
 /// database read of the gate goes through its own small pool, and only when a decision
 /// needs it: fan-out never waits for the server's main pool.
 pub struct Gate {
-    pg: tokio_postgres::Config,
     /// `realtime.rls_fallback_connections` connections, opened lazily.
     fallback: Pool,
     decider: RlsDecider,
@@ -54,8 +49,7 @@ impl Gate {
         fallback_connections: usize,
     ) -> Gate {
         Gate {
-            fallback: fallback_pool(pg.clone(), fallback_connections),
-            pg,
+            fallback: fallback_pool(pg, fallback_connections),
             decider: RlsDecider::new(&RlsConfig {
                 cache_size,
                 cache_ttl: ttl,
@@ -123,12 +117,12 @@ impl Gate {
         &self,
         change: &Change,
         row: RowRef<'_>,
-        matches: &mut Vec<(Arc<ConnShared>, Arc<Subscription>)>,
+        matches: &mut Vec<Arc<Subscription>>,
     ) {
         let deferred: Vec<usize> = matches
             .iter()
             .enumerate()
-            .filter(|(_, (_, sub))| {
+            .filter(|(_, sub)| {
                 sub.filter
                     .as_ref()
                     .is_some_and(|f| f.may_defer() && f.verdict(row) == FilterVerdict::Defer)
@@ -140,7 +134,7 @@ impl Gate {
         }
         let filters: Vec<&Filter> = deferred
             .iter()
-            .filter_map(|&i| matches[i].1.filter.as_ref())
+            .filter_map(|&i| matches[i].filter.as_ref())
             .collect();
         let passed = self.resolve_filters(change, row, &filters).await;
         let failed: Vec<usize> = deferred
@@ -270,30 +264,20 @@ impl Gate {
         }
     }
 
-    /// LISTENs on `channel` on a dedicated connection; the receiver yields one `()` per
-    /// notification and closes when the connection is lost.
-    pub async fn listen(&self, channel: &str) -> Result<mpsc::Receiver<()>, tokio_postgres::Error> {
-        let tls = fluxbase_migrations::tls::MakeRustlsConnect::new();
-        let (client, mut connection) = self.pg.connect(tls).await?;
-        let client = std::sync::Arc::new(client);
-        let keep_alive = client.clone();
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            // Holds the client: dropping it would close the connection.
-            let _client = keep_alive;
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        // Coalesce bursts: one pending reload is enough.
-                        let _ = tx.try_send(());
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+    /// For a TRUNCATE (no row): whether each context's role may SELECT the table at all.
+    /// On any failure nobody may: a table's emptying is never told without a decision.
+    pub async fn may_select(
+        &self,
+        relid: u32,
+        contexts: &[std::sync::Arc<AuthContext>],
+    ) -> Vec<bool> {
+        let mut conn = Conn::pool(&self.fallback);
+        match self.decider.may_select(&mut conn, relid, contexts).await {
+            Ok(allowed) => allowed,
+            Err(err) => {
+                tracing::warn!(error = %err, "table privileges not read: truncate withheld");
+                vec![false; contexts.len()]
             }
-        });
-        client.batch_execute(&format!("LISTEN {channel}")).await?;
-        Ok(rx)
+        }
     }
 }

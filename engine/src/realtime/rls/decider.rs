@@ -324,6 +324,44 @@ impl RlsDecider {
         Ok(decisions)
     }
 
+    /// Whether each context's role may SELECT the table at all (its privilege, whatever
+    /// the row): what a TRUNCATE, which carries no row, is judged by.
+    pub async fn may_select<C: Borrow<AuthContext>>(
+        &self,
+        conn: &mut Conn<'_>,
+        relid: u32,
+        contexts: &[C],
+    ) -> Result<Vec<bool>, RlsError> {
+        let contexts: Vec<&AuthContext> = contexts.iter().map(Borrow::borrow).collect();
+        let mut snapshot = self.current();
+        if snapshot.policies.table(relid).is_none() {
+            self.add_relations(conn, &[RelationRef::Oid(relid)]).await?;
+            snapshot = self.current();
+        }
+        if snapshot.policies.table(relid).is_none() {
+            return Ok(vec![false; contexts.len()]);
+        }
+        let mut missing: Vec<&str> = Vec::new();
+        for ctx in &contexts {
+            let role = ctx.role().as_str();
+            if !missing.contains(&role) && snapshot.access(role, relid).is_none() {
+                missing.push(role);
+            }
+        }
+        if !missing.is_empty() {
+            let loaded = policy::load_access(conn.client().await?, relid, &missing).await?;
+            snapshot.store_access(relid, loaded);
+        }
+        Ok(contexts
+            .iter()
+            .map(|ctx| {
+                snapshot
+                    .access(ctx.role().as_str(), relid)
+                    .is_some_and(|a| a.exists && a.can_select)
+            })
+            .collect())
+    }
+
     /// Cache, then one SQL call for the contexts compiled evaluation could not decide.
     async fn decide_undecided(
         &self,

@@ -1,0 +1,340 @@
+//! Codecs: the wire protocols over the hub. The hub speaks only types ([`Session`] calls,
+//! [`ChangeView`]s, [`ChannelEvent`]s, [`RealtimeError`]s); a codec reads a protocol's client
+//! frames into those calls and writes the hub's answers and events as that protocol's
+//! frames. Every native frame lives in [`native`]; the Phoenix channel protocol of
+//! `@supabase/realtime-js` plugs in beside it without touching the hub.
+//!
+//! Two traits, because two things differ in how often they run:
+//! - [`EventFormat`]: stateless, shared. It encodes what many sockets receive alike — a
+//!   change's body, a channel event — **once per event** (the dispatcher asks each format
+//!   in use for one body per change; a channel event caches one frame per format).
+//! - [`Codec`]: one per socket, with that socket's protocol state (joined topics, refs). It
+//!   handles client frames by calling the hub through [`Session`], wraps shared bodies in
+//!   the socket's own envelope (built once per subscription, see
+//!   [`SubscribeRequest::envelope`]), and writes the notices of the socket loop.
+//!
+//! # A Phoenix codec (issue 15), sketched
+//!
+//! ```ignore
+//! /// realtime-js, vsn 1.0.0 (JSON objects) or 2.0.0 (JSON arrays + binary broadcasts).
+//! pub struct Phoenix { vsn: Vsn, topics: HashMap<String, Topic /* join_ref, bindings */> }
+//!
+//! impl Codec for Phoenix {
+//!     fn format(&self) -> &'static dyn EventFormat {
+//!         match self.vsn { Vsn::V1 => &PHOENIX_V1, Vsn::V2 => &PHOENIX_V2 }
+//!     }
+//!     async fn handle(&mut self, frame: Frame, session: &Session<'_>) -> Vec<Frame> {
+//!         match decode(self.vsn, &frame) {
+//!             // ["1","1","realtime:room","phx_join",{config:{postgres_changes:[…]},access_token}]
+//!             Msg::Join { join_ref, topic, config, token, .. } => {
+//!                 if let Some(token) = token { session.set_token(&token).await?; }
+//!                 session.join(topic.channel(), config.presence_key()).await?;
+//!                 let mut ids = Vec::new();
+//!                 for binding in &config.postgres_changes {      // in the client's order
+//!                     let sub = session.subscribe(SubscribeRequest {
+//!                         channel: topic.channel(),
+//!                         schema: binding.schema.clone(), table: binding.table.clone(),
+//!                         event: binding.event.clone(), filter: binding.filter.clone(),
+//!                         // {"topic":…,"event":"postgres_changes","payload":{"ids":[ID],"data":
+//!                         envelope: &|id| self.change_prefix(&join_ref, &topic, &[id]),
+//!                     }).await?;
+//!                     ids.push(sub.id);
+//!                 }
+//!                 // phx_reply {status:"ok", response:{postgres_changes:[…with ids…]}}, then
+//!                 // system "Subscribed to PostgreSQL": the subscription is live once
+//!                 // `subscribe` returned (a write committed after it is delivered).
+//!                 vec![self.reply_ok(&join_ref, &topic, &ids), self.system_subscribed(&topic)]
+//!             }
+//!             Msg::Heartbeat { r#ref } => vec![self.reply_ok_phoenix(r#ref)], // topic "phoenix"
+//!             Msg::Broadcast { topic, event, payload /* JSON, or binary kind 3 */, .. } => {
+//!                 session.broadcast(topic.channel(), &event, payload, topic.self_broadcast)?; …
+//!             }
+//!             Msg::Presence { topic, track: Some(meta), .. } => { session.track(…).await?; … }
+//!             Msg::AccessToken { token, .. } => { session.set_token(&token).await?; … }
+//!             Msg::Leave { topic, .. } => { session.unsubscribe_channel(topic.channel()); session.leave(…).await?; … }
+//!         }
+//!     }
+//!     fn notice(&mut self, notice: &Notice<'_>) -> Frame { /* phx_error / system on the topics */ }
+//! }
+//!
+//! // The shared bodies: `{"ids":…}` is per socket (in the envelope), the data is not.
+//! impl EventFormat for PhoenixV1 {
+//!     fn change_body(&self, c: &ChangeView<'_>) -> Arc<str> {
+//!         // {"schema","table","commit_timestamp","eventType","type","columns","record","old_record","errors":null}
+//!     }
+//!     fn change_suffix(&self) -> &'static str { "}},\"ref\":null}" }
+//!     fn channel_event(&self, e: &ChannelEvent) -> Frame { /* broadcast / presence_diff on "realtime:"+channel */ }
+//! }
+//! ```
+//! The route `/realtime/v1/websocket` then upgrades and calls
+//! `engine.serve(session, stream, ip, auth, Phoenix::new(vsn))`: the same socket loop,
+//! limits, backpressure and RLS.
+
+pub mod native;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use fluxbase_replication::{Change, Op, Transaction};
+use serde_json::{Map, Value};
+
+pub use super::channels::{ChannelEvent, ChannelEventKind, Payload, Presence};
+use super::error::RealtimeError;
+pub use super::hub::{Session, SubscribeRequest, Subscribed};
+use super::index::Subscription;
+
+/// A WebSocket message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text frame (UTF-8).
+    Text(ByteString),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// A text frame.
+    pub fn text(text: impl Into<ByteString>) -> Frame {
+        Frame::Text(text.into())
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(text) => text.len(),
+            Frame::Binary(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How many of the row's values a change event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// New and old rows as decoded.
+    Full,
+    /// A DELETE whose old row's visibility is not established: its primary key only.
+    KeyOnly,
+}
+
+/// The kind of a change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A new row.
+    Insert,
+    /// A changed row.
+    Update,
+    /// A removed row.
+    Delete,
+    /// The table was emptied (no rows).
+    Truncate,
+}
+
+impl ChangeKind {
+    /// `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "INSERT",
+            ChangeKind::Update => "UPDATE",
+            ChangeKind::Delete => "DELETE",
+            ChangeKind::Truncate => "TRUNCATE",
+        }
+    }
+}
+
+/// The old row of a change event, as much of it as the recipient may see.
+#[derive(Debug, Clone, Copy)]
+pub enum OldRecord<'a> {
+    /// None (INSERT, TRUNCATE).
+    None,
+    /// The primary key only (UPDATE, and a DELETE whose old row was not judged).
+    Key(Option<&'a Map<String, Value>>),
+    /// Every column the server sent (a DELETE whose visibility was established).
+    Full(&'a Map<String, Value>),
+}
+
+/// One change as the hub hands it to formats: what the event may show is decided here
+/// (which rows, which parts), so no codec re-implements visibility.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeView<'a> {
+    tx: &'a Transaction,
+    change: &'a Change,
+    kind: ChangeKind,
+    detail: Detail,
+}
+
+impl<'a> ChangeView<'a> {
+    /// A view of `change` (not a logical message) at `detail`.
+    pub fn new(tx: &'a Transaction, change: &'a Change, detail: Detail) -> Option<Self> {
+        let kind = match change.op {
+            Op::Insert => ChangeKind::Insert,
+            Op::Update => ChangeKind::Update,
+            Op::Delete => ChangeKind::Delete,
+            Op::Truncate => ChangeKind::Truncate,
+            Op::Message => return None,
+        };
+        Some(ChangeView {
+            tx,
+            change,
+            kind,
+            detail,
+        })
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> ChangeKind {
+        self.kind
+    }
+
+    /// Schema of the table.
+    pub fn schema(&self) -> &'a str {
+        &self.change.schema
+    }
+
+    /// The table.
+    pub fn table(&self) -> &'a str {
+        &self.change.table
+    }
+
+    /// The table's columns (name and type).
+    pub fn columns(&self) -> &'a [fluxbase_replication::Column] {
+        &self.change.columns
+    }
+
+    /// The commit time, RFC 3339 UTC.
+    pub fn commit_timestamp(&self) -> String {
+        self.tx.commit_timestamp.to_string()
+    }
+
+    /// The commit LSN (`0/16B3748`).
+    pub fn lsn(&self) -> String {
+        self.tx.commit_lsn.to_string()
+    }
+
+    /// The new row (INSERT, UPDATE); unchanged TOAST values are absent (see
+    /// [`ChangeView::unchanged_toast`]).
+    pub fn record(&self) -> Option<&'a Map<String, Value>> {
+        match self.kind {
+            ChangeKind::Insert | ChangeKind::Update => self.change.record.as_ref(),
+            ChangeKind::Delete | ChangeKind::Truncate => None,
+        }
+    }
+
+    /// The old row, as far as it may be shown.
+    pub fn old_record(&self) -> OldRecord<'a> {
+        match (self.kind, self.detail) {
+            (ChangeKind::Insert | ChangeKind::Truncate, _) => OldRecord::None,
+            (ChangeKind::Delete, Detail::Full) => match &self.change.old_record {
+                Some(old) => OldRecord::Full(old),
+                None => OldRecord::Key(self.change.primary_key.as_ref()),
+            },
+            // UPDATE's old image and an unestablished DELETE carry the key only: the old
+            // row's visibility is not what was decided.
+            _ => OldRecord::Key(self.change.primary_key.as_ref()),
+        }
+    }
+
+    /// Columns of the new row left out because their TOASTed value did not change.
+    pub fn unchanged_toast(&self) -> &'a [String] {
+        &self.change.unchanged_toast
+    }
+
+    /// json/jsonb columns of [`ChangeView::record`] holding the JSON `null` literal (which
+    /// is a value, unlike SQL NULL; both are `null` in the record).
+    pub fn json_nulls(&self) -> &'a [String] {
+        match self.kind {
+            ChangeKind::Insert | ChangeKind::Update => &self.change.json_nulls,
+            _ => &[],
+        }
+    }
+
+    /// The same for a full old row.
+    pub fn old_json_nulls(&self) -> &'a [String] {
+        match self.old_record() {
+            OldRecord::Full(_) => &self.change.old_json_nulls,
+            _ => &[],
+        }
+    }
+}
+
+/// What the socket loop itself tells a client (not an answer to a frame).
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    /// The token expired: these subscriptions were dropped and these channels left.
+    Expired {
+        /// Subscriptions dropped.
+        subscriptions: usize,
+        /// Channels left.
+        channels: usize,
+    },
+    /// The connection is refused or ends (limit, bad token) — sent before the close.
+    Refused(&'a RealtimeError),
+    /// A frame the protocol cannot carry (e.g. binary where only text is spoken).
+    Unsupported(&'a RealtimeError),
+}
+
+/// How one protocol writes the events many sockets receive alike: once per event, shared
+/// by every socket of that protocol. Implementations are statics (`&'static dyn`), so the
+/// dispatcher keys its per-change cache by address.
+pub trait EventFormat: Send + Sync + 'static {
+    /// The format's name (logs).
+    fn name(&self) -> &'static str;
+
+    /// The body of a change frame; the recipient's codec writes its envelope before it
+    /// and [`EventFormat::change_suffix`] after it.
+    fn change_body(&self, change: &ChangeView<'_>) -> Arc<str>;
+
+    /// What closes a change frame after its body.
+    fn change_suffix(&self) -> &'static str;
+
+    /// A channel event (broadcast, presence diff) as a complete frame.
+    fn channel_event(&self, event: &ChannelEvent) -> Frame;
+}
+
+/// One socket's protocol: client frames into hub calls, hub answers and events into frames.
+/// The socket loop owns it; its futures run on the socket's worker thread (not `Send`).
+#[allow(async_fn_in_trait)]
+pub trait Codec: 'static {
+    /// The shared format of this socket's events.
+    fn format(&self) -> &'static dyn EventFormat;
+
+    /// Handles one client frame: decodes it, calls the hub, returns the replies to send
+    /// now (after anything already queued for the socket).
+    async fn handle(&mut self, frame: Frame, session: &Session<'_>) -> Vec<Frame>;
+
+    /// A change for `subs` (this socket's matching subscriptions of one channel): their
+    /// envelope, the shared `body`, the format's suffix.
+    fn change(&mut self, subs: &[Arc<Subscription>], body: &str) -> Frame {
+        let suffix = self.format().change_suffix();
+        let envelope = match subs {
+            [one] => one.envelope.clone(),
+            several => {
+                let ids: Vec<&str> = several.iter().map(|s| s.id.as_ref()).collect();
+                self.envelope(&several[0].channel, &ids)
+            }
+        };
+        let mut out = String::with_capacity(envelope.len() + body.len() + suffix.len());
+        out.push_str(&envelope);
+        out.push_str(body);
+        out.push_str(suffix);
+        Frame::text(out)
+    }
+
+    /// The envelope of a change frame for subscriptions `ids` of `channel`: what comes
+    /// before the body.
+    fn envelope(&self, channel: &str, ids: &[&str]) -> Arc<str>;
+
+    /// A channel event for this socket (by default the format's frame, encoded once per
+    /// event and format).
+    fn channel_event(&mut self, event: &ChannelEvent) -> Option<Frame> {
+        Some(event.encoded(self.format()))
+    }
+
+    /// A notice of the socket loop.
+    fn notice(&mut self, notice: &Notice<'_>) -> Frame;
+}

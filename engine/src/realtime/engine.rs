@@ -1,0 +1,315 @@
+//! [`Engine`]: the hub's state and its lifecycle — construction, the supervised actors'
+//! start, reloads, the admin restart, health and shutdown. The typed calls of sockets are
+//! in [`super::hub`], fan-out in [`super::pipeline`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use actix::{Addr, Supervisor};
+use deadpool_postgres::Pool;
+use fluxbase_migrations::SchemaCache;
+use fluxbase_replication::{ReplicationConfig, ReplicationHandle, ReplicationStatus};
+use tokio::sync::watch;
+
+use super::auth::Authenticator;
+use super::channels::{Bus, Channels, LocalBus};
+use super::connection::{CloseReason, close};
+use super::connections::Connections;
+use super::gate::Gate;
+use super::index::Index;
+use super::pipeline::{Consumer, Dispatcher, Sweeper, Watcher};
+use super::settings::RealtimeSettings;
+use super::tables::Tables;
+use crate::jobs::Webhooks;
+use crate::supervise::{ServiceState, Supervision};
+
+/// What an engine is built from.
+pub struct EngineOptions {
+    /// The `realtime.*` settings.
+    pub settings: RealtimeSettings,
+    /// Checks the tokens sockets send (`access_token`): the auth service.
+    pub auth: Arc<dyn Authenticator>,
+    /// How to connect (the RLS pool, the replication stream).
+    pub pg: tokio_postgres::Config,
+    /// The server's pool: subscribe-time lookups (never fan-out).
+    pub pool: Pool,
+    /// The schema cache shared with REST.
+    pub schema: SchemaCache,
+    /// `replication.publication_name`
+    pub publication: String,
+    /// `replication.schemas`: schemas whose tables are published when subscribed to.
+    pub schemas: Vec<String>,
+    /// The supervision registry (shared with the jobs' actors).
+    pub supervision: Supervision,
+    /// The channel bus; `None`: in-process.
+    pub bus: Option<Arc<dyn Bus>>,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("instance", &self.inner.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine's shared state.
+pub(super) struct Inner {
+    pub(super) settings: RealtimeSettings,
+    pub(super) auth: Arc<dyn Authenticator>,
+    pub(super) pool: Pool,
+    pub(super) tables: Tables,
+    pub(super) gate: Gate,
+    pub(super) connections: Connections,
+    /// A std lock: held only for index lookups and updates, never across `.await`.
+    pub(super) index: RwLock<Index>,
+    pub(super) bus: Arc<dyn Bus>,
+    /// The channels actor, once started.
+    pub(super) channels: RwLock<Option<Addr<Channels>>>,
+    pub(super) supervision: Supervision,
+    pub(super) replication: Mutex<Option<ReplicationHandle>>,
+    /// Database webhooks, when jobs run: they take each transaction before it is
+    /// acknowledged.
+    pub(super) webhooks: RwLock<Option<Webhooks>>,
+    pub(super) shutdown: watch::Sender<bool>,
+    /// This instance's id: the prefix of its connection ids.
+    pub(super) instance: String,
+    pub(super) next_seq: AtomicU64,
+}
+
+/// Snapshot for `/api/v1/monitoring/metrics` `.realtime` and the health endpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RealtimeStats {
+    /// Open sockets.
+    pub connections: usize,
+    /// Table subscriptions.
+    pub subscriptions: usize,
+    /// RLS decision cache entries.
+    pub rls_cache_entries: usize,
+    /// Replication status, when running.
+    pub replication: Option<ReplicationStatus>,
+    /// The engine's supervised actors.
+    pub actors: BTreeMap<&'static str, ServiceState>,
+    /// The channel bus.
+    pub bus: &'static str,
+}
+
+impl RealtimeStats {
+    /// Whether realtime is degraded: replication lagging or down, or an actor not running
+    /// (between a failure and its restart).
+    pub fn degraded(&self) -> bool {
+        self.replication.as_ref().is_none_or(|r| r.degraded)
+            || self.actors.values().any(|a| !a.running)
+    }
+}
+
+/// Names of the engine's actors start with this (the registry may be shared with jobs).
+pub(super) const ACTOR_PREFIX: &str = "realtime.";
+
+impl Engine {
+    /// An engine, not yet started (see [`Engine::start`]).
+    pub fn new(options: EngineOptions) -> Engine {
+        let EngineOptions {
+            settings,
+            auth,
+            pg,
+            pool,
+            schema,
+            publication,
+            schemas,
+            supervision,
+            bus,
+        } = options;
+        let gate = Gate::new(
+            pg,
+            settings.rls_cache_size,
+            settings.rls_cache_ttl,
+            settings.rls_fallback_connections,
+        );
+        super::pipeline::register_metrics();
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Engine {
+            inner: Arc::new(Inner {
+                auth,
+                pool,
+                tables: Tables::new(schema, publication, schemas),
+                gate,
+                connections: Connections::default(),
+                index: RwLock::default(),
+                bus: bus.unwrap_or_else(|| Arc::new(LocalBus::new())),
+                channels: RwLock::new(None),
+                supervision,
+                replication: Mutex::new(None),
+                webhooks: RwLock::new(None),
+                shutdown: watch::channel(false).0,
+                instance,
+                next_seq: AtomicU64::new(1),
+                settings,
+            }),
+        }
+    }
+
+    /// Lets database webhooks take each transaction before the slot is acknowledged
+    /// (`jobs.webhooks()`). Call before [`Engine::start`]: transactions taken before are
+    /// not offered to them.
+    pub fn set_webhooks(&self, webhooks: Webhooks) {
+        *self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(webhooks);
+    }
+
+    /// Starts the supervised actors — channels, the DDL/role watcher, the slow-client
+    /// sweeper, the dispatcher and the replication consumer — inside the current actix
+    /// system, and waits (up to `ready_timeout`) for the stream to be live, so
+    /// subscriptions made right after see the publication. Returns whether it became live
+    /// in time; if not it keeps retrying in the background.
+    pub async fn start(
+        &self,
+        replication: ReplicationConfig,
+        ready_timeout: Duration,
+    ) -> Result<bool, fluxbase_replication::ReplicationError> {
+        let (handle, transactions) = fluxbase_replication::start(replication.clone())?;
+        *self.inner.replication.lock().expect("replication lock") = Some(handle.clone());
+        let mut status = handle.watch_status();
+        let inner = &self.inner;
+        let channels = {
+            let (bus, supervision, limits) = (
+                inner.bus.clone(),
+                inner.supervision.clone(),
+                inner.settings.channel_limits(),
+            );
+            Supervisor::start(move |_| Channels::new(bus, supervision, limits))
+        };
+        *inner.channels.write().unwrap_or_else(|e| e.into_inner()) = Some(channels);
+        let engine = self.clone();
+        Supervisor::start(move |_| Watcher::new(engine));
+        let engine = self.clone();
+        Supervisor::start(move |_| Sweeper::new(engine));
+        let engine = self.clone();
+        let dispatcher = Supervisor::start(move |_| Dispatcher::new(engine));
+        let engine = self.clone();
+        Supervisor::start(move |_| {
+            Consumer::new(engine, dispatcher, replication, handle, transactions)
+        });
+        let live = tokio::time::timeout(ready_timeout, status.wait_for(|s| s.connected)).await;
+        Ok(matches!(live, Ok(Ok(_))))
+    }
+
+    /// Reconnects replication now (`POST /api/v1/admin/realtime/restart`); policies are
+    /// re-read too.
+    pub async fn restart(&self) -> bool {
+        self.reload().await;
+        match self.replication() {
+            Some(handle) => {
+                handle.restart();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The current replication stream.
+    pub(super) fn replication(&self) -> Option<ReplicationHandle> {
+        self.inner
+            .replication
+            .lock()
+            .expect("replication lock")
+            .clone()
+    }
+
+    /// Re-reads RLS policies (on DDL, on role changes), and re-routes subscriptions of
+    /// tables whose policies became (or stopped being) owner-only.
+    pub async fn reload(&self) {
+        self.inner.gate.reload().await;
+        let tables = self.inner.index.read().expect("index lock").tables();
+        let snapshot = self.inner.tables.cache().snapshot();
+        for (schema, table) in tables {
+            let route = match snapshot.relation(&schema, &table) {
+                Some(relation) => self.inner.gate.owner_route(relation.oid).await,
+                None => None,
+            };
+            self.inner
+                .index
+                .write()
+                .expect("index lock")
+                .set_route(&schema, &table, route);
+        }
+    }
+
+    /// Closes every socket (1001) and stops the actors' loops and replication.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        for conn in self.inner.connections.all() {
+            conn.request_close(CloseReason {
+                code: close::GOING_AWAY,
+                reason: "server shutting down".into(),
+                label: "shutdown",
+            });
+        }
+        let handle = self
+            .inner
+            .replication
+            .lock()
+            .expect("replication lock")
+            .take();
+        if let Some(handle) = handle {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub(super) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.inner.settings
+    }
+
+    /// The supervision registry.
+    pub fn supervision(&self) -> &Supervision {
+        &self.inner.supervision
+    }
+
+    /// This instance's id (prefix of its connection ids).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Publishes the connection and subscription gauges.
+    pub(super) fn publish_gauges(&self) {
+        metrics::gauge!("fluxbase_realtime_connections").set(self.inner.connections.len() as f64);
+        let subs = self.inner.index.read().expect("index lock").len();
+        metrics::gauge!("fluxbase_realtime_subscriptions").set(subs as f64);
+    }
+
+    /// Counters for monitoring.
+    pub fn stats(&self) -> RealtimeStats {
+        let actors = self
+            .inner
+            .supervision
+            .snapshot()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ACTOR_PREFIX))
+            .collect();
+        RealtimeStats {
+            connections: self.inner.connections.len(),
+            subscriptions: self.inner.index.read().expect("index lock").len(),
+            rls_cache_entries: self.inner.gate.cache_len(),
+            replication: self.replication().as_ref().map(ReplicationHandle::status),
+            actors,
+            bus: self.inner.bus.name(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The replication consumer actor: reads transactions in commit order, has the dispatcher
+//! fan each one out and database webhooks take it (both, concurrently), and only then
+//! acknowledges it to the slot (DESIGN invariant 1). A transaction is retried until both
+//! took it: the dispatcher restarting after a crash, or webhooks failing to enqueue, never
+//! let the slot move past it.
+//!
+//! The transaction in hand survives a restart of the consumer itself (it is kept beside
+//! the stream, not in the loop), so a restarted consumer resumes with the first
+//! unacknowledged transaction. When the stream's task is gone it starts a new stream, which
+//! resumes from the slot's confirmed position; transactions at or before what was
+//! acknowledged are skipped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use fluxbase_replication::{Lsn, ReplicationConfig, ReplicationHandle, Transaction};
+use tokio::sync::{mpsc, watch};
+
+use super::dispatcher::{Dispatch, Dispatcher};
+use crate::realtime::engine::Engine;
+use crate::realtime::restart::Restarts;
+use crate::supervise;
+
+/// The stream and the transaction in hand.
+struct Stream {
+    handle: ReplicationHandle,
+    rx: mpsc::Receiver<Transaction>,
+    /// Taken from the stream, not yet acknowledged.
+    pending: Option<Arc<Transaction>>,
+    /// The last end LSN acknowledged (what a new stream may deliver again).
+    acked: Lsn,
+}
+
+/// The replication consumer actor.
+pub struct Consumer {
+    engine: Engine,
+    dispatcher: Addr<Dispatcher>,
+    config: ReplicationConfig,
+    /// A tokio lock: the consume loop holds it across `.await` for as long as it runs.
+    stream: Arc<tokio::sync::Mutex<Stream>>,
+    /// End LSN of the transaction in hand, for the log of a failure.
+    at: Arc<AtomicU64>,
+    restarts: Restarts,
+}
+
+impl Consumer {
+    /// Name in supervision and the restarts metric.
+    pub const NAME: &'static str = "realtime.consumer";
+
+    /// The actor over a started stream.
+    pub fn new(
+        engine: Engine,
+        dispatcher: Addr<Dispatcher>,
+        config: ReplicationConfig,
+        handle: ReplicationHandle,
+        rx: mpsc::Receiver<Transaction>,
+    ) -> Consumer {
+        engine.supervision().register(Self::NAME);
+        Consumer {
+            engine,
+            dispatcher,
+            config,
+            stream: Arc::new(tokio::sync::Mutex::new(Stream {
+                handle,
+                rx,
+                pending: None,
+                acked: Lsn::ZERO,
+            })),
+            at: Arc::new(AtomicU64::new(0)),
+            restarts: Restarts::default(),
+        }
+    }
+
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        self.engine.supervision().running(Self::NAME);
+        let work = consume(
+            self.engine.clone(),
+            self.dispatcher.clone(),
+            self.config.clone(),
+            self.stream.clone(),
+            self.at.clone(),
+        );
+        ctx.spawn(supervise::catch_async(work).into_actor(self).map(
+            |result, act, ctx| match result {
+                Ok(()) => {
+                    act.engine.supervision().stopped(Self::NAME);
+                    tracing::info!("realtime consumer stopped");
+                }
+                Err(panic) => {
+                    let lsn = Lsn(act.at.load(Ordering::Acquire));
+                    act.engine
+                        .supervision()
+                        .failed(Self::NAME, &format!("end lsn {lsn}: {panic}"));
+                    ctx.stop();
+                }
+            },
+        ));
+    }
+}
+
+impl Actor for Consumer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let delay = self.restarts.delay();
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(tokio::time::sleep(delay))
+                .map(|_, act, ctx| act.run(ctx)),
+        );
+    }
+}
+
+impl Supervised for Consumer {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.restarts.failed();
+    }
+}
+
+/// Resolves once shutdown begins.
+async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// The consume loop, until shutdown.
+async fn consume(
+    engine: Engine,
+    dispatcher: Addr<Dispatcher>,
+    config: ReplicationConfig,
+    stream: Arc<tokio::sync::Mutex<Stream>>,
+    at: Arc<AtomicU64>,
+) {
+    let mut shutdown = engine.shutdown_signal();
+    let mut stream = stream.lock().await;
+    loop {
+        let tx = match stream.pending.clone() {
+            Some(tx) => tx,
+            None => {
+                let next = tokio::select! {
+                    tx = stream.rx.recv() => tx,
+                    _ = shutting_down(&mut shutdown) => return,
+                };
+                match next {
+                    Some(tx) if tx.end_lsn <= stream.acked => continue,
+                    Some(tx) => Arc::new(tx),
+                    None if *shutdown.borrow() => return,
+                    None => {
+                        restart_stream(&engine, &config, &mut stream).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        stream.pending = Some(tx.clone());
+        at.store(tx.end_lsn.0, Ordering::Release);
+        let taken = tokio::select! {
+            () = take(&engine, &dispatcher, &tx) => true,
+            _ = shutting_down(&mut shutdown) => false,
+        };
+        if !taken {
+            return;
+        }
+        // Every change of the transaction is in its recipients' queues (or its recipient
+        // was cut loose), and webhooks enqueued theirs: the engine has taken it.
+        stream.handle.ack(tx.end_lsn);
+        stream.acked = tx.end_lsn;
+        stream.pending = None;
+    }
+}
+
+/// The stream's task ended (it should not): a new stream resumes from the slot.
+async fn restart_stream(engine: &Engine, config: &ReplicationConfig, stream: &mut Stream) {
+    tracing::error!(acknowledged = %stream.acked, "replication stream ended; starting it again from the slot");
+    stream.handle.shutdown().await;
+    loop {
+        match fluxbase_replication::start(config.clone()) {
+            Ok((handle, rx)) => {
+                *engine.inner.replication.lock().expect("replication lock") = Some(handle.clone());
+                stream.handle = handle;
+                stream.rx = rx;
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start the replication stream; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Until the dispatcher fanned `tx` out and webhooks enqueued their jobs for it.
+async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
+    let dispatch = async {
+        loop {
+            match dispatcher.send(Dispatch(tx.clone())).await {
+                Ok(Ok(())) => return,
+                // Crashed: it restarts and takes the transaction again.
+                Ok(Err(_)) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    let webhooks = engine
+        .inner
+        .webhooks
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let hooks = async {
+        let Some(webhooks) = webhooks else {
+            return;
+        };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match webhooks.take(tx).await {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    };
+    tokio::join!(dispatch, hooks);
+}

@@ -1,0 +1,290 @@
+//! Database webhooks fed by the engine's replication consumer: the slot is acknowledged
+//! only once webhooks took a transaction, and each change fires its rule exactly once —
+//! across a replication restart and across a server restart (a new engine on the same
+//! slot replaying what the old one never acknowledged).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fluxbase_auth::AuthContext;
+use fluxbase_engine::jobs::{Caller, Jobs, JobsSettings, NewWebhookRule};
+use fluxbase_engine::realtime::RealtimeSettings;
+use fluxbase_engine::supervise::Supervision;
+use fluxbase_migrations::test_utils::TestDb;
+use fluxbase_migrations::{Db, PoolSettings};
+use fluxbase_replication::Lsn;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::{TestEngine, connect, next_change, subscribe};
+
+/// Upper bound of any awaited condition.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Bodies POSTed to a local receiver, by order id.
+type Seen = Arc<Mutex<BTreeMap<i64, usize>>>;
+
+/// A local HTTP receiver answering 200; counts the `record.id` of each body.
+async fn receiver() -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One request per connection is enough here: head, then the body.
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() < length {
+                        continue;
+                    }
+                    if let Ok(v) = serde_json::from_str::<Value>(&body[..length])
+                        && let Some(id) = v["record"]["id"].as_i64()
+                    {
+                        *counts.lock().unwrap().entry(id).or_default() += 1;
+                    }
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Polls `check` until true, failing after [`WAIT`].
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn jobs_settings() -> JobsSettings {
+    JobsSettings {
+        signing_secret: "test-signing-secret-0123456789".into(),
+        allow_private_urls: true,
+        lease: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_millis(250),
+        backoff_base: Duration::from_millis(200),
+        http_timeout: Duration::from_secs(2),
+        shutdown_timeout: Duration::from_secs(5),
+        ..JobsSettings::default()
+    }
+}
+
+fn db_pool(db: &TestDb) -> Db {
+    Db::new(
+        db.config(),
+        PoolSettings {
+            max_connections: 10,
+            min_connections: 0,
+            ..PoolSettings::default()
+        },
+    )
+}
+
+/// The current WAL position.
+async fn wal_lsn(client: &tokio_postgres::Client) -> Lsn {
+    let text: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    text.parse().unwrap()
+}
+
+/// The engine's acknowledged LSN.
+fn acknowledged(engine: &fluxbase_engine::realtime::Engine) -> Lsn {
+    engine
+        .stats()
+        .replication
+        .map_or(Lsn::ZERO, |r| r.acknowledged_lsn)
+}
+
+#[actix::test]
+async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.orders (id int PRIMARY KEY, status text);
+             GRANT SELECT ON public.orders TO anon;",
+        )
+        .await
+        .unwrap();
+    let (url, seen) = receiver().await;
+    let jobs = Jobs::new(
+        db_pool(&db),
+        db.config(),
+        jobs_settings(),
+        Supervision::default(),
+    )
+    .unwrap();
+    jobs.start().await.unwrap();
+    jobs.create_webhook(
+        &Caller::Admin("ops".into()),
+        NewWebhookRule {
+            name: "orders".into(),
+            table: "orders".into(),
+            events: vec!["INSERT".into()],
+            url,
+            ..NewWebhookRule::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let pool = fluxbase_engine::realtime::rls::fallback_pool(db.config(), 4);
+    let first = TestEngine::new(&db, pool.clone(), RealtimeSettings::default()).await;
+    first.engine.set_webhooks(jobs.webhooks());
+    first.start(&db).await;
+    let (conn, mut rx) = connect(&first.engine, AuthContext::anon());
+    subscribe(&first.engine, &conn, "orders").await;
+    let insert = |id: i32| {
+        let client = &client;
+        async move {
+            client
+                .execute("INSERT INTO orders VALUES ($1, 'new')", &[&id])
+                .await
+                .unwrap();
+        }
+    };
+    for id in 1..=2 {
+        insert(id).await;
+    }
+    let before = wal_lsn(&client).await;
+    insert(3).await;
+    for id in 1..=3 {
+        let frame = next_change(&mut rx).await;
+        assert_eq!(frame["payload"]["record"]["id"], id, "{frame}");
+    }
+    until("rows 1-3 taken", || acknowledged(&first.engine) > before).await;
+
+    // Webhooks cannot enqueue (jobs.jobs locked): the slot is not acknowledged past the
+    // row, though realtime delivered it. Meanwhile replication restarts, twice over.
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE jobs.jobs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = wal_lsn(&client).await;
+    insert(4).await;
+    // Realtime does not wait for webhooks: row 4 is delivered while they are blocked.
+    let frame = next_change(&mut rx).await;
+    assert_eq!(frame["payload"]["record"]["id"], 4, "{frame}");
+    // Webhooks are inside their INSERT, waiting for the lock: nothing can be acknowledged.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'jobs.jobs'::regclass AND NOT granted",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhooks never tried to enqueue row 4"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(first.engine.restart().await);
+    client
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name IS NOT NULL",
+        )
+        .await
+        .unwrap();
+    assert!(
+        acknowledged(&first.engine) < before,
+        "acknowledged past a transaction webhooks had not taken"
+    );
+    lock.rollback().await.unwrap();
+    until("the slot to move past row 4", || {
+        acknowledged(&first.engine) > before
+    })
+    .await;
+    insert(5).await;
+    let frame = next_change(&mut rx).await;
+    assert_eq!(
+        frame["payload"]["record"]["id"], 5,
+        "no duplicate, no gap: {frame}"
+    );
+
+    // Server restart while row 6 is not taken yet: the new engine replays it.
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE jobs.jobs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = wal_lsn(&client).await;
+    insert(6).await;
+    assert_eq!(next_change(&mut rx).await["payload"]["record"]["id"], 6);
+    first.stop().await;
+    lock.rollback().await.unwrap();
+    let second = TestEngine::new(&db, pool.clone(), RealtimeSettings::default()).await;
+    second.engine.set_webhooks(jobs.webhooks());
+    second.start(&db).await;
+    until("the new engine to take row 6", || {
+        acknowledged(&second.engine) > before
+    })
+    .await;
+    insert(7).await;
+
+    let want: BTreeMap<i64, usize> = (1..=7).map(|id| (id, 1)).collect();
+    until("every webhook delivered", || {
+        seen.lock().unwrap().len() == 7
+    })
+    .await;
+    // Each change has one job (idempotency key: rule, commit LSN, change index).
+    let jobs_total: i64 = client
+        .query_one(
+            "SELECT count(*) FROM jobs.jobs WHERE name = 'webhook:orders'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs_total, 7, "exactly one job per change");
+    assert_eq!(*seen.lock().unwrap(), want, "each change POSTed once");
+    let slot = second.slot.clone();
+    second.stop().await;
+    jobs.shutdown().await;
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .ok();
+}
