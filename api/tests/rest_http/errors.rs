@@ -269,3 +269,96 @@ async fn refused_credentials_in_both_shapes() {
         .await;
     assert_fluxbase_error(&got, 403, "forbidden", "SQLSTATE 42501");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_a_clear_4xx_never_a_5xx() {
+    let api = Api::start(&[]).await;
+    let user = api.sign_up("hostile@example.com").await;
+    let auth = user.bearer();
+    let bodies = [
+        "",
+        "null",
+        "[]",
+        "[[]]",
+        "{}",
+        "\"text\"",
+        "123456789012345678901234567890",
+        "1e999",
+        r#"{"title": "\u0000"}"#,
+        r#"{"title": "\ud800"}"#,
+        r#"{"title": 1e999}"#,
+        r#"{"id": "abc", "title": "x"}"#,
+        r#"{"title": "x", "nope": 1}"#,
+        r#"[{"title": "a"}, {"done": true}]"#,
+        r#"{"title": "'; DROP TABLE public.todos; --"}"#,
+        &format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+        "\u{feff}{}",
+        "{\"title\": \"x\"",
+        "\x00\x01\x02",
+    ];
+    let queries = [
+        "",
+        "select=*,(",
+        "select=id;DROP TABLE x",
+        "id=eq.1&id=in.(",
+        "or=(((((((((((id.eq.1)))))))))))",
+        "order=id.sideways",
+        "limit=-1",
+        "limit=99999999999999999999",
+        "title=like.%00",
+        "columns=title,\"",
+        "on_conflict=nope",
+        "select=auth.users(*)",
+        "select=id::pg_catalog.text",
+    ];
+    for (path, method) in [
+        ("/rest/v1/todos", "POST"),
+        ("/rest/v1/todos", "PATCH"),
+        ("/api/v1/tables/todos", "POST"),
+        ("/rest/v1/rpc/echo", "POST"),
+        ("/api/v1/rpc/shout", "POST"),
+    ] {
+        for body in &bodies {
+            for query in &queries {
+                let uri = if query.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{query}")
+                };
+                let headers = [
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                    ("Prefer", "return=representation"),
+                ];
+                let got = api.req(method, &uri, &headers, body).await;
+                assert!(
+                    got.status < 500 && got.status >= 200,
+                    "{method} {uri} {body:?}: {} {}",
+                    got.status,
+                    got.body
+                );
+                if got.status >= 400 {
+                    let err = got.json();
+                    let message = if path.starts_with("/rest/v1") {
+                        &err["message"]
+                    } else {
+                        &err["error"]["message"]
+                    };
+                    assert!(
+                        message.as_str().is_some_and(|m| !m.is_empty()),
+                        "{method} {uri} {body:?}: {err}"
+                    );
+                }
+            }
+        }
+    }
+    // Nothing but well-formed rows got in, each the user's own.
+    assert_eq!(
+        api.count(&format!(
+            "SELECT count(*) FROM public.todos WHERE user_id <> '{}'",
+            user.id
+        ))
+        .await,
+        0
+    );
+}
