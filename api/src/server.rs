@@ -307,9 +307,19 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     let db = Db::new(database.pg.clone(), config.database.pool_settings());
     db.fill_to_min().await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx));
+    let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx.clone()));
 
-    let mut state = AppState::new(config.clone(), db.clone());
+    // One schema cache for the process (REST plans against it; it follows DDL through the
+    // event trigger's notifications), stopped with the maintenance loop.
+    let schema = fluxbase_migrations::SchemaCache::start(
+        database.pg.clone(),
+        MakeRustlsConnect::new(),
+        fluxbase_migrations::CacheOptions::default(),
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("load the schema cache")?;
+    let mut state = AppState::new(config.clone(), db.clone()).with_schema(schema);
     let engine = if config.realtime.enabled {
         let engine = start_realtime(&config, database, &state, shutdown_tx.subscribe()).await?;
         state = state.with_engine(engine.clone());

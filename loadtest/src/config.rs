@@ -95,6 +95,31 @@ impl Scenario {
     }
 }
 
+/// The named workloads of `rest` on its owner-RLS table (one user per connection, each
+/// reading and writing only their own rows, with a live session in `auth.sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestWorkload {
+    /// `GET /rest/v1/{table}?id=eq.{id}`: one of the user's rows by primary key.
+    GetByPk,
+    /// `GET /rest/v1/{table}?select=id,seq,payload,{table}_lists(title)&order=id&limit=100`.
+    ListEmbed,
+    /// `POST /rest/v1/{table}` of one row.
+    InsertOne,
+    /// `POST /rest/v1/{table}` of 1,000 rows.
+    Insert1000,
+}
+
+/// What the baseline sends besides the workload's statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestBaseline {
+    /// BEGIN, the role and claims switch, the statement, COMMIT — pipelined.
+    Sql,
+    /// The same, the switch also checking the session in `auth.sessions` as the server does.
+    SqlSession,
+}
+
 /// Everything a run needs. Build with [`ScenarioConfig::new`] and adjust fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioConfig {
@@ -160,6 +185,11 @@ pub struct ScenarioConfig {
     pub rest_rows: u64,
     /// `rest`: keep-alive connections (closed loop, one request in flight each).
     pub connections: usize,
+    /// `rest`: a named workload on the seeded owner-RLS table (sets path, method, body).
+    pub rest_workload: Option<RestWorkload>,
+    /// `rest`: send the workload's transaction straight to PostgreSQL over as many
+    /// connections, instead of HTTP requests to the server (the baseline).
+    pub rest_baseline: Option<RestBaseline>,
     /// Print a progress line on stderr.
     pub progress: bool,
     #[serde(serialize_with = "secs")]
@@ -203,6 +233,8 @@ impl ScenarioConfig {
             rest_body: None,
             rest_rows: DEFAULT_REST_ROWS,
             connections: DEFAULT_CONNECTIONS,
+            rest_workload: None,
+            rest_baseline: None,
             progress: false,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
         }
@@ -286,8 +318,15 @@ impl ScenarioConfig {
                 return Err(Error::config("table_suffix", "1–24 of [a-z0-9_]"));
             }
         }
-        let needs_db =
-            s.needs_database() || (s == Scenario::Rest && self.rest_path.contains("{table}"));
+        if self.rest_baseline.is_some() && self.rest_workload.is_none() {
+            return Err(Error::config(
+                "rest_baseline",
+                "needs --workload: the baseline sends that workload's statement",
+            ));
+        }
+        let needs_db = s.needs_database()
+            || (s == Scenario::Rest
+                && (self.rest_path.contains("{table}") || self.rest_workload.is_some()));
         if needs_db && self.database_url.is_none() {
             return Err(Error::config(
                 "database_url",
@@ -297,7 +336,8 @@ impl ScenarioConfig {
         let needs_token = match s {
             Scenario::RealtimeOwner => true,
             Scenario::RealtimePublic | Scenario::SlowClients | Scenario::ConnectStorm => !self.anon,
-            Scenario::Rest | Scenario::Auth => false,
+            Scenario::Rest => self.rest_workload.is_some(),
+            Scenario::Auth => false,
         };
         if needs_token && self.jwt_secret.as_deref().is_none_or(str::is_empty) {
             return Err(Error::config(

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use fluxbase_loadtest::config::{self as defaults, Scenario, ScenarioConfig};
+use fluxbase_loadtest::config::{
+    self as defaults, RestBaseline, RestWorkload, Scenario, ScenarioConfig,
+};
 
 /// Load-test a local Fluxbase server: realtime sockets, changes/s, latency, REST.
 #[derive(Debug, Parser)]
@@ -97,6 +99,15 @@ struct Cli {
     /// rest: keep-alive connections; auth: concurrent clients.
     #[arg(long, default_value_t = defaults::DEFAULT_CONNECTIONS)]
     connections: usize,
+    /// rest: a named workload on the seeded owner-RLS table (overrides --path, --method,
+    /// --body); each connection is a user with a live session.
+    #[arg(long, value_enum)]
+    workload: Option<WorkloadArg>,
+    /// rest: send the workload's transaction straight to PostgreSQL over --connections
+    /// connections instead (sql: role + claims + statement; sql-session: also the
+    /// session check the server folds into its role switch).
+    #[arg(long, value_enum)]
+    baseline: Option<BaselineArg>,
     /// Write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -116,6 +127,21 @@ enum ScenarioArg {
     ConnectStorm,
     Rest,
     Auth,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    GetByPk,
+    ListEmbed,
+    InsertOne,
+    #[value(name = "insert-1000")]
+    Insert1000,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BaselineArg {
+    Sql,
+    SqlSession,
 }
 
 impl From<ScenarioArg> for Scenario {
@@ -171,6 +197,16 @@ impl Cli {
         c.rest_body = self.body.clone();
         c.rest_rows = self.rows;
         c.connections = self.connections;
+        c.rest_workload = self.workload.map(|w| match w {
+            WorkloadArg::GetByPk => RestWorkload::GetByPk,
+            WorkloadArg::ListEmbed => RestWorkload::ListEmbed,
+            WorkloadArg::InsertOne => RestWorkload::InsertOne,
+            WorkloadArg::Insert1000 => RestWorkload::Insert1000,
+        });
+        c.rest_baseline = self.baseline.map(|b| match b {
+            BaselineArg::Sql => RestBaseline::Sql,
+            BaselineArg::SqlSession => RestBaseline::SqlSession,
+        });
         c.progress = !self.quiet;
         Ok(c)
     }

@@ -167,7 +167,12 @@ pub fn load(
         match serde_path_to_error::deserialize::<_, Config>(tree.clone()) {
             Ok(config) => break config,
             Err(err) => {
-                let key = err.path().to_string();
+                // `rest.role_statement_timeouts[0]`: the key is the list.
+                let path = err.path().to_string();
+                let key = match path.find('[') {
+                    Some(at) => path[..at].to_string(),
+                    None => path,
+                };
                 let value = get(&tree, &key).map(display_value);
                 let origin = origins.get(&key).cloned().unwrap_or(Origin::Default);
                 errors.push(ConfigError {

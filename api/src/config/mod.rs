@@ -7,6 +7,7 @@
 
 mod auth;
 mod load;
+mod rest;
 mod security;
 pub mod types;
 mod yaml;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::*;
 pub use load::{ConfigError, LoadedConfig, Origin, load};
+pub use rest::*;
 pub use security::*;
 pub use types::{ByteSize, Dur};
 
@@ -51,6 +53,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// The REST API over the tables.
+    pub rest: RestConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -571,6 +575,7 @@ impl Config {
             "dashboard.password_min_length",
             "must be between 8 and 256".into(),
         );
+        self.validate_rest(&mut check);
         if self.storage.provider == StorageProvider::S3 {
             check(
                 self.storage.s3.bucket.is_some(),

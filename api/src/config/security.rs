@@ -39,7 +39,7 @@ impl Default for CorsConfig {
         CorsConfig {
             enabled: true,
             allowed_origins: vec!["*".into()],
-            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                 .map(String::from)
                 .to_vec(),
             allowed_headers: [
@@ -52,6 +52,9 @@ impl Default for CorsConfig {
                 "x-csrf-token",
                 "prefer",
                 "range",
+                "range-unit",
+                "accept-profile",
+                "content-profile",
             ]
             .map(String::from)
             .to_vec(),

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fluxbase_auth::AuthService;
-use fluxbase_migrations::Db;
+use fluxbase_migrations::{Db, SchemaCache};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::middleware::client_ip::TrustedProxies;
 use super::middleware::rate_limit::Limiters;
 use crate::config::Config;
+use crate::rest::RestService;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -32,6 +33,11 @@ pub struct AppState {
     pub limiters: Arc<Limiters>,
     /// `server.trusted_proxies`.
     pub proxies: Arc<TrustedProxies>,
+    /// The schema cache (tables, columns, keys, functions, policies; follows DDL), started
+    /// once by the server and shared by every service that reads the catalog.
+    pub schema: Option<SchemaCache>,
+    /// The REST service over the schema cache (none until [`AppState::with_schema`]).
+    pub rest: Option<RestService>,
 }
 
 impl AppState {
@@ -52,7 +58,20 @@ impl AppState {
             prometheus: crate::telemetry::prometheus(),
             started: Instant::now(),
             engine: None,
+            schema: None,
+            rest: None,
         }
+    }
+
+    /// The same state with the schema cache, and the REST service (`rest.*`) over it.
+    pub fn with_schema(mut self, schema: SchemaCache) -> Self {
+        self.rest = Some(RestService::new(
+            schema.clone(),
+            self.db.clone(),
+            self.config.rest_settings(),
+        ));
+        self.schema = Some(schema);
+        self
     }
 
     /// The same state with a realtime engine.

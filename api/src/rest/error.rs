@@ -209,6 +209,16 @@ pub enum RestError {
         /// What is wrong with it.
         reason: String,
     },
+    /// PGRST102 (413): a body longer than `rest.body_limit` (PostgREST leaves this to its
+    /// proxy; the code is the one of a body that cannot be read).
+    #[error("The request body is larger than {limit} bytes (rest.body_limit)")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// PGRST102 (408): a body that stopped arriving (`server.body_timeout`).
+    #[error("The request body did not arrive in time (server.body_timeout)")]
+    BodyTimeout,
     /// PGRST103 (416): a negative limit or an unsatisfiable or malformed `Range`.
     #[error("Requested range not satisfiable")]
     InvalidRange(RangeError),
@@ -327,7 +337,9 @@ impl RestError {
         match self {
             RestError::QueryParam(_) => "PGRST100",
             RestError::InvalidRpcMethod { .. } => "PGRST101",
-            RestError::InvalidBody { .. } => "PGRST102",
+            RestError::InvalidBody { .. }
+            | RestError::PayloadTooLarge { .. }
+            | RestError::BodyTimeout => "PGRST102",
             RestError::InvalidRange(_) => "PGRST103",
             RestError::InvalidPut { .. } => "PGRST105",
             RestError::UnacceptableSchema { .. } => "PGRST106",
@@ -368,6 +380,8 @@ impl RestError {
             | RestError::InvalidPut { .. }
             | RestError::UnsupportedMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RestError::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            RestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             RestError::UnacceptableSchema { .. }
             | RestError::NotAcceptable { .. }
             | RestError::Singular { .. } => StatusCode::NOT_ACCEPTABLE,

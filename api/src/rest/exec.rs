@@ -64,6 +64,9 @@ pub(crate) struct Caller<'a> {
     pub timezone: Option<&'a str>,
     /// Whether the caller had credentials (401 or 403 on a refusal).
     pub authed: bool,
+    /// An application user's token: the role switch also asserts that the session its
+    /// claims name (`session_id`, `sub`) is live, in the same round trip.
+    pub session: bool,
 }
 
 /// Switches role, claims and statement timeout (and time zone) in one statement.
@@ -76,6 +79,43 @@ const ACT_TZ: &str = "SELECT true, true, pg_catalog.set_config('role', $1, true)
      pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('statement_timeout', $3, true), \
      pg_catalog.set_config('timezone', $4, true)";
+
+/// The session probe of [`ACT_SESSION`]: the session the claims name is live. Its
+/// `1 / 0` when the row is gone is the only division in the statement, so a 22012 from it
+/// can only mean "session ended" (a refusal by a raised error aborts the transaction: the
+/// request's statement never runs, the `COMMIT` pipelined behind it rolls back). The claims
+/// were verified and their `sub` and `session_id` parsed as uuids before this runs; the
+/// probe runs as the login role, whose privileges are checked when the statement starts,
+/// before any `set_config`.
+macro_rules! session_probe {
+    () => {
+        "1 / (EXISTS (SELECT 1 FROM auth.sessions s \
+         WHERE s.id = (($2::text)::pg_catalog.json ->> 'session_id')::uuid \
+         AND s.user_id = (($2::text)::pg_catalog.json ->> 'sub')::uuid))::int = 1"
+    };
+}
+
+/// [`ACT`] for an application user's token: fails with 22012 when its session ended.
+const ACT_SESSION: &str = concat!(
+    "SELECT ",
+    session_probe!(),
+    ", true, pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('statement_timeout', $3, true)"
+);
+
+/// [`ACT_SESSION`] with `Prefer: timezone=`.
+const ACT_SESSION_TZ: &str = concat!(
+    "SELECT ",
+    session_probe!(),
+    ", true, pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('statement_timeout', $3, true), \
+     pg_catalog.set_config('timezone', $4, true)"
+);
+
+/// SQLSTATE of the session probe's refusal (`division_by_zero`).
+const SESSION_ENDED: &str = "22012";
 
 /// [`ACT`] for a custom role: it must exist and be granted to the login role directly
 /// (a superuser login could otherwise become any role a JWT names). A refused role is not
@@ -103,11 +143,13 @@ const ACT_CUSTOM_TZ: &str = "SELECT r.found, r.granted, pg_catalog.set_config('r
 impl Caller<'_> {
     /// The role-switch statement.
     fn sql(&self) -> &'static str {
-        match (self.custom, self.timezone.is_some()) {
-            (false, false) => ACT,
-            (false, true) => ACT_TZ,
-            (true, false) => ACT_CUSTOM,
-            (true, true) => ACT_CUSTOM_TZ,
+        match (self.custom, self.session, self.timezone.is_some()) {
+            (true, _, false) => ACT_CUSTOM,
+            (true, _, true) => ACT_CUSTOM_TZ,
+            (false, true, false) => ACT_SESSION,
+            (false, true, true) => ACT_SESSION_TZ,
+            (false, false, false) => ACT,
+            (false, false, true) => ACT_TZ,
         }
     }
 }
@@ -253,6 +295,15 @@ impl Executor {
         if !decide {
             // COMMIT was sent: it committed, or (after an error) rolled back.
             held.open = false;
+        }
+        if caller.session
+            && let Err(err) = &acted
+            && err.code().map(|c| c.code()) == Some(SESSION_ENDED)
+        {
+            if held.open {
+                let _ = held.end(false).await;
+            }
+            return Err(Failure::Auth(fluxbase_auth::AuthError::SessionEnded));
         }
         let pipeline = (|| {
             begun?;

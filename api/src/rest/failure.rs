@@ -15,7 +15,7 @@
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use deadpool_postgres::PoolError;
-use fluxbase_migrations::{Code, DbError};
+use fluxbase_migrations::{Code, DbError, ErrorCode};
 use serde_json::{Value, json};
 
 use super::error::RestError;
@@ -34,6 +34,10 @@ pub enum Failure {
         /// Whether the caller had credentials (401 versus 403 for a refusal).
         authed: bool,
     },
+    /// The credentials were refused: a bad or expired token, an unknown or revoked service
+    /// key, an ended session. PostgREST's PGRST301 (PGRST303 when expired) on `/rest/v1`,
+    /// the auth error's own code (`session_not_found`, `token_expired`…) on `/api/v1`.
+    Auth(fluxbase_auth::AuthError),
     /// The JWT's role does not exist (401) or the server's login role may not switch to it
     /// (403).
     Role {
@@ -97,6 +101,26 @@ impl Failure {
                 hint: Some("grant the role to the server's login role".to_owned()),
             },
             Failure::Database { error, authed } => database_parts(error, *authed),
+            Failure::Auth(fluxbase_auth::AuthError::Database(error)) => {
+                database_parts(error, false)
+            }
+            Failure::Auth(err) => {
+                let code = err.code();
+                let status =
+                    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                let pgrst = match (code, status) {
+                    (Code::TokenExpired, _) => "PGRST303",
+                    (_, StatusCode::UNAUTHORIZED) => "PGRST301",
+                    _ => code.as_str(),
+                };
+                ErrorParts {
+                    status,
+                    code: pgrst.to_owned(),
+                    message: err.client_message(),
+                    details: Some(Value::String(code.as_str().to_owned())),
+                    hint: None,
+                }
+            }
         }
     }
 
@@ -106,6 +130,7 @@ impl Failure {
             Failure::Request(err) => err.to_string(),
             Failure::Database { error, .. } => error.to_string(),
             Failure::Role { exists, .. } => format!("custom role refused (exists: {exists})"),
+            Failure::Auth(err) => err.to_string(),
         }
     }
 
@@ -127,11 +152,17 @@ impl Failure {
                 }),
             ),
             Flavour::Fluxbase => {
-                let code = vocabulary(parts.status);
-                let message = if code.is_private() {
-                    format!("{} ({})", code.private_message(), parts.code)
-                } else {
-                    fluxbase_message(&parts)
+                // A refused credential keeps its own code (`session_not_found`…).
+                let code = match self {
+                    Failure::Auth(err) => err.code(),
+                    _ => vocabulary(parts.status),
+                };
+                let message = match self {
+                    Failure::Auth(err) => err.client_message(),
+                    _ if code.is_private() => {
+                        format!("{} ({})", code.private_message(), parts.code)
+                    }
+                    _ => fluxbase_message(&parts),
                 };
                 let status = StatusCode::from_u16(code.status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -188,6 +219,7 @@ fn vocabulary(status: StatusCode) -> Code {
         404 => Code::NotFound,
         405 => Code::MethodNotAllowed,
         406 => Code::NotAcceptable,
+        408 => Code::RequestTimeout,
         409 => Code::Conflict,
         413 => Code::PayloadTooLarge,
         415 => Code::UnsupportedMediaType,

@@ -89,4 +89,4 @@ pub use target::{Action, CallMethod, NEVER_EXPOSED, Resource, Target, is_never_e
 
 pub use failure::Failure;
 pub use response::RestResponse;
-pub use service::{Flavour, RestCall, RestService, RestSettings};
+pub use service::{Flavour, RestCall, RestService, RestSettings, SessionCheck};

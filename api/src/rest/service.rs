@@ -92,6 +92,17 @@ pub enum Flavour {
     PostgRest,
 }
 
+/// How the liveness of the caller's session is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// Already checked (or the credential names no session): nothing more to assert.
+    Done,
+    /// An application user's verified token (`sub`, `session_id` uuids) whose session the
+    /// request's transaction asserts in its role switch — no extra round trip. An ended
+    /// session fails the request with 401 `session_not_found` before its statement runs.
+    InTransaction,
+}
+
 /// The parts of an HTTP request the service reads.
 #[derive(Debug, Clone)]
 pub struct RestCall<'a> {
@@ -214,14 +225,26 @@ impl RestService {
         self.inner.executor.statements.len(client)
     }
 
-    /// Answers one request as `auth`.
+    /// Answers one request as `auth`, whose credentials were fully checked.
     pub async fn handle(
         &self,
         call: RestCall<'_>,
         auth: &AuthContext,
         flavour: Flavour,
     ) -> RestResponse {
-        match self.serve(call, auth, flavour).await {
+        self.handle_checked(call, auth, SessionCheck::Done, flavour)
+            .await
+    }
+
+    /// Answers one request as `auth`, asserting its session as `session` says.
+    pub async fn handle_checked(
+        &self,
+        call: RestCall<'_>,
+        auth: &AuthContext,
+        session: SessionCheck,
+        flavour: Flavour,
+    ) -> RestResponse {
+        match self.serve(call, auth, session, flavour).await {
             Ok(response) => response,
             Err(failure) => failure.response(flavour),
         }
@@ -269,6 +292,7 @@ impl RestService {
         &self,
         call: RestCall<'_>,
         auth: &AuthContext,
+        session: SessionCheck,
         flavour: Flavour,
     ) -> Result<RestResponse, Failure> {
         let inner = &*self.inner;
@@ -303,7 +327,16 @@ impl RestService {
                 .as_millis() as u64,
             timezone,
             authed,
+            session: session == SessionCheck::InTransaction,
         };
+        if caller.session && caller.custom {
+            // Application users' tokens have the role `authenticated` (the HTTP layer only
+            // defers their check): a custom role's switch has no session probe, so refuse
+            // rather than run unchecked.
+            return Err(Failure::Auth(fluxbase_auth::AuthError::Unauthenticated(
+                "an application user's token must have the role authenticated".to_owned(),
+            )));
+        }
         let decide = plan.needs_decision(&request);
         let (outcome, tx) = inner
             .executor

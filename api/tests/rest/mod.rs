@@ -6,7 +6,7 @@ mod adapter;
 mod cache;
 mod embed;
 mod errors;
-mod harness;
+pub mod harness;
 mod openapi;
 mod property;
 mod read;

@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod realtime;
 pub mod rest;
+pub mod rest_baseline;
+pub mod rest_workload;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

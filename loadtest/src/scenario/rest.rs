@@ -26,9 +26,17 @@ use crate::token::TokenMinter;
 /// row `id` belonging to connection `(id - 1) % connections`, and each connection asks
 /// only for its own user's rows (GET by primary key under RLS).
 pub async fn run(config: &ScenarioConfig, ctx: Context) -> Result<Report> {
+    let configured;
+    let config = match config.rest_workload {
+        Some(workload) => {
+            configured = super::rest_workload::configured(config, workload);
+            &configured
+        }
+        None => config,
+    };
     let users: Vec<Uuid> = (0..config.connections).map(|_| Uuid::new_v4()).collect();
     if !config.rest_path.contains("{table}") {
-        return measure(config, &ctx, None, &users).await;
+        return measure(config, &ctx, None, &users, None).await;
     }
     let db_config = check_database_url(config.database_url.as_deref().unwrap_or_default())?;
     let client = table::connect(&db_config).await?;
@@ -39,12 +47,18 @@ pub async fn run(config: &ScenarioConfig, ctx: Context) -> Result<Report> {
     let name = table::table_name("rest", &suffix);
     table::create(&client, &name, TableKind::Owner).await?;
     let seeded = seed(&client, &name, config, &users).await;
-    let result = match seeded {
-        Ok(()) => measure(config, &ctx, Some(&name), &users).await,
-        Err(err) => Err(err),
+    let result = match (seeded, config.rest_workload) {
+        (Ok(()), Some(workload)) => {
+            super::rest_workload::run(config, &ctx, &client, &name, &users, workload).await
+        }
+        (Ok(()), None) => measure(config, &ctx, Some(&name), &users, None).await,
+        (Err(err), _) => Err(err),
     };
     if !config.keep_tables {
         table::drop_table(&client, &name).await;
+        if config.rest_workload.is_some() {
+            super::rest_workload::drop_lists(&client, &name).await;
+        }
     }
     result
 }
@@ -84,11 +98,14 @@ struct Tallies {
     errors: ErrorTally,
 }
 
-async fn measure(
+/// The HTTP run: one connection per user, with `tokens` (one per user) or tokens minted
+/// with `jwt_secret`.
+pub(super) async fn measure(
     config: &ScenarioConfig,
     ctx: &Context,
     table: Option<&str>,
     users: &[Uuid],
+    tokens: Option<&[String]>,
 ) -> Result<Report> {
     let mut report = ctx.report(config);
     report.table = table.map(str::to_owned);
@@ -107,9 +124,10 @@ async fn measure(
 
     let mut tasks = Vec::new();
     for (c, user) in users.iter().enumerate() {
-        let token = match &minter {
-            Some(m) => Some(m.user(*user)?),
-            None => None,
+        let token = match (tokens, &minter) {
+            (Some(tokens), _) => Some(tokens[c].clone()),
+            (None, Some(m)) => Some(m.user(*user)?),
+            (None, None) => None,
         };
         let mut http = HttpConnection::new(ctx.target.clone());
         let tallies = tallies.clone();

@@ -63,3 +63,18 @@ pub fn credentials_of(req: &HttpRequest) -> Credentials {
         },
     }
 }
+
+/// [`credentials_of`] from the headers only: on the REST routes the query string holds
+/// filters (`?token=eq.…` names a column), never a credential.
+pub fn header_credentials_of(req: &HttpRequest) -> Credentials {
+    match service_key_of(req) {
+        Some(key) => Credentials {
+            token: None,
+            service_key: Some(key),
+        },
+        None => Credentials {
+            token: bearer(req).or_else(|| apikey(req)).map(str::to_string),
+            service_key: None,
+        },
+    }
+}

@@ -98,6 +98,9 @@ fn set_cors(headers: &mut HeaderMap, origin: &str, cors: &CorsConfig) {
     insert(
         headers,
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        "x-request-id, retry-after, content-range",
+        // What PostgREST's clients read: the count and range, the new row, the preferences
+        // honoured, the schema that answered.
+        "x-request-id, retry-after, content-range, range-unit, location, content-location, \
+         preference-applied, content-profile",
     );
 }

@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod dashboard;
 pub mod realtime;
+pub mod rpc;
 pub mod service_keys;
+pub mod tables;
 
 use actix_web::web;
 
@@ -13,5 +15,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(realtime::routes)
         .configure(auth::routes)
         .configure(service_keys::routes)
-        .configure(dashboard::routes);
+        .configure(dashboard::routes)
+        .configure(tables::routes)
+        .configure(rpc::routes);
 }
