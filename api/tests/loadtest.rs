@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use fluxbase_loadtest::{Scenario, ScenarioConfig, run};
+use fluxbase_loadtest::config::{Baseline, RestCase};
+use fluxbase_loadtest::{Report, Scenario, ScenarioConfig, run};
 use fluxbase_migrations::test_utils::TestDb;
 
 use crate::support::{TEST_SECRET, realtime_server};
@@ -98,4 +99,115 @@ async fn small_scale_scenarios_are_clean() {
     let report = run(&c).await.unwrap();
     assert!(report.is_clean(), "rest not clean:\n{}", report.render());
     assert!(report.requests.as_ref().unwrap().sent > 0);
+}
+
+/// Every event delivered once, nothing else: the checks of a clean realtime run.
+fn all_delivered(what: &str, report: &Report) {
+    assert!(report.is_clean(), "{what} not clean:\n{}", report.render());
+    let events = report.events.as_ref().unwrap();
+    assert!(events.counts.expected > 0, "{what}:\n{}", report.render());
+    assert_eq!(
+        events.counts.delivered,
+        events.counts.expected,
+        "{what}:\n{}",
+        report.render()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_per_commit_delivers_every_row_in_commit_order() {
+    let db = TestDb::new().await;
+    let (server, _dir) = realtime_server(&db, &[]).await;
+    let pid = server.child.id().unwrap();
+
+    // Owner RLS, 20 rows per transaction, a fifth of them updates of an earlier row: each
+    // row reaches its owner once, in (commit, write) order, and nobody else.
+    let mut c = config(Scenario::RealtimeOwner, &server.addr, &db, pid);
+    c.sockets = 30;
+    c.rows_per_commit = 20;
+    c.update_percent = 20;
+    c.rate = 400.0;
+    c.writers = 2;
+    let report = run(&c).await.unwrap();
+    all_delivered("realtime-owner --rows-per-commit 20", &report);
+    let writes = report.writes.as_ref().unwrap();
+    assert_eq!(writes.committed % 20, 0, "whole transactions only");
+    assert_eq!(writes.failed, 0);
+
+    // Public: every row of every 50-row transaction to every socket.
+    let mut c = config(Scenario::RealtimePublic, &server.addr, &db, pid);
+    c.sockets = 20;
+    c.rows_per_commit = 50;
+    c.rate = 500.0;
+    let report = run(&c).await.unwrap();
+    all_delivered("realtime-public --rows-per-commit 50", &report);
+}
+
+/// Issue 12's cases against PostgreSQL straight (the SQL baseline), and over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_cases_and_their_sql_baselines_are_clean() {
+    let db = TestDb::new().await;
+    // Closed-loop clients from one address: the per-IP limit would answer 429.
+    let (server, _dir) =
+        realtime_server(&db, &[("FLUXBASE_SECURITY_RATE_LIMIT_ENABLED", "false")]).await;
+    let pid = server.child.id().unwrap();
+    let case = |case: RestCase, baseline: Baseline, rows: usize| {
+        let mut c = config(Scenario::Rest, &server.addr, &db, pid);
+        c.rest_case = Some(case);
+        c.baseline = baseline;
+        c.rows_per_commit = rows;
+        c.connections = 4;
+        c.rate = 0.0;
+        c.duration = Duration::from_secs(2);
+        c
+    };
+
+    // The baseline checks every answer: the row by key (RLS lets its owner see it), a
+    // page of 100 of the caller's rows with their lists, every row inserted.
+    for (what, rest_case, rows) in [
+        ("get-by-key", RestCase::GetByKey, 1),
+        ("list-embed", RestCase::ListEmbed, 1),
+        ("insert 1", RestCase::Insert, 1),
+        ("insert 1000", RestCase::Insert, 1000),
+    ] {
+        let report = run(&case(rest_case, Baseline::Sql, rows)).await.unwrap();
+        assert!(
+            report.is_clean(),
+            "sql baseline {what} not clean:\n{}",
+            report.render()
+        );
+        let requests = report.requests.as_ref().unwrap();
+        assert!(requests.ok > 0, "{what}:\n{}", report.render());
+        let per_request = match rest_case {
+            RestCase::GetByKey => 1,
+            RestCase::ListEmbed => 100,
+            RestCase::Insert => rows as u64,
+        };
+        assert_eq!(requests.rows_per_request, per_request);
+        // Clean, so every request was ok: rows/s is requests/s times the rows of one.
+        let rows_per_sec = requests.per_sec * per_request as f64;
+        assert!(
+            (requests.rows_per_sec - rows_per_sec).abs() <= rows_per_sec * 1e-9,
+            "{what}:\n{}",
+            report.render()
+        );
+    }
+
+    // Over HTTP: clean once the REST routes are mounted. Until then every answer is a 404
+    // and the harness must count each as an error, not as a success.
+    let report = run(&case(RestCase::GetByKey, Baseline::Http, 1))
+        .await
+        .unwrap();
+    let requests = report.requests.as_ref().unwrap();
+    assert!(requests.sent > 0, "{}", report.render());
+    if requests.by_status.keys().all(|status| *status == 404) {
+        assert_eq!(requests.ok, 0, "{}", report.render());
+        assert!(!report.is_clean());
+    } else {
+        assert!(
+            report.is_clean(),
+            "rest get-by-key not clean:\n{}",
+            report.render()
+        );
+    }
 }

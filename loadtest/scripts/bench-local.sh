@@ -8,8 +8,12 @@
 # Arguments: BINDIR (holding fluxbase and fluxbase-loadtest), the JSON report path, the
 # scenario, then the harness's flags. Rate limits are off (the harness is one client
 # address family), connection limits raised. Extra server settings: SERVER_ENV="K=V …".
+# `ws-ceiling` starts its own bare server (a child of the harness): no Fluxbase server.
 set -u
 BIN=$(cd "$1" && pwd); OUT=$2; SCENARIO=$3; shift 3
+if [ "$SCENARIO" = ws-ceiling ]; then
+  exec "$BIN/fluxbase-loadtest" ws-ceiling --quiet --out "$OUT" "$@"
+fi
 DIR=$(mktemp -d /tmp/fluxbase-bench-XXXXXX)
 # As root the embedded cluster runs as postgres, which must reach the directory.
 chmod 755 "$DIR"

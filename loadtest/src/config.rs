@@ -42,6 +42,11 @@ pub const DEFAULT_CONNECTIONS: usize = 32;
 pub const DEFAULT_REST_ROWS: u64 = 1000;
 /// Default period of server CPU/RSS samples.
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default rows per transaction: one row per commit, as before the flag existed.
+pub const DEFAULT_ROWS_PER_COMMIT: usize = 1;
+/// Most rows one transaction (or one REST insert) may carry: issue 12's bulk insert is
+/// 10,000 rows.
+pub const MAX_ROWS_PER_COMMIT: usize = 10_000;
 
 /// Hard bounds: the harness stops by itself and cannot be asked for an unbounded run.
 const MAX_SOCKETS: usize = 200_000;
@@ -66,6 +71,10 @@ pub enum Scenario {
     Rest,
     /// `connections` clients signing up and signing in at once (password hashing).
     Auth,
+    /// The same N sockets fed by a bare WebSocket broadcast loop in a child process of
+    /// the harness: the most this machine pushes to N sockets, to state `realtime-public`
+    /// as a fraction of it.
+    WsCeiling,
 }
 
 impl Scenario {
@@ -78,6 +87,7 @@ impl Scenario {
             Scenario::ConnectStorm => "connect-storm",
             Scenario::Rest => "rest",
             Scenario::Auth => "auth",
+            Scenario::WsCeiling => "ws-ceiling",
         }
     }
 
@@ -93,31 +103,57 @@ impl Scenario {
             Scenario::RealtimeOwner | Scenario::RealtimePublic | Scenario::SlowClients
         )
     }
+
+    /// Whether the scenario opens realtime sockets.
+    pub fn opens_sockets(self) -> bool {
+        !matches!(self, Scenario::Rest | Scenario::Auth)
+    }
 }
 
-/// The named workloads of `rest` on its owner-RLS table (one user per connection, each
-/// reading and writing only their own rows, with a live session in `auth.sessions`).
+/// What a `rest` run asks for, with the tables it seeds (issue 12's cases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RestWorkload {
-    /// `GET /rest/v1/{table}?id=eq.{id}`: one of the user's rows by primary key.
-    GetByPk,
-    /// `GET /rest/v1/{table}?select=id,seq,payload,{table}_lists(title)&order=id&limit=100`.
+pub enum RestCase {
+    /// One row by primary key under owner RLS (`?id=eq.N`).
+    GetByKey,
+    /// 100 of the caller's rows, ordered, each with its list embedded (many-to-one).
     ListEmbed,
-    /// `POST /rest/v1/{table}` of one row.
-    InsertOne,
-    /// `POST /rest/v1/{table}` of 1,000 rows.
-    Insert1000,
+    /// `rows_per_commit` rows inserted in one request (one transaction).
+    Insert,
 }
 
-/// What the baseline sends besides the workload's statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl RestCase {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestCase::GetByKey => "get-by-key",
+            RestCase::ListEmbed => "list-embed",
+            RestCase::Insert => "insert",
+        }
+    }
+}
+
+/// Who a `rest` case is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RestBaseline {
-    /// BEGIN, the role and claims switch, the statement, COMMIT — pipelined.
+pub enum Baseline {
+    /// The server's REST API over HTTP.
+    #[default]
+    Http,
+    /// The same transaction the server runs for the request, sent straight to PostgreSQL
+    /// (pipelined, prepared) over as many connections: what REST is a ratio of.
     Sql,
-    /// The same, the switch also checking the session in `auth.sessions` as the server does.
-    SqlSession,
+}
+
+/// Which of the server's two REST mounts a case uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestApi {
+    /// `/rest/v1/{table}`: PostgREST's paths, `apikey` + `Authorization: Bearer`.
+    #[default]
+    PostgRest,
+    /// `/api/v1/tables/{table}`: Fluxbase's paths, `Authorization: Bearer`.
+    Fluxbase,
 }
 
 /// Everything a run needs. Build with [`ScenarioConfig::new`] and adjust fields.
@@ -185,11 +221,18 @@ pub struct ScenarioConfig {
     pub rest_rows: u64,
     /// `rest`: keep-alive connections (closed loop, one request in flight each).
     pub connections: usize,
-    /// `rest`: a named workload on the seeded owner-RLS table (sets path, method, body).
-    pub rest_workload: Option<RestWorkload>,
-    /// `rest`: send the workload's transaction straight to PostgreSQL over as many
-    /// connections, instead of HTTP requests to the server (the baseline).
-    pub rest_baseline: Option<RestBaseline>,
+    /// Rows each writer commits per transaction (realtime scenarios), or rows per
+    /// request (`rest --case insert`); the rate stays in rows/s.
+    pub rows_per_commit: usize,
+    /// `rest`: a case of issue 12 instead of the `rest_path` template.
+    pub rest_case: Option<RestCase>,
+    /// `rest --case`: the server over HTTP, or the same SQL straight to PostgreSQL.
+    pub baseline: Baseline,
+    /// `rest --case` over HTTP: which mount.
+    pub rest_api: RestApi,
+    /// `ws-ceiling`: the harness binary to start as the bare WebSocket server; `None` is
+    /// this process's own executable (the `fluxbase-loadtest` binary).
+    pub ceiling_exe: Option<std::path::PathBuf>,
     /// Print a progress line on stderr.
     pub progress: bool,
     #[serde(serialize_with = "secs")]
@@ -233,8 +276,11 @@ impl ScenarioConfig {
             rest_body: None,
             rest_rows: DEFAULT_REST_ROWS,
             connections: DEFAULT_CONNECTIONS,
-            rest_workload: None,
-            rest_baseline: None,
+            rows_per_commit: DEFAULT_ROWS_PER_COMMIT,
+            rest_case: None,
+            baseline: Baseline::Http,
+            rest_api: RestApi::PostgRest,
+            ceiling_exe: None,
             progress: false,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
         }
@@ -243,7 +289,7 @@ impl ScenarioConfig {
     /// Checks bounds and required keys; the error names the key.
     pub fn validate(&self) -> Result<()> {
         let s = self.scenario;
-        if !matches!(s, Scenario::Rest | Scenario::Auth) && self.sockets == 0 {
+        if s.opens_sockets() && self.sockets == 0 {
             return Err(Error::config("sockets", "must be at least 1"));
         }
         if self.sockets + self.slow_sockets > MAX_SOCKETS {
@@ -267,6 +313,7 @@ impl ScenarioConfig {
                 "realtime scenarios need a positive write rate",
             ));
         }
+        self.validate_rows_per_commit()?;
         if !(self.connect_rate.is_finite() && self.connect_rate >= 0.0) {
             return Err(Error::config("connect_rate", "must be 0 or positive"));
         }
@@ -318,15 +365,10 @@ impl ScenarioConfig {
                 return Err(Error::config("table_suffix", "1–24 of [a-z0-9_]"));
             }
         }
-        if self.rest_baseline.is_some() && self.rest_workload.is_none() {
-            return Err(Error::config(
-                "rest_baseline",
-                "needs --workload: the baseline sends that workload's statement",
-            ));
-        }
+        self.validate_rest_case()?;
         let needs_db = s.needs_database()
             || (s == Scenario::Rest
-                && (self.rest_path.contains("{table}") || self.rest_workload.is_some()));
+                && (self.rest_path.contains("{table}") || self.rest_case.is_some()));
         if needs_db && self.database_url.is_none() {
             return Err(Error::config(
                 "database_url",
@@ -336,8 +378,10 @@ impl ScenarioConfig {
         let needs_token = match s {
             Scenario::RealtimeOwner => true,
             Scenario::RealtimePublic | Scenario::SlowClients | Scenario::ConnectStorm => !self.anon,
-            Scenario::Rest => self.rest_workload.is_some(),
-            Scenario::Auth => false,
+            // REST cases over HTTP are sent as their users (the SQL baseline sets the same
+            // claims without a token).
+            Scenario::Rest => self.rest_case.is_some() && self.baseline == Baseline::Http,
+            Scenario::Auth | Scenario::WsCeiling => false,
         };
         if needs_token && self.jwt_secret.as_deref().is_none_or(str::is_empty) {
             return Err(Error::config(
@@ -349,6 +393,67 @@ impl ScenarioConfig {
             return Err(Error::config(
                 "anon",
                 "realtime-owner needs one authenticated user per socket",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `--rows-per-commit`: bounded, only where rows are written, and small enough that
+    /// every writer commits at least one full transaction during the run.
+    fn validate_rows_per_commit(&self) -> Result<()> {
+        let n = self.rows_per_commit;
+        if !(1..=MAX_ROWS_PER_COMMIT).contains(&n) {
+            return Err(Error::config(
+                "rows_per_commit",
+                format!("--rows-per-commit must be between 1 and {MAX_ROWS_PER_COMMIT}, got {n}"),
+            ));
+        }
+        let insert_case =
+            self.scenario == Scenario::Rest && self.rest_case == Some(RestCase::Insert);
+        if n > 1 && !self.scenario.writes_rows() && !insert_case {
+            return Err(Error::config(
+                "rows_per_commit",
+                format!(
+                    "--rows-per-commit applies to realtime-owner, realtime-public, slow-clients and `rest --case insert`, not {}",
+                    self.scenario.name()
+                ),
+            ));
+        }
+        if self.scenario.writes_rows() && self.writers > 0 {
+            // Seconds one writer takes to have a full transaction due.
+            let fill = n as f64 * self.writers as f64 / self.rate;
+            if fill > self.duration.as_secs_f64() {
+                return Err(Error::config(
+                    "rows_per_commit",
+                    format!(
+                        "--rows-per-commit {n} at --rate {} rows/s over {} writers fills one transaction every {fill:.1}s, longer than --duration: raise --rate or lower --rows-per-commit or --writers",
+                        self.rate, self.writers
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `--case`, `--baseline`: only for `rest`, and not mixed with a `--path` template.
+    fn validate_rest_case(&self) -> Result<()> {
+        let rest = self.scenario == Scenario::Rest;
+        if self.rest_case.is_some() && !rest {
+            return Err(Error::config(
+                "rest_case",
+                "--case applies to the rest scenario only",
+            ));
+        }
+        if self.baseline == Baseline::Sql && self.rest_case.is_none() {
+            return Err(Error::config(
+                "baseline",
+                "--baseline sql needs --case (get-by-key, list-embed or insert): the baseline is the SQL of a known request",
+            ));
+        }
+        if self.rest_case.is_some() && self.rest_path != DEFAULT_REST_PATH {
+            return Err(Error::config(
+                "rest_path",
+                "--path and --case exclude each other: a case builds its own paths",
             ));
         }
         Ok(())

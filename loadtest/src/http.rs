@@ -49,14 +49,33 @@ impl HttpConnection {
         bearer: Option<&str>,
         body: Option<&[u8]>,
     ) -> io::Result<Response> {
+        let authorization = bearer.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        self.request_with(method, path, &headers, body).await
+    }
+
+    /// Sends one request with extra `headers` (credentials, `Prefer`, `apikey`) and reads
+    /// the whole response. A body is sent as JSON.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
         let mut head = format!(
             "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: fluxbase-loadtest\r\nAccept: application/json\r\n",
             self.target.path(path),
             self.target.authority
         );
-        if let Some(token) = bearer {
-            head.push_str("Authorization: Bearer ");
-            head.push_str(token);
+        for (name, value) in headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
             head.push_str("\r\n");
         }
         if let Some(body) = body {

@@ -170,6 +170,35 @@ pub fn parse_timestamp_micros(text: &str) -> Option<i64> {
     Some(secs * 1_000_000 + micros)
 }
 
+/// Formats microseconds since the epoch as the server writes `commit_timestamp`
+/// (`2026-11-22T18:00:00.123456Z`), for the frames of the bare broadcast server.
+pub fn format_timestamp_micros(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60,
+        micros.rem_euclid(1_000_000)
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -207,6 +236,20 @@ mod tests {
         assert_eq!(parse_timestamp_micros("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_timestamp_micros("yesterday"), None);
         assert_eq!(parse_timestamp_micros("2026-11-22T18:00:00.Z"), None);
+    }
+
+    #[test]
+    fn formatted_timestamps_parse_back() {
+        assert_eq!(
+            format_timestamp_micros(1_795_370_400_123_456),
+            "2026-11-22T18:00:00.123456Z"
+        );
+        for micros in [0, 951_825_600_500_000, 1_795_370_400_000_001, now_micros()] {
+            assert_eq!(
+                parse_timestamp_micros(&format_timestamp_micros(micros)),
+                Some(micros)
+            );
+        }
     }
 
     #[test]

@@ -14,21 +14,42 @@ pub struct Ledger {
     seen: Vec<u64>,
     /// The highest LSN seen so far, to detect events delivered out of commit order.
     last_lsn: u64,
-    /// Events whose LSN was lower than one received before (commit order violated).
+    /// The sequence number of the last event at `last_lsn`: rows of one transaction share
+    /// its commit LSN and must arrive in the order they were written (ascending sequence).
+    last_seq: u64,
+    /// Events that arrived before one they follow: a lower LSN, or at the same LSN a
+    /// lower sequence number (commit order violated).
     reordered: u64,
+    /// Bytes of the event frames, to compare frame sizes between scenarios.
+    bytes: u64,
 }
 
 impl Ledger {
     /// Records one delivered event; `lsn` is 0 when the payload had none.
+    ///
+    /// Within one transaction (one LSN) a writer assigns ascending sequence numbers in the
+    /// order it writes the rows, so `(lsn, seq)` must only grow; an equal pair is a
+    /// duplicate, counted by [`Ledger::settle`].
     pub fn record(&mut self, seq: u64, lsn: u64) {
         self.seen.push(seq);
         if lsn != 0 {
-            if lsn < self.last_lsn {
+            if lsn < self.last_lsn || (lsn == self.last_lsn && seq < self.last_seq) {
                 self.reordered += 1;
             } else {
                 self.last_lsn = lsn;
+                self.last_seq = seq;
             }
         }
+    }
+
+    /// Adds the size of one event frame.
+    pub fn add_bytes(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    /// Bytes of the event frames received.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// How many events arrived, duplicates included.
@@ -169,6 +190,28 @@ mod tests {
         ledger.record(3, 200);
         ledger.record(4, 400);
         assert_eq!(ledger.settle(&[1, 2, 3, 4]).reordered, 1);
+    }
+
+    #[test]
+    fn rows_of_one_transaction_must_arrive_in_write_order() {
+        // Two transactions of three rows: 1-3 at LSN 100, 4-6 at LSN 200.
+        let mut in_order = Ledger::default();
+        for (seq, lsn) in [(1, 100), (2, 100), (3, 100), (4, 200), (5, 200), (6, 200)] {
+            in_order.record(seq, lsn);
+        }
+        assert_eq!(in_order.settle(&[1, 2, 3, 4, 5, 6]).reordered, 0);
+        let mut swapped = Ledger::default();
+        for (seq, lsn) in [(1, 100), (3, 100), (2, 100), (4, 200)] {
+            swapped.record(seq, lsn);
+        }
+        assert_eq!(swapped.settle(&[1, 2, 3, 4]).reordered, 1);
+        // A duplicate is a duplicate, not a reordering.
+        let mut twice = Ledger::default();
+        for (seq, lsn) in [(1, 100), (2, 100), (2, 100), (3, 100)] {
+            twice.record(seq, lsn);
+        }
+        let counts = twice.settle(&[1, 2, 3]);
+        assert_eq!((counts.reordered, counts.duplicated), (0, 1));
     }
 
     #[test]

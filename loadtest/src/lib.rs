@@ -1,7 +1,9 @@
 //! fluxbase-loadtest: drives a running Fluxbase server over the network only — the
 //! `/realtime` WebSocket, the HTTP API, and a direct PostgreSQL connection for writes —
 //! and reports delivered / lost / duplicated events, latency percentiles, throughput,
-//! and the server's CPU and RSS.
+//! and the server's CPU and RSS. Two baselines put the server's figures in proportion:
+//! `ws-ceiling` (a bare WebSocket broadcast server of its own, see [`ceiling`]) and
+//! `rest --baseline sql` (the REST request's transaction sent straight to PostgreSQL).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fluxbase_loadtest::Error> {
@@ -19,6 +21,7 @@
 //!
 //! Every target must be a loopback address; every run is bounded in sockets and time.
 
+pub mod ceiling;
 pub mod config;
 pub mod error;
 pub mod fleet;
@@ -34,6 +37,7 @@ pub mod socket;
 pub mod table;
 pub mod tally;
 pub mod target;
+pub mod todos;
 pub mod token;
 pub mod writer;
 
@@ -54,6 +58,10 @@ pub async fn run(config: &ScenarioConfig) -> Result<Report> {
         target::check_database_url(url)?;
     }
     let nofile = limits::raise_nofile(config.sockets + config.slow_sockets + config.connections)?;
+    if config.scenario == Scenario::WsCeiling {
+        // Its target is the child server it starts itself.
+        return scenario::ceiling::run(config, nofile).await;
+    }
     let ctx = scenario::Context::prepare(config, nofile).await?;
     match config.scenario {
         Scenario::Rest => scenario::rest::run(config, ctx).await,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use fluxbase_loadtest::config::{
-    self as defaults, RestBaseline, RestWorkload, Scenario, ScenarioConfig,
+    self as defaults, Baseline, RestApi, RestCase, Scenario, ScenarioConfig,
 };
 
 /// Load-test a local Fluxbase server: realtime sockets, changes/s, latency, REST.
@@ -36,9 +36,13 @@ struct Cli {
     /// slow-clients: sockets that never read.
     #[arg(long, default_value_t = defaults::DEFAULT_SLOW_SOCKETS)]
     slow: usize,
-    /// Writes/s (realtime) or requests/s (rest; 0 = as fast as possible).
+    /// Rows/s (realtime), requests/s (rest; 0 = as fast as possible), or broadcast
+    /// messages/s to every socket (ws-ceiling; 0 = as fast as the sockets drain).
     #[arg(long, default_value_t = defaults::DEFAULT_RATE)]
     rate: f64,
+    /// Rows per transaction of each writer (realtime), or per request (rest --case insert).
+    #[arg(long, default_value_t = defaults::DEFAULT_ROWS_PER_COMMIT)]
+    rows_per_commit: usize,
     /// Writer connections to PostgreSQL.
     #[arg(long, default_value_t = defaults::DEFAULT_WRITERS)]
     writers: usize,
@@ -96,18 +100,22 @@ struct Cli {
     /// rest: rows to seed when --path names {table}.
     #[arg(long, default_value_t = defaults::DEFAULT_REST_ROWS)]
     rows: u64,
-    /// rest: keep-alive connections; auth: concurrent clients.
+    /// rest: keep-alive connections (or PostgreSQL connections for --baseline sql); auth:
+    /// concurrent clients.
     #[arg(long, default_value_t = defaults::DEFAULT_CONNECTIONS)]
     connections: usize,
-    /// rest: a named workload on the seeded owner-RLS table (overrides --path, --method,
-    /// --body); each connection is a user with a live session.
-    #[arg(long, value_enum)]
-    workload: Option<WorkloadArg>,
-    /// rest: send the workload's transaction straight to PostgreSQL over --connections
-    /// connections instead (sql: role + claims + statement; sql-session: also the
-    /// session check the server folds into its role switch).
-    #[arg(long, value_enum)]
-    baseline: Option<BaselineArg>,
+    /// rest: an issue-12 case on seeded tables instead of --path.
+    #[arg(long = "case", value_enum)]
+    rest_case: Option<CaseArg>,
+    /// rest --case: the server over HTTP, or the same transaction straight to PostgreSQL.
+    #[arg(long, value_enum, default_value = "http")]
+    baseline: BaselineArg,
+    /// rest --case over HTTP: /rest/v1 (PostgREST) or /api/v1/tables (Fluxbase).
+    #[arg(long, value_enum, default_value = "rest-v1")]
+    api: ApiArg,
+    /// ws-ceiling: the harness binary to start as the bare WebSocket server (default: this one).
+    #[arg(long)]
+    ceiling_exe: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -127,21 +135,29 @@ enum ScenarioArg {
     ConnectStorm,
     Rest,
     Auth,
+    WsCeiling,
 }
 
+/// `--case`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum WorkloadArg {
-    GetByPk,
+enum CaseArg {
+    GetByKey,
     ListEmbed,
-    InsertOne,
-    #[value(name = "insert-1000")]
-    Insert1000,
+    Insert,
 }
 
+/// `--baseline`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum BaselineArg {
+    Http,
     Sql,
-    SqlSession,
+}
+
+/// `--api`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ApiArg {
+    RestV1,
+    ApiV1,
 }
 
 impl From<ScenarioArg> for Scenario {
@@ -153,6 +169,7 @@ impl From<ScenarioArg> for Scenario {
             ScenarioArg::ConnectStorm => Scenario::ConnectStorm,
             ScenarioArg::Rest => Scenario::Rest,
             ScenarioArg::Auth => Scenario::Auth,
+            ScenarioArg::WsCeiling => Scenario::WsCeiling,
         }
     }
 }
@@ -197,22 +214,39 @@ impl Cli {
         c.rest_body = self.body.clone();
         c.rest_rows = self.rows;
         c.connections = self.connections;
-        c.rest_workload = self.workload.map(|w| match w {
-            WorkloadArg::GetByPk => RestWorkload::GetByPk,
-            WorkloadArg::ListEmbed => RestWorkload::ListEmbed,
-            WorkloadArg::InsertOne => RestWorkload::InsertOne,
-            WorkloadArg::Insert1000 => RestWorkload::Insert1000,
+        c.rows_per_commit = self.rows_per_commit;
+        c.rest_case = self.rest_case.map(|case| match case {
+            CaseArg::GetByKey => RestCase::GetByKey,
+            CaseArg::ListEmbed => RestCase::ListEmbed,
+            CaseArg::Insert => RestCase::Insert,
         });
-        c.rest_baseline = self.baseline.map(|b| match b {
-            BaselineArg::Sql => RestBaseline::Sql,
-            BaselineArg::SqlSession => RestBaseline::SqlSession,
-        });
+        c.baseline = match self.baseline {
+            BaselineArg::Http => Baseline::Http,
+            BaselineArg::Sql => Baseline::Sql,
+        };
+        c.rest_api = match self.api {
+            ApiArg::RestV1 => RestApi::PostgRest,
+            ApiArg::ApiV1 => RestApi::Fluxbase,
+        };
+        c.ceiling_exe = self.ceiling_exe.clone();
         c.progress = !self.quiet;
         Ok(c)
     }
 }
 
 fn main() -> ExitCode {
+    // `ws-ceiling` starts this binary again as its bare WebSocket server; that child is
+    // driven over stdin/stdout, not by the command line a person types.
+    if std::env::args_os().nth(1).as_deref() == Some(fluxbase_loadtest::ceiling::CHILD_ARG.as_ref())
+    {
+        return match fluxbase_loadtest::ceiling::server::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("fluxbase-loadtest ws-ceiling server: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(clean) if clean || !cli.strict => ExitCode::SUCCESS,

@@ -28,6 +28,8 @@ pub struct Report {
     /// Sequence accounting summed over fast subscribers that were acknowledged.
     pub events: Option<EventStats>,
     pub writes: Option<WriteStats>,
+    /// `ws-ceiling`: what the bare server's broadcast loop sent.
+    pub broadcast: Option<BroadcastStats>,
     pub requests: Option<RequestStats>,
     /// Commit → receive (realtime) or request → response (`rest`).
     pub latency: Option<Percentiles>,
@@ -74,6 +76,9 @@ pub struct EventStats {
     pub subscribers_with_loss: usize,
     /// Delivered events (duplicates excluded) per second of the measured phase.
     pub delivered_per_sec: f64,
+    /// Mean size of an event frame as received, in bytes (to check that `ws-ceiling` and
+    /// `realtime-public` push frames of the same size).
+    pub frame_bytes_mean: f64,
 }
 
 /// Writes to PostgreSQL.
@@ -85,6 +90,20 @@ pub struct WriteStats {
     pub committed_per_sec: f64,
 }
 
+/// The ceiling server's broadcast.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BroadcastStats {
+    /// Messages/s offered to every socket (0 = as fast as the sockets drain).
+    pub target_rate: f64,
+    /// Messages broadcast; each to every socket.
+    pub messages: u64,
+    /// Sockets the loop fed.
+    pub sockets: usize,
+    pub messages_per_sec: f64,
+    /// Bytes of one frame as the server wrote it.
+    pub frame_bytes: usize,
+}
+
 /// HTTP requests of the `rest` scenario.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RequestStats {
@@ -92,9 +111,13 @@ pub struct RequestStats {
     pub sent: u64,
     /// 2xx responses.
     pub ok: u64,
-    /// Responses by status code.
+    /// Responses by status code (the SQL baseline counts a transaction as 200).
     pub by_status: BTreeMap<u16, u64>,
     pub per_sec: f64,
+    /// Rows each request reads or writes (`rest --case`; 0 for a `--path` template).
+    pub rows_per_request: u64,
+    /// Rows of successful requests per second.
+    pub rows_per_sec: f64,
 }
 
 impl Report {
@@ -175,9 +198,27 @@ impl Report {
                 ),
             );
             row("delivered/s", format!("{:.0}", e.delivered_per_sec));
+            row("frame bytes (mean)", format!("{:.0}", e.frame_bytes_mean));
             if e.subscribers_with_loss > 0 {
                 row("subscribers with loss", e.subscribers_with_loss.to_string());
             }
+        }
+        if let Some(b) = &self.broadcast {
+            row(
+                "broadcast",
+                format!(
+                    "{} messages to {} sockets ({:.0}/s, target {}), frame {} bytes",
+                    b.messages,
+                    b.sockets,
+                    b.messages_per_sec,
+                    if b.target_rate > 0.0 {
+                        format!("{:.0}/s", b.target_rate)
+                    } else {
+                        "max".into()
+                    },
+                    b.frame_bytes
+                ),
+            );
         }
         if let Some(r) = &self.requests {
             row(
@@ -195,6 +236,15 @@ impl Report {
                     r.by_status
                 ),
             );
+            if r.rows_per_request > 0 {
+                row(
+                    "rows",
+                    format!(
+                        "{} per request, {:.0}/s",
+                        r.rows_per_request, r.rows_per_sec
+                    ),
+                );
+            }
         }
         let latency = |p: &Option<Percentiles>| match p {
             Some(p) => format!(
@@ -203,10 +253,10 @@ impl Report {
             ),
             None => "-".to_owned(),
         };
-        let label = if matches!(self.scenario, Scenario::Rest | Scenario::Auth) {
-            "latency (request)"
-        } else {
-            "latency (commit→client)"
+        let label = match self.scenario {
+            Scenario::Rest | Scenario::Auth => "latency (request)",
+            Scenario::WsCeiling => "latency (send→client)",
+            _ => "latency (commit→client)",
         };
         if self.latency.is_some() || self.events.is_some() || self.requests.is_some() {
             row(label, latency(&self.latency));

@@ -357,6 +357,7 @@ fn handle_frame(text: &str, index: usize, ledger: &mut Ledger, state: &FleetStat
             };
             let lsn = change.lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
             ledger.record(seq, lsn);
+            ledger.add_bytes(text.len());
             state.received.fetch_add(1, Ordering::Relaxed);
             match change
                 .commit_timestamp
@@ -482,6 +483,10 @@ mod tests {
         handle_frame("not json", 0, &mut ledger, &state);
         assert_eq!(state.received.load(Ordering::Relaxed), 2);
         assert_eq!(ledger.clone().settle(&[7, 8]).delivered, 2);
+        assert_eq!(
+            ledger.bytes(),
+            (frame("7").len() + frame("\"8\"").len()) as u64
+        );
         let errors = state.errors.snapshot();
         assert_eq!(errors.get("server:rls"), Some(&1));
         assert_eq!(errors.get("frame:unparsable"), Some(&1));

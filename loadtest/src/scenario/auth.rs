@@ -195,6 +195,7 @@ pub async fn run(config: &ScenarioConfig, ctx: Context) -> Result<Report> {
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
         per_sec: sent as f64 / measured,
+        ..RequestStats::default()
     });
     report.latency = tallies.latency.percentiles();
     report.errors = tallies.errors.snapshot();

@@ -2,10 +2,10 @@
 //! sign-in/sign-up storm (`auth`).
 
 pub mod auth;
+pub mod ceiling;
 pub mod realtime;
 pub mod rest;
-pub mod rest_baseline;
-pub mod rest_workload;
+pub mod sockets;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +67,7 @@ impl Context {
             sockets: None,
             events: None,
             writes: None,
+            broadcast: None,
             requests: None,
             latency: None,
             connect_latency: None,

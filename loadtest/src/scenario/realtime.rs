@@ -11,15 +11,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Context, Samplers};
+use super::{Context, Samplers, sockets};
 use crate::config::{Scenario, ScenarioConfig};
-use crate::error::{Error, Result};
-use crate::fleet::Fleet;
-use crate::ledger::SequenceCounts;
-use crate::process::read_rss_bytes;
+use crate::error::Result;
 use crate::progress::Progress;
 use crate::report::{EventStats, Report, SocketStats, WriteStats};
-use crate::socket::{SocketOutcome, SocketPlan, SocketSettings};
+use crate::socket::{SocketOutcome, SocketPlan};
 use crate::table::{self, TableKind};
 use crate::tally::ErrorTally;
 use crate::target::check_database_url;
@@ -76,93 +73,34 @@ async fn measure(
             Some(minter) => format!("/realtime?token={}", minter.user(*user)?),
             None => "/realtime".to_owned(),
         };
-        let mut sub = serde_json::json!({
-            "event": config.event,
-            "schema": "public",
-            "table": table,
-        });
-        if owner && config.owner_filter {
-            sub["filter"] = format!("user_id=eq.{user}").into();
-        }
-        let subscribe =
-            serde_json::json!({"type": "subscribe", "channel": "c1", "config": sub}).to_string();
+        let filter = (owner && config.owner_filter).then(|| format!("user_id=eq.{user}"));
         plans.push(SocketPlan {
             index,
             path,
-            subscribe,
+            subscribe: sockets::subscribe_frame(config, table, filter),
             slow: index >= fast,
         });
     }
 
-    let settings = Arc::new(SocketSettings {
-        target: ctx.target.clone(),
-        source_addrs: config.source_addrs,
-        connect_timeout: config.connect_timeout,
-        ack_timeout: config.ack_timeout,
-        heartbeat_interval: config.heartbeat_interval,
-        drain: config.drain,
-    });
+    let settings = sockets::settings(config, ctx);
     report.server_metrics_before = ctx.metrics().await;
     let samplers = Samplers::start(config);
-    let rss_before = config.server_pid.and_then(read_rss_bytes);
 
     // Phase 1: open and subscribe every socket.
-    let open_started = Instant::now();
-    let fleet = Fleet::launch(
-        plans,
-        settings,
-        config.connect_rate,
-        config.connect_concurrency,
-    );
-    let progress = {
-        let state = fleet.state.clone();
-        let total = fleet.total;
-        Progress::start(config.progress, move || {
-            format!(
-                "[open {:>5.1}s] connected {}/{total} acked {} failed {}",
-                open_started.elapsed().as_secs_f64(),
-                state.connected.load(Ordering::Relaxed),
-                state.acked.load(Ordering::Relaxed),
-                state.failed.load(Ordering::Relaxed),
-            )
-        })
-    };
-    let pacing = if config.connect_rate > 0.0 {
-        Duration::from_secs_f64(fleet.total as f64 / config.connect_rate)
-    } else {
-        Duration::ZERO
-    };
-    fleet
-        .wait_settled(pacing + config.connect_timeout + config.ack_timeout)
-        .await;
-    progress.finish().await;
-    let open_secs = open_started.elapsed().as_secs_f64();
-    let acked_fast: Vec<usize> = {
-        let mut v = fleet
-            .state
-            .acked_indexes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        v.sort_unstable();
-        v
-    };
-    if acked_fast.is_empty() {
-        let failed = fleet.state.failed.load(Ordering::Relaxed);
-        for (kind, n) in fleet.state.errors.snapshot() {
-            eprintln!("  {kind}: {n}");
+    let opened = match sockets::open(config, plans, settings).await {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = samplers.finish().await;
+            return Err(err);
         }
-        let _ = fleet.finish().await;
-        let _ = samplers.finish().await;
-        return Err(Error::NoSubscriber { failed });
-    }
-    if let (Some(pid), Some(before)) = (config.server_pid, rss_before)
-        && let Some(after) = read_rss_bytes(pid)
-    {
-        let acked = fleet.state.acked.load(Ordering::Relaxed).max(1);
-        report.server_rss_per_socket_bytes =
-            Some(after.saturating_sub(before) as f64 / acked as f64);
-    }
+    };
+    let sockets::Opened {
+        fleet,
+        acked_fast,
+        open_secs,
+        server_rss_per_socket_bytes,
+    } = opened;
+    report.server_rss_per_socket_bytes = server_rss_per_socket_bytes;
 
     // Phase 2: write (or, for a storm, hold the sockets open).
     let errors = Arc::new(ErrorTally::default());
@@ -186,6 +124,7 @@ async fn measure(
                 owners: owners.clone(),
                 rate: config.rate / config.writers as f64,
                 update_percent: config.update_percent,
+                rows_per_commit: config.rows_per_commit,
                 payload: payload.clone(),
                 seq: seq.clone(),
                 issued: issued.clone(),
@@ -340,22 +279,12 @@ fn settle(owner: bool, fast: usize, logs: &[WriteLog], outcomes: Vec<SocketOutco
     for seqs in &mut by_owner {
         seqs.sort_unstable();
     }
-    let mut stats = EventStats::default();
-    let mut total = SequenceCounts::default();
-    for outcome in outcomes.into_iter().filter(|o| !o.slow && o.acked) {
-        let expected = if owner {
-            &by_owner[outcome.index]
-        } else {
-            &all
-        };
-        let counts = outcome.ledger.settle(expected);
-        if counts.lost > 0 {
-            stats.subscribers_with_loss += 1;
-        }
-        total.add(&counts);
-    }
-    stats.counts = total;
-    stats
+    sockets::settle(
+        outcomes,
+        |index| {
+            if owner { &by_owner[index] } else { &all }
+        },
+    )
 }
 
 #[cfg(test)]
