@@ -19,6 +19,8 @@ mod health;
 pub mod middleware;
 mod resource;
 pub mod state;
+pub mod supabase;
+pub mod transfer;
 pub mod v1;
 
 use actix_web::body::MessageBody;
@@ -65,6 +67,7 @@ pub fn build_app(
         .wrap(from_fn(middleware::observe::observe))
         .configure(health::routes)
         .configure(v1::routes)
+        .configure(supabase::routes)
         .default_service(web::to(resource::not_found))
 }
 
