@@ -15,4 +15,5 @@ mod realtime_rls;
 mod revocation;
 mod security;
 mod serve;
+mod storage;
 mod support;

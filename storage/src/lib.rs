@@ -23,6 +23,8 @@ pub mod object;
 mod service;
 pub mod signing;
 pub mod sweep;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod transfer;
 pub mod tus;
 pub mod upload;

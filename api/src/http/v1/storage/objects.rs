@@ -26,9 +26,9 @@ struct ListQuery {
     #[serde(default)]
     prefix: String,
     #[serde(default)]
-    limit: Option<u32>,
+    limit: Option<String>,
     #[serde(default)]
-    offset: u32,
+    offset: Option<String>,
     #[serde(default)]
     sort: Option<String>,
     #[serde(default)]
@@ -225,8 +225,17 @@ pub(super) async fn list(
     let params: ListQuery = query(&req).map_err(api_error)?;
     let options = ListOptions {
         prefix: params.prefix,
-        limit: params.limit,
-        offset: params.offset,
+        limit: params
+            .limit
+            .as_deref()
+            .map(|v| number("limit", v))
+            .transpose()?,
+        offset: params
+            .offset
+            .as_deref()
+            .map(|v| number("offset", v))
+            .transpose()?
+            .unwrap_or(0),
         sort: params
             .sort
             .as_deref()
@@ -252,6 +261,14 @@ pub(super) async fn list(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
+
+/// A non-negative integer query parameter, or a 400 naming it.
+fn number(field: &'static str, value: &str) -> Result<u32, StorageError> {
+    value.parse().map_err(|_| StorageError::InvalidInput {
+        field,
+        reason: format!("{value:?} is not a non-negative integer"),
+    })
 }
 
 /// `GET …/info/{path}`: the object's metadata.
