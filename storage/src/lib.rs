@@ -13,10 +13,12 @@
 //! - [`StorageError`]: every failure with its [`fluxbase_migrations::Code`].
 
 pub mod backend;
+mod batch;
 pub mod bucket;
 pub mod download;
 mod error;
 pub mod listing;
+mod meter;
 pub mod metrics;
 pub mod name;
 pub mod object;
