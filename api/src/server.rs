@@ -320,6 +320,22 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     .await
     .context("load the schema cache")?;
     let mut state = AppState::new(config.clone(), db.clone()).with_schema(schema);
+    let storage = AppState::open_storage(&config, db.clone()).with_context(|| {
+        format!(
+            "cannot open the storage backend (storage.provider = {})",
+            config.storage.provider.as_str()
+        )
+    })?;
+    tracing::info!(provider = storage.backend().provider(), "storage ready");
+    // Bytes without a row (a crash between an upload's bytes and its row) and abandoned
+    // resumable uploads go, in the background: serving does not wait for a full listing.
+    actix_web::rt::spawn({
+        let storage = storage.clone();
+        async move {
+            let _ = storage.sweep_orphans().await;
+        }
+    });
+    state = state.with_storage(storage);
     let engine = if config.realtime.enabled {
         let engine = start_realtime(&config, database, &state, shutdown_tx.subscribe()).await?;
         state = state.with_engine(engine.clone());

@@ -17,4 +17,5 @@ mod rest_http;
 mod revocation;
 mod security;
 mod serve;
+mod storage;
 mod support;

@@ -283,11 +283,14 @@ impl Storage {
     /// and public reads need its flag.
     pub(crate) async fn bucket_rules(&self, id: &BucketId) -> Result<Bucket, StorageError> {
         let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(&format!(
+                "SELECT {BUCKET_COLUMNS} FROM storage.buckets WHERE id = $1"
+            ))
+            .await
+            .map_err(db)?;
         let row = conn
-            .query_opt(
-                &format!("SELECT {BUCKET_COLUMNS} FROM storage.buckets WHERE id = $1"),
-                &[&id.as_str()],
-            )
+            .query_opt(&statement, &[&id.as_str()])
             .await
             .map_err(db)?;
         row.as_ref()

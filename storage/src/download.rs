@@ -7,14 +7,15 @@ use std::ops::Range;
 
 use fluxbase_auth::AuthContext;
 use futures_util::{StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256};
 
 use crate::backend::ByteStream;
 use crate::error::StorageError;
 use crate::metrics;
 use crate::name::{BucketId, ObjectName};
 use crate::object::{OBJECT_COLUMNS, ObjectInfo};
-use crate::service::{Storage, begin_as, db};
+use crate::service::{Storage, db, prepare_all, switch_to};
+use fluxbase_migrations::caller::ACT_AS_SQL;
 
 /// A `Range: bytes=…` request, before it meets the object's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +205,22 @@ impl Storage {
         let mut conn = self.conn().await?;
         let row = match ctx {
             Some(ctx) => {
-                let tx = begin_as(&mut conn, ctx).await?;
-                let row = tx.query_opt(&sql, &params).await.map_err(db)?;
-                tx.commit().await.map_err(db)?;
+                let tx = conn.transaction().await.map_err(db)?;
+                prepare_all(&tx, &[ACT_AS_SQL, &sql]).await?;
+                // Role switch and read in one round trip.
+                let read = async {
+                    let statement = tx.prepare_cached(&sql).await.map_err(db)?;
+                    tx.query_opt(&statement, &params).await.map_err(db)
+                };
+                let ((), row) = futures_util::try_join!(switch_to(&tx, ctx), read)?;
+                // Read-only: dropping the transaction rolls it back without a wait.
+                drop(tx);
                 row
             }
-            None => conn.query_opt(&sql, &params).await.map_err(db)?,
+            None => {
+                let statement = conn.prepare_cached(&sql).await.map_err(db)?;
+                conn.query_opt(&statement, &params).await.map_err(db)?
+            }
         };
         row.as_ref()
             .map(ObjectInfo::from_row)
@@ -253,7 +264,7 @@ impl Storage {
                 info.version
             )));
         };
-        let mut hasher = Sha256::new();
+        let mut hasher = Context::new(&SHA256);
         let mut size = 0u64;
         if info.size > 0 {
             let mut stream = self.inner.backend.get(&info.key(), None).await?;
@@ -263,7 +274,7 @@ impl Storage {
                 hasher.update(&chunk);
             }
         }
-        let actual = hex::encode(hasher.finalize());
+        let actual = hex::encode(hasher.finish());
         if actual != expected || size != info.size {
             tracing::error!(
                 bucket = %info.bucket_id,

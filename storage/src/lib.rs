@@ -13,16 +13,20 @@
 //! - [`StorageError`]: every failure with its [`fluxbase_migrations::Code`].
 
 pub mod backend;
+mod batch;
 pub mod bucket;
 pub mod download;
 mod error;
 pub mod listing;
+mod meter;
 pub mod metrics;
 pub mod name;
 pub mod object;
 mod service;
 pub mod signing;
 pub mod sweep;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod transfer;
 pub mod tus;
 pub mod upload;

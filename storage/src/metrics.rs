@@ -16,7 +16,30 @@ pub const OPERATIONS: &str = "fluxbase_storage_operations_total";
 /// Seconds from the first byte of an upload to its committed row.
 pub const UPLOAD_DURATION: &str = "fluxbase_storage_upload_duration_seconds";
 
-/// Registers the help texts (once per process is enough; repeating is harmless).
+/// The operations counted in [`OPERATIONS`], registered at zero so every series a
+/// dashboard sums exists from the first scrape.
+const OPS: &[&str] = &[
+    "upload",
+    "upload_signed",
+    "download",
+    "download_public",
+    "download_signed",
+    "list",
+    "delete",
+    "copy",
+    "move",
+    "bucket_create",
+    "bucket_update",
+    "bucket_empty",
+    "bucket_delete",
+    "tus_create",
+    "tus_patch",
+    "tus_terminate",
+    "sweep",
+];
+
+/// Registers the help texts and the zero values of every series (once per process is
+/// enough; repeating is harmless: adding zero changes nothing).
 pub fn describe() {
     metrics::describe_counter!(BYTES_IN, metrics::Unit::Bytes, "bytes stored by uploads");
     metrics::describe_counter!(BYTES_OUT, metrics::Unit::Bytes, "bytes sent by downloads");
@@ -26,6 +49,13 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "duration of uploads, body to committed row"
     );
+    metrics::counter!(BYTES_IN).increment(0);
+    metrics::counter!(BYTES_OUT).increment(0);
+    for op in OPS {
+        metrics::counter!(OPERATIONS, "op" => *op, "result" => "ok").increment(0);
+    }
+    // A registered histogram is exported (empty buckets) before its first sample.
+    let _ = metrics::histogram!(UPLOAD_DURATION);
 }
 
 /// Counts one operation with its result.

@@ -2,7 +2,7 @@
 //! signing key; its methods (in `bucket`, `upload`, `download`, `listing`, `transfer`,
 //! `signing`, `tus`, `sweep`) each take the caller's [`AuthContext`] when PostgreSQL must
 //! decide, and run every metadata read or write for that caller in a transaction that
-//! first switches to the caller's role and claims ([`act_as`]), so the policies on
+//! first switches to the caller's role and claims ([`ACT_AS_SQL`]), so the policies on
 //! `storage.objects` and `storage.buckets` decide.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Transaction};
 use fluxbase_auth::AuthContext;
-use fluxbase_migrations::caller::act_as;
+use fluxbase_migrations::caller::ACT_AS_SQL;
 use fluxbase_migrations::{Db, DbError};
 use object_store::path::Path;
 
@@ -154,23 +154,49 @@ impl Storage {
     }
 }
 
+/// The statement that gives the caller's identity up again inside a transaction (what a
+/// caller wrote is read back as the server).
+pub(crate) const AS_SERVER_SQL: &str = "SELECT pg_catalog.set_config('role', 'none', true), \
+     pg_catalog.set_config('request.jwt.claims', '', true)";
+
 /// Starts a transaction acting as `ctx` (role and claims, transaction-local).
 pub(crate) async fn begin_as<'a>(
     conn: &'a mut Object,
     ctx: &AuthContext,
 ) -> Result<Transaction<'a>, StorageError> {
     let tx = conn.transaction().await.map_err(db)?;
-    act_as(&*tx, ctx.role().as_str(), &ctx.claims_json())
-        .await
-        .map_err(StorageError::from_caller_db)?;
+    switch_to(&tx, ctx).await?;
     Ok(tx)
 }
 
-/// Switches an open transaction (which may already have run server statements) to `ctx`.
+/// Switches an open transaction (which may already have run server statements) to `ctx`:
+/// [`ACT_AS_SQL`], prepared once per connection.
 pub(crate) async fn switch_to(tx: &Transaction<'_>, ctx: &AuthContext) -> Result<(), StorageError> {
-    act_as(&**tx, ctx.role().as_str(), &ctx.claims_json())
+    let statement = tx.prepare_cached(ACT_AS_SQL).await.map_err(db)?;
+    tx.query_one(&statement, &[&ctx.role().as_str(), &ctx.claims_json()])
         .await
-        .map_err(StorageError::from_caller_db)
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Gives the caller's identity up inside a transaction ([`AS_SERVER_SQL`]).
+pub(crate) async fn switch_to_server(tx: &Transaction<'_>) -> Result<(), StorageError> {
+    let statement = tx.prepare_cached(AS_SERVER_SQL).await.map_err(db)?;
+    tx.execute(&statement, &[]).await.map_err(db)?;
+    Ok(())
+}
+
+/// Prepares `statements` (once per pooled connection, then cached) in order, so that a
+/// pipeline of them sends each at once, in the order written: a statement prepared on the
+/// fly would wait for its own round trip and could fall behind the next one.
+pub(crate) async fn prepare_all(
+    tx: &Transaction<'_>,
+    statements: &[&str],
+) -> Result<(), StorageError> {
+    for sql in statements {
+        tx.prepare_cached(sql).await.map_err(db)?;
+    }
+    Ok(())
 }
 
 /// A database error as a storage error (policy refusals become `Forbidden`).

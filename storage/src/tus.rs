@@ -28,11 +28,12 @@ use uuid::Uuid;
 
 use crate::backend::{OnBodyError, object_key, tus_chunk_key, tus_prefix};
 use crate::error::StorageError;
+use crate::meter::Meter;
 use crate::metrics;
 use crate::name::{BucketId, ObjectName};
 use crate::object::ObjectInfo;
 use crate::service::{Storage, db};
-use crate::upload::{Meter, NewRow, Writer, content_type};
+use crate::upload::{NewRow, Writer, content_type};
 
 /// The protocol version (`Tus-Resumable`, `Tus-Version`).
 pub const TUS_VERSION: &str = "1.0.0";
@@ -346,7 +347,7 @@ impl Storage {
             .put(&key, meter.wrap(body), OnBodyError::KeepReceived)
             .await?;
         let written = outcome.written;
-        let chunk_sha = meter.finish();
+        let chunk_sha = meter.finish().await?;
         if written == 0 {
             self.discard_bytes(&key).await;
             return match outcome.interrupted {
@@ -470,7 +471,7 @@ impl Storage {
                         upload.length
                     )));
                 }
-                meter.finish()
+                meter.finish().await?
             }
         };
         let row = NewRow {

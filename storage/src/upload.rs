@@ -19,17 +19,18 @@ use fluxbase_auth::AuthContext;
 use fluxbase_migrations::DbErrorKind;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
-use crate::backend::{BodyStream, OnBodyError, object_key};
+use crate::backend::{OnBodyError, object_key};
 use crate::bucket::Bucket;
 use crate::error::StorageError;
+use crate::meter::Meter;
 use crate::metrics;
 use crate::name::{BucketId, ObjectName};
 use crate::object::{DEFAULT_CONTENT_TYPE, OBJECT_COLUMNS, ObjectInfo, etag_of, supabase_metadata};
-use crate::service::{Storage, db, switch_to};
+use crate::service::{AS_SERVER_SQL, Storage, db, prepare_all, switch_to, switch_to_server};
+use fluxbase_migrations::caller::ACT_AS_SQL;
 
 /// Read size when the body is an `AsyncRead`.
 const READER_CHUNK: usize = 1024 * 1024;
@@ -47,51 +48,6 @@ pub struct UploadOptions {
     pub user_metadata: Option<Value>,
     /// `Content-Length`, when the client sent one: refused at once when over the limit.
     pub content_length: Option<u64>,
-}
-
-/// SHA-256, byte count and limit of a body as it streams.
-pub(crate) struct Meter {
-    hasher: Sha256,
-    bytes: u64,
-    limit: u64,
-}
-
-impl Meter {
-    /// A meter refusing more than `limit` bytes.
-    pub(crate) fn new(limit: u64) -> Meter {
-        Meter {
-            hasher: Sha256::new(),
-            bytes: 0,
-            limit,
-        }
-    }
-
-    /// Bytes seen.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Hex SHA-256 of what was seen.
-    pub(crate) fn finish(self) -> String {
-        hex::encode(self.hasher.finalize())
-    }
-
-    /// `body` passing through this meter; ends with [`StorageError::TooLarge`] past the limit.
-    pub(crate) fn wrap<'a, S>(&'a mut self, body: S) -> BodyStream<'a>
-    where
-        S: Stream<Item = Result<Bytes, StorageError>> + Send + 'a,
-    {
-        body.map(move |item| {
-            let chunk = item?;
-            self.bytes += chunk.len() as u64;
-            if self.bytes > self.limit {
-                return Err(StorageError::TooLarge { limit: self.limit });
-            }
-            self.hasher.update(&chunk);
-            Ok(chunk)
-        })
-        .boxed()
-    }
 }
 
 /// Who writes a row: the caller (policies decide), or the server for a signed upload
@@ -214,7 +170,7 @@ impl Storage {
             .put(&key, meter.wrap(body), OnBodyError::Discard)
             .await?;
         let size = meter.bytes();
-        let sha256 = meter.finish();
+        let sha256 = meter.finish().await?;
         metrics::bytes_in(size);
 
         let row = NewRow {
@@ -256,9 +212,14 @@ impl Storage {
         };
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db)?;
-        switch_to(&tx, ctx).await?;
-        insert_row(&tx, Writer::Caller(ctx), &row).await?;
-        tx.rollback().await.map_err(db)?;
+        prepare_all(&tx, &[ACT_AS_SQL, insert_sql(upsert)]).await?;
+        // One round trip: both statements go out at once, in order.
+        futures_util::try_join!(
+            switch_to(&tx, ctx),
+            insert_row(&tx, Writer::Caller(ctx), &row)
+        )?;
+        // Dropped unfinished, the transaction is rolled back; nothing waits for it.
+        drop(tx);
         Ok(())
     }
 
@@ -272,7 +233,8 @@ impl Storage {
         tus_upload: Option<&str>,
     ) -> Result<ObjectInfo, StorageError> {
         let key = object_key(row.bucket.as_str(), row.version);
-        match self.write_row(writer, row, tus_upload).await {
+        // Boxed: the pipelined transaction is a large future, kept off the caller's.
+        match Box::pin(self.write_row(writer, row, tus_upload)).await {
             Ok((info, replaced)) => {
                 if let Some(old) = replaced.filter(|old| old != row.version) {
                     self.discard_bytes(&object_key(row.bucket.as_str(), &old))
@@ -297,49 +259,82 @@ impl Storage {
     ) -> Result<(ObjectInfo, Option<String>), StorageError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db)?;
-        let replaced: Option<String> = tx
-            .query_opt(
-                "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
-                &[&row.bucket.as_str(), &row.name.as_str()],
-            )
-            .await
-            .map_err(db)?
-            .map(|r| r.get(0));
-        if let Some(id) = tus_upload {
-            let gone = tx
-                .execute(
-                    "DELETE FROM storage.resumable_uploads
-                     WHERE id = $1 AND upload_offset = upload_length",
-                    &[&id],
-                )
+        let caller = match writer {
+            Writer::Caller(ctx) => Some(ctx),
+            Writer::Server { .. } => None,
+        };
+        let read_sql = format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE version = $1");
+        prepare_all(
+            &tx,
+            &[
+                LOCK_SQL,
+                TUS_DONE_SQL,
+                ACT_AS_SQL,
+                insert_sql(row.upsert),
+                AS_SERVER_SQL,
+                &read_sql,
+            ],
+        )
+        .await?;
+        // One round trip for the whole transaction but its commit: the statements go out
+        // together, in this order; if one fails, the ones after it fail with it.
+        let lock = async {
+            let statement = tx.prepare_cached(LOCK_SQL).await.map_err(db)?;
+            let old = tx
+                .query_opt(&statement, &[&row.bucket.as_str(), &row.name.as_str()])
                 .await
                 .map_err(db)?;
-            if gone != 1 {
-                return Err(StorageError::UploadNotFound);
+            Ok::<Option<String>, StorageError>(old.map(|r| r.get(0)))
+        };
+        let finish_tus = async {
+            let Some(id) = tus_upload else {
+                return Ok(());
+            };
+            let statement = tx.prepare_cached(TUS_DONE_SQL).await.map_err(db)?;
+            match tx.execute(&statement, &[&id]).await.map_err(db)? {
+                1 => Ok(()),
+                _ => Err(StorageError::UploadNotFound),
             }
-        }
-        if let Writer::Caller(ctx) = writer {
-            switch_to(&tx, ctx).await?;
-        }
-        insert_row(&tx, writer, row).await?;
-        if matches!(writer, Writer::Caller(_)) {
-            tx.execute(
-                "SELECT pg_catalog.set_config('role', 'none', true),
-                        pg_catalog.set_config('request.jwt.claims', '', true)",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        }
-        let stored = tx
-            .query_one(
-                &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE version = $1"),
-                &[&row.version],
-            )
-            .await
-            .map_err(db)?;
+        };
+        let act = async {
+            match caller {
+                Some(ctx) => switch_to(&tx, ctx).await,
+                None => Ok(()),
+            }
+        };
+        let insert = insert_row(&tx, writer, row);
+        let back = async {
+            match caller {
+                Some(_) => switch_to_server(&tx).await,
+                None => Ok(()),
+            }
+        };
+        let read = async {
+            let statement = tx.prepare_cached(&read_sql).await.map_err(db)?;
+            tx.query_one(&statement, &[&row.version]).await.map_err(db)
+        };
+        let (replaced, (), (), (), (), stored) =
+            futures_util::try_join!(lock, finish_tus, act, insert, back, read)?;
         tx.commit().await.map_err(db)?;
         Ok((ObjectInfo::from_row(&stored), replaced))
+    }
+}
+
+/// Locks the name's current row (as the server): which bytes a replacement frees.
+const LOCK_SQL: &str =
+    "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE";
+
+/// Removes a finished resumable upload in the transaction that writes its object.
+const TUS_DONE_SQL: &str =
+    "DELETE FROM storage.resumable_uploads WHERE id = $1 AND upload_offset = upload_length";
+
+/// The INSERT of a new object, or the upsert replacing one.
+fn insert_sql(upsert: bool) -> &'static str {
+    static UPSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if upsert {
+        UPSERT.get_or_init(|| format!("{INSERT_SQL}{UPSERT_SUFFIX}"))
+    } else {
+        INSERT_SQL
     }
 }
 
@@ -365,13 +360,12 @@ async fn insert_row(
         row.cache_control,
         Utc::now(),
     );
-    let sql = if row.upsert {
-        format!("{INSERT_SQL}{UPSERT_SUFFIX}")
-    } else {
-        INSERT_SQL.to_string()
-    };
+    let statement = tx
+        .prepare_cached(insert_sql(row.upsert))
+        .await
+        .map_err(db)?;
     tx.execute(
-        &sql,
+        &statement,
         &[
             &row.bucket.as_str(),
             &row.name.as_str(),

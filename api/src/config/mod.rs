@@ -9,6 +9,7 @@ mod auth;
 mod load;
 mod rest;
 mod security;
+mod storage;
 pub mod types;
 mod yaml;
 
@@ -18,6 +19,7 @@ pub use auth::*;
 pub use load::{ConfigError, LoadedConfig, Origin, load};
 pub use rest::*;
 pub use security::*;
+pub use storage::*;
 pub use types::{ByteSize, Dur};
 
 /// Default `server.body_limit`: 2 GiB, the runbook's production value (uploads stream).
@@ -261,66 +263,6 @@ impl Default for ReplicationSettings {
             schemas: vec!["public".into()],
             plugin: "pgoutput".into(),
             max_lag_bytes: ByteSize(1 << 30),
-        }
-    }
-}
-
-/// `storage.provider`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageProvider {
-    /// Files under `storage.local_path`.
-    Local,
-    /// An S3-compatible object store.
-    S3,
-}
-
-/// `storage.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    /// `local` or `s3` (`FLUXBASE_STORAGE_PROVIDER`).
-    pub provider: StorageProvider,
-    /// Root directory of the local provider.
-    pub local_path: String,
-    /// S3 settings (`FLUXBASE_S3_*`).
-    pub s3: S3Config,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            provider: StorageProvider::Local,
-            local_path: "./.fluxbase/storage".into(),
-            s3: S3Config::default(),
-        }
-    }
-}
-
-/// `storage.s3.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Config {
-    /// Endpoint host or URL (`s3.amazonaws.com`, `http://minio:9000`).
-    pub endpoint: Option<String>,
-    /// Access key id.
-    pub access_key: Option<String>,
-    /// Secret access key.
-    pub secret_key: Option<String>,
-    /// Bucket holding every Fluxbase bucket's objects.
-    pub bucket: Option<String>,
-    /// Region.
-    pub region: String,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        S3Config {
-            endpoint: None,
-            access_key: None,
-            secret_key: None,
-            bucket: None,
-            region: "us-east-1".into(),
         }
     }
 }
@@ -576,13 +518,7 @@ impl Config {
             "must be between 8 and 256".into(),
         );
         self.validate_rest(&mut check);
-        if self.storage.provider == StorageProvider::S3 {
-            check(
-                self.storage.s3.bucket.is_some(),
-                "storage.s3.bucket",
-                "is required when storage.provider is s3 (FLUXBASE_S3_BUCKET)".into(),
-            );
-        }
+        errors.extend(self.storage.validate());
         errors
     }
 

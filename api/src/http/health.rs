@@ -1,11 +1,21 @@
 //! `/health`, `/ready`, `/metrics`, `/api/v1/monitoring/{health,metrics}`.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use fluxbase_storage::Storage;
+use serde_json::{Value, json};
 
 use super::resource::get as get_resource;
 use super::state::AppState;
+
+/// Below this share of free space on the local storage's file system, storage is
+/// `degraded` (uploads will soon fail with "no space left on device").
+const LOW_DISK_FRACTION: f64 = 0.05;
+
+/// Longest the storage probe may take before storage counts as unreachable.
+const STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Registers the health and metrics routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -89,10 +99,15 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
                 json!(if r.degraded { "degraded" } else { "healthy" });
         }
     }
+    if let Some(storage) = &state.storage {
+        components["storage"] = storage_health(storage).await;
+    }
     let healthy = components["database"]["status"] == "healthy";
+    // A component other than the database that is down degrades the server: it still
+    // serves what does not need that component.
     let degraded = components
         .as_object()
-        .is_some_and(|c| c.values().any(|v| v["status"] == "degraded"));
+        .is_some_and(|c| c.values().any(|v| v["status"] != "healthy"));
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -108,6 +123,36 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "components": components,
     }))
+}
+
+/// The storage component: a write/read/delete round trip through the backend, and the free
+/// space of a local backend's file system.
+async fn storage_health(storage: &Storage) -> Value {
+    let Ok(probe) = tokio::time::timeout(STORAGE_PROBE_TIMEOUT, storage.health()).await else {
+        return json!({
+            "status": "unhealthy",
+            "provider": storage.backend().provider(),
+            "reachable": false,
+            "error": format!("the probe took longer than {}s", STORAGE_PROBE_TIMEOUT.as_secs()),
+        });
+    };
+    let low_disk = match (probe.free_bytes, probe.total_bytes) {
+        (Some(free), Some(total)) if total > 0 => (free as f64) < LOW_DISK_FRACTION * total as f64,
+        _ => false,
+    };
+    let mut component = json!(probe);
+    component["status"] = json!(match (probe.reachable, low_disk) {
+        (false, _) => "unhealthy",
+        (true, true) => "degraded",
+        (true, false) => "healthy",
+    });
+    if low_disk {
+        component["warning"] = json!(format!(
+            "less than {}% of the storage file system is free",
+            LOW_DISK_FRACTION * 100.0
+        ));
+    }
+    component
 }
 
 /// Metrics as JSON for operators and dashboards.

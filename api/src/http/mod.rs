@@ -5,14 +5,16 @@
 //!   the credential readers, the JSON body, the client's address;
 //! - [`middleware`]: observe (request id, log, metrics), body timeout, security headers,
 //!   CORS, rate limits, CSRF, client IP — one noun each;
-//! - one module per surface: `health`, and [`v1`] (`auth`, `dashboard`, `service_keys`,
-//!   `realtime`): thin handlers that parse, call a service, shape the answer.
+//! - one module per surface: `health`, [`v1`] (`auth`, `dashboard`, `service_keys`,
+//!   `realtime`, `storage`) and [`supabase`] (`storage` at `/storage/v1`): thin handlers
+//!   that parse, call a service, shape the answer; [`transfer`] carries object bytes for
+//!   both storage surfaces (request bodies into uploads, objects out as responses).
 //!
-//! Room is left for the surfaces to come, each a module here registered in [`build_app`]
-//! like `v1`: `rest` (PostgREST's query language over the schema cache,
-//! `/api/v1/tables/…`, `/api/v1/rpc/…`), `storage` (`/api/v1/storage/…`), `jobs`
-//! (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and a `supabase/` tree (`/rest/v1`,
-//! `/auth/v1`, `/storage/v1`, `/realtime/v1/websocket`) over the same services and guards.
+//! Room is left for the surfaces to come, each a module registered in [`build_app`] like
+//! `v1`: `rest` (PostgREST's query language over the schema cache, `/api/v1/tables/…`,
+//! `/api/v1/rpc/…`), `jobs` (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and the rest of
+//! the `supabase/` tree (`/rest/v1`, `/auth/v1`, `/realtime/v1/websocket`) over the same
+//! services and guards.
 
 pub mod extract;
 mod health;
@@ -21,6 +23,7 @@ mod resource;
 pub mod rest;
 pub mod state;
 pub mod supabase;
+pub mod transfer;
 pub mod v1;
 
 use actix_web::body::MessageBody;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use fluxbase_auth::AuthService;
 use fluxbase_migrations::{Db, SchemaCache};
+use fluxbase_storage::{Storage, StorageError, StorageSettings};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::middleware::client_ip::TrustedProxies;
@@ -29,6 +30,9 @@ pub struct AppState {
     pub started: Instant,
     /// The realtime engine, when `realtime.enabled`.
     pub engine: Option<fluxbase_engine::realtime::Engine>,
+    /// The storage service, once its backend is open (the storage routes answer 503
+    /// without it).
+    pub storage: Option<Storage>,
     /// Rate limiters (shared by every worker).
     pub limiters: Arc<Limiters>,
     /// `server.trusted_proxies`.
@@ -60,6 +64,7 @@ impl AppState {
             engine: None,
             schema: None,
             rest: None,
+            storage: None,
         }
     }
 
@@ -72,6 +77,28 @@ impl AppState {
         ));
         self.schema = Some(schema);
         self
+    }
+
+    /// The same state with the storage service.
+    pub fn with_storage(mut self, storage: Storage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Opens the storage backend of `storage.*` (creating `storage.local_path` when missing;
+    /// S3 is not contacted until first use) and the service over `db`. Objects are limited
+    /// by `server.body_limit`; signed URLs are keyed by a key derived from the JWT secret,
+    /// never the secret itself (the storage crate derives it).
+    pub fn open_storage(config: &Config, db: Db) -> Result<Storage, StorageError> {
+        let backend = config.storage.backend().open()?;
+        // Without a JWT secret (in-process tests of other surfaces) a random key still keeps
+        // signed URLs unforgeable; they then last as long as the process.
+        let secret = match config.auth.jwt_secret.as_deref() {
+            Some(secret) => secret.to_string(),
+            None => fluxbase_migrations::secret::generate_secret(48),
+        };
+        let settings = StorageSettings::new(config.server.body_limit.0, secret.into_bytes());
+        Ok(Storage::new(db, backend, settings))
     }
 
     /// The same state with a realtime engine.

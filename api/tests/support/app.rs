@@ -70,6 +70,27 @@ impl TestApp {
 
     /// The app over the database at `url`.
     pub async fn on_url(url: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::on_url_with(url, tweak, |state| state).await
+    }
+
+    /// The app over a fresh database, configuration adjusted by `tweak` and the state by
+    /// `extend` (services a surface needs, e.g. storage) before the app is built.
+    pub async fn with_state(
+        tweak: impl FnOnce(&mut Config),
+        extend: impl FnOnce(AppState) -> AppState,
+    ) -> TestApp {
+        let db = TestDb::new().await;
+        let mut app = TestApp::on_url_with(&db.url(), tweak, extend).await;
+        app.db = Some(db);
+        app
+    }
+
+    /// [`TestApp::on_url`] with the state extended by `extend`.
+    async fn on_url_with(
+        url: &str,
+        tweak: impl FnOnce(&mut Config),
+        extend: impl FnOnce(AppState) -> AppState,
+    ) -> TestApp {
         let mut config = Config::default();
         config.database.url = Some(url.to_string());
         config.database.connect_timeout = Dur::secs(2);
@@ -80,7 +101,7 @@ impl TestApp {
             fluxbase_migrations::pool::parse_url(url).unwrap(),
             config.database.pool_settings(),
         );
-        let state = AppState::new(config, db);
+        let state = extend(AppState::new(config, db));
         let service = Rc::new(init_service(build_app(state.clone())).await);
         let call: Call = Rc::new(move |req| {
             let service = service.clone();

@@ -1,7 +1,9 @@
 //! The local file-system backend: `object_store`'s `LocalFileSystem` under the canonical
-//! storage root, with every write fsynced (a row is committed only after its bytes are
-//! durable), and a guard that refuses any key whose path crosses a symbolic link inside the
-//! root — so a symlink planted there (to `/etc`, to another bucket) is never followed.
+//! storage root for reads, copies, renames and listings; uploads through our own
+//! [`file_writer`](super::file_writer) (one writing thread per upload, one fsync at the
+//! end: a row is committed only after its bytes are durable); and a guard that refuses any
+//! key whose path crosses a symbolic link inside the root — so a symlink planted there (to
+//! `/etc`, to another bucket) is never followed.
 
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
@@ -19,12 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
     Backend, BackendHealth, BodyStream, ByteStream, OnBodyError, PutOutcome, StoredKey,
-    get_streaming, list_keys, missing_or_backend, probe_round_trip, put_streaming,
+    file_writer, get_streaming, list_keys, missing_or_backend, probe_round_trip,
 };
 use crate::error::StorageError;
-
-/// Multipart part size on disk: small, since parts only bound memory here.
-const PART_SIZE: usize = 4 * 1024 * 1024;
 
 /// Read size of downloads.
 const READ_SIZE: usize = 256 * 1024;
@@ -121,7 +120,7 @@ impl Backend for LocalBackend {
         on_error: OnBodyError,
     ) -> Result<PutOutcome, StorageError> {
         self.guard(key)?;
-        let outcome = put_streaming(self.store.as_ref(), key, body, PART_SIZE, on_error).await?;
+        let outcome = file_writer::write_file(self.path_of(key), body, on_error).await?;
         // Checked again after the directories were created: a symlink swapped in meanwhile
         // means the bytes may have gone elsewhere; refuse them.
         if let Err(err) = self.guard(key) {

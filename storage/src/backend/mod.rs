@@ -7,6 +7,7 @@
 //! two-hex-digit fan-out and a version uuid, or the hidden `.fluxbase/` area. An object's
 //! name is never part of a key.
 
+mod file_writer;
 mod local;
 mod s3;
 

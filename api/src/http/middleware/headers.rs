@@ -27,11 +27,14 @@ pub async fn security_headers(
         .is_some_and(|p| p.is_https(req.peer_addr().map(|a| a.ip()), req.headers()));
     let mut res = next.call(req).await?;
     let headers = res.headers_mut();
-    insert(
-        headers,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    );
+    // A handler's own (stricter) policy stays: stored objects are served sandboxed.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        insert(
+            headers,
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        );
+    }
     insert(headers, header::X_FRAME_OPTIONS, "DENY");
     insert(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     insert(

@@ -1,10 +1,13 @@
-//! Supabase's paths over the same services and guards, so supabase-js works unchanged.
+//! The Supabase surfaces: the same services in the shapes of Supabase's servers, so
+//! `@supabase/supabase-js` works unchanged. One module per surface (`rest` at `/rest/v1`,
+//! `storage` at `/storage/v1`).
 
 pub mod rest;
+pub mod storage;
 
 use actix_web::web;
 
 /// Registers every Supabase surface.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(rest::configure);
+    cfg.configure(rest::configure).configure(storage::routes);
 }

@@ -7,6 +7,7 @@ pub mod realtime;
 pub mod rpc;
 pub mod service_keys;
 pub mod tables;
+pub mod storage;
 
 use actix_web::web;
 
@@ -17,5 +18,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(service_keys::routes)
         .configure(dashboard::routes)
         .configure(tables::routes)
-        .configure(rpc::routes);
+        .configure(rpc::routes)
+        .configure(storage::routes);
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Storage over HTTP against a release server: upload and download throughput of 1 MiB,
+# 100 MiB and 1 GiB objects with curl, next to `cp` and `cp` + `sync` of the same file on
+# the same disk, interleaved round by round (medians); and the server's RSS while a 1 GiB
+# upload and download stream through it. BENCHMARKS.md's storage figures come from here:
+#
+#   cargo build --release -p fluxbase-api
+#   storage/benches/http.sh target/release/fluxbase [ROUNDS]
+#
+# The server runs with its embedded PostgreSQL in a fresh temporary directory (the local
+# backend under it, so objects and copies share a disk), realtime off, rate limits off.
+set -eu
+BIN=$(realpath "$1"); ROUNDS=${2:-5}; PORT=${PORT:-18190}
+DIR=$(mktemp -d /tmp/fluxbase-storage-bench-XXXXXX)
+chmod 755 "$DIR"   # the embedded cluster runs as postgres when we are root
+cd "$DIR"
+FLUXBASE_SERVER_PORT=$PORT FLUXBASE_REALTIME_ENABLED=false \
+FLUXBASE_SECURITY_RATE_LIMIT_ENABLED=false FLUXBASE_SERVER_BODY_LIMIT=4GB \
+  "$BIN" > server.log 2>&1 &
+SERVER=$!
+trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 1 240); do
+  kill -0 $SERVER 2>/dev/null || { cat server.log; exit 1; }
+  grep -q 'listening' server.log && break
+  sleep 0.5
+done
+KEY=$("$BIN" keys 2>/dev/null | awk '/service_role/{print $3}')
+URL="http://127.0.0.1:$PORT/storage/v1"
+curl -fsS -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  -d '{"id":"bench","name":"bench"}' "$URL/bucket" > /dev/null
+
+ms() { date +%s%N; }
+rss() { awk '/^VmRSS:/{print $2}' "/proc/$SERVER/status"; }   # KiB
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "| size | op | fluxbase MB/s | cp MB/s | ratio | cp+sync MB/s | ratio |"
+echo "|---|---|---|---|---|---|---|"
+for MIB in 1 100 1024; do
+  head -c $((MIB * 1048576)) /dev/urandom > src
+  : > t_cp; : > t_sync; : > t_up; : > t_down
+  rounds=$ROUNDS; [ "$MIB" -eq 1 ] && rounds=$((ROUNDS * 8)); [ "$MIB" -eq 1024 ] && rounds=3
+  for _ in $(seq 1 "$rounds"); do
+    rm -f dst; t=$(ms); cp src dst; echo $(( $(ms) - t )) >> t_cp
+    rm -f dst; t=$(ms); cp src dst; sync dst; echo $(( $(ms) - t )) >> t_sync
+    rm -f dst
+    curl -fsS -X DELETE -H "Authorization: Bearer $KEY" "$URL/object/bench/obj" > /dev/null 2>&1 || true
+    t=$(ms)
+    curl -fsS -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/octet-stream' \
+      -T src "$URL/object/bench/obj" > /dev/null
+    echo $(( $(ms) - t )) >> t_up
+    t=$(ms)
+    curl -fsS -H "Authorization: Bearer $KEY" -o dst "$URL/object/bench/obj"
+    echo $(( $(ms) - t )) >> t_down
+    cmp -s src dst || { echo "download differs from the upload"; exit 1; }
+  done
+  rate() { awk -v n="$1" -v mib="$MIB" 'BEGIN {printf "%.0f", mib / (n / 1e9)}'; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+  cp_=$(median < t_cp); sync_=$(median < t_sync); up=$(median < t_up); down=$(median < t_down)
+  echo "| $MIB MiB | upload | $(rate "$up") | $(rate "$cp_") | $(ratio "$cp_" "$up") | $(rate "$sync_") | $(ratio "$sync_" "$up") |"
+  echo "| $MIB MiB | download | $(rate "$down") | $(rate "$cp_") | $(ratio "$cp_" "$down") | | |"
+done
+
+# Server memory while 1 GiB goes up and comes back down (src is the 1 GiB file).
+idle=$(rss); peak=$idle
+( while kill -0 $SERVER 2>/dev/null; do rss; sleep 0.01; done ) > rss.log &
+SAMPLER=$!
+curl -fsS -X DELETE -H "Authorization: Bearer $KEY" "$URL/object/bench/obj" > /dev/null 2>&1 || true
+curl -fsS -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/octet-stream' \
+  -T src "$URL/object/bench/obj" > /dev/null
+up_peak=$(sort -n rss.log | tail -1)
+: > rss.log
+curl -fsS -H "Authorization: Bearer $KEY" -o dst "$URL/object/bench/obj"
+kill $SAMPLER
+down_peak=$(sort -n rss.log | tail -1)
+for p in $up_peak $down_peak; do [ "$p" -gt "$peak" ] && peak=$p; done
+echo
+echo "server RSS: idle $((idle / 1024)) MiB; 1 GiB upload peak $((up_peak / 1024)) MiB (+$(( (up_peak - idle) / 1024 )) MiB); 1 GiB download peak $((down_peak / 1024)) MiB (+$(( (down_peak - idle) / 1024 )) MiB)"
