@@ -264,6 +264,14 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx));
 
     let mut state = AppState::new(config.clone(), db.clone());
+    let jobs = crate::jobs::prepare(
+        &config,
+        database.pg.clone(),
+        db.clone(),
+        database.embedded.is_some(),
+        Path::new(STATE_DIR),
+    )?;
+    state = state.with_jobs(jobs.clone());
     let engine = if config.realtime.enabled {
         let keys = state
             .auth
@@ -318,21 +326,28 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
                 config.server.host, config.server.port
             )
         })?;
+    crate::jobs::start(&jobs, &config)
+        .await
+        .context("start the job system")?;
     for addr in server.addrs() {
         tracing::info!(address = %addr, "listening");
     }
     let server = server.run();
     let handle = server.handle();
+    let draining = jobs.clone();
     let stopper = actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down");
         if let Some(engine) = engine {
             engine.shutdown().await;
         }
-        handle.stop(true).await;
+        // Running jobs finish (or go back to the queue) while HTTP drains.
+        tokio::join!(draining.shutdown(), handle.stop(true));
     });
     server.await?;
-    stopper.abort();
+    // Only the stopper stops the server: it is finishing (the jobs' drain included).
+    let _ = stopper.await;
+    jobs.shutdown().await;
     prune.abort();
     tracing::info!("HTTP server stopped");
     let _ = shutdown_tx.send(true);

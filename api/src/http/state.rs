@@ -1,4 +1,4 @@
-//! [`AppState`]: what handlers share — configuration, pool, auth service, engine,
+//! [`AppState`]: what handlers share — configuration, pool, auth service, engine, jobs,
 //! limiters. Middleware and extractors read their own parts (registered apart by
 //! `build_app`), so they do not depend on this module.
 
@@ -28,6 +28,9 @@ pub struct AppState {
     pub started: Instant,
     /// The realtime engine, when `realtime.enabled`.
     pub engine: Option<fluxbase_engine::realtime::Engine>,
+    /// The job system (none in in-process tests of other surfaces: its routes answer 503).
+    /// Its `webhooks()` is what the replication consumer feeds.
+    pub jobs: Option<fluxbase_engine::jobs::Jobs>,
     /// Rate limiters (shared by every worker).
     pub limiters: Arc<Limiters>,
     /// `server.trusted_proxies`.
@@ -52,12 +55,19 @@ impl AppState {
             prometheus: crate::telemetry::prometheus(),
             started: Instant::now(),
             engine: None,
+            jobs: None,
         }
     }
 
     /// The same state with a realtime engine.
     pub fn with_engine(mut self, engine: fluxbase_engine::realtime::Engine) -> Self {
         self.engine = Some(engine);
+        self
+    }
+
+    /// The same state with a job system.
+    pub fn with_jobs(mut self, jobs: fluxbase_engine::jobs::Jobs) -> Self {
+        self.jobs = Some(jobs);
         self
     }
 
