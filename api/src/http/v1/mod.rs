@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod dashboard;
+pub mod jobs;
 pub mod realtime;
 pub mod service_keys;
 
@@ -13,5 +14,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(realtime::routes)
         .configure(auth::routes)
         .configure(service_keys::routes)
-        .configure(dashboard::routes);
+        .configure(dashboard::routes)
+        .configure(jobs::routes);
 }
