@@ -216,16 +216,13 @@ async fn start_realtime(
     config: &Config,
     database: &Database,
     state: &AppState,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    jobs: &fluxbase_engine::jobs::Jobs,
 ) -> anyhow::Result<fluxbase_engine::realtime::Engine> {
-    let schema = fluxbase_migrations::SchemaCache::start(
-        database.pg.clone(),
-        MakeRustlsConnect::new(),
-        fluxbase_migrations::CacheOptions::default(),
-        shutdown,
-    )
-    .await
-    .context("load the schema cache")?;
+    // The process's one schema cache, shared with REST.
+    let schema = state
+        .schema
+        .clone()
+        .context("the schema cache is loaded before the realtime engine")?;
     let engine = fluxbase_engine::realtime::Engine::new(fluxbase_engine::realtime::EngineOptions {
         settings: AppState::realtime_settings(config),
         auth: std::sync::Arc::new(state.auth.clone()),
@@ -237,6 +234,8 @@ async fn start_realtime(
         supervision: fluxbase_engine::supervise::Supervision::default(),
         bus: None,
     });
+    // Database webhooks take each transaction before the slot is acknowledged.
+    engine.set_webhooks(jobs.webhooks());
     let live = engine
         .start(
             replication_config(config, database.pg.clone()),
@@ -336,8 +335,16 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         }
     });
     state = state.with_storage(storage);
+    let jobs = crate::jobs::prepare(
+        &config,
+        database.pg.clone(),
+        db.clone(),
+        database.embedded.is_some(),
+        Path::new(STATE_DIR),
+    )?;
+    state = state.with_jobs(jobs.clone());
     let engine = if config.realtime.enabled {
-        let engine = start_realtime(&config, database, &state, shutdown_tx.subscribe()).await?;
+        let engine = start_realtime(&config, database, &state, &jobs).await?;
         state = state.with_engine(engine.clone());
         Some(engine)
     } else {
@@ -371,21 +378,28 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
                 config.server.host, config.server.port
             )
         })?;
+    crate::jobs::start(&jobs, &config)
+        .await
+        .context("start the job system")?;
     for addr in server.addrs() {
         tracing::info!(address = %addr, "listening");
     }
     let server = server.run();
     let handle = server.handle();
+    let draining = jobs.clone();
     let stopper = actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down");
         if let Some(engine) = engine {
             engine.shutdown().await;
         }
-        handle.stop(true).await;
+        // Running jobs finish (or go back to the queue) while HTTP drains.
+        tokio::join!(draining.shutdown(), handle.stop(true));
     });
     server.await?;
-    stopper.abort();
+    // Only the stopper stops the server: it is finishing (the jobs' drain included).
+    let _ = stopper.await;
+    jobs.shutdown().await;
     prune.abort();
     tracing::info!("HTTP server stopped");
     let _ = shutdown_tx.send(true);

@@ -8,6 +8,7 @@ mod dashboard;
 mod deploy;
 mod fuzz;
 mod http;
+mod jobs;
 mod js_clients;
 mod loadtest;
 mod realtime;

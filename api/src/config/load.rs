@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{Config, yaml};
+use super::{Config, SECRET_KEYS, yaml};
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ pub fn load(
                     Some(at) => path[..at].to_string(),
                     None => path,
                 };
-                let value = get(&tree, &key).map(display_value);
+                let value = shown_value(&tree, &key);
                 let origin = origins.get(&key).cloned().unwrap_or(Origin::Default);
                 errors.push(ConfigError {
                     key: key.clone(),
@@ -190,7 +190,7 @@ pub fn load(
     };
     for (key, message) in config.validate() {
         let origin = origins.get(&key).cloned().unwrap_or(Origin::Default);
-        let value = get(&tree, &key).map(display_value);
+        let value = shown_value(&tree, &key);
         errors.push(ConfigError {
             key,
             value,
@@ -356,6 +356,16 @@ fn line_of(msg: &str) -> usize {
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
+}
+
+/// The value of `key` for an error message: a secret's is never shown.
+fn shown_value(tree: &Value, key: &str) -> Option<String> {
+    let value = get(tree, key)?;
+    Some(if SECRET_KEYS.contains(&key) {
+        "***".into()
+    } else {
+        display_value(value)
+    })
 }
 
 fn display_value(value: &Value) -> String {

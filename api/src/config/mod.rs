@@ -6,6 +6,7 @@
 //! `validate()` for rules across keys.
 
 mod auth;
+mod jobs;
 mod load;
 mod rest;
 mod security;
@@ -16,6 +17,7 @@ mod yaml;
 use serde::{Deserialize, Serialize};
 
 pub use auth::*;
+pub use jobs::*;
 pub use load::{ConfigError, LoadedConfig, Origin, load};
 pub use rest::*;
 pub use security::*;
@@ -30,8 +32,6 @@ pub const DEFAULT_BODY_TIMEOUT: Dur = Dur::secs(30);
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 50;
 /// Default `realtime.rls_cache_size` (the runbook: "Down from 100000").
 pub const DEFAULT_RLS_CACHE_SIZE: u64 = 100_000;
-/// Default `jobs.max_concurrent_per_worker` (the runbook: "Up from 5").
-pub const DEFAULT_JOBS_CONCURRENCY: u32 = 5;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -267,22 +267,6 @@ impl Default for ReplicationSettings {
     }
 }
 
-/// `jobs.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JobsConfig {
-    /// Jobs one worker runs at once.
-    pub max_concurrent_per_worker: u32,
-}
-
-impl Default for JobsConfig {
-    fn default() -> Self {
-        JobsConfig {
-            max_concurrent_per_worker: DEFAULT_JOBS_CONCURRENCY,
-        }
-    }
-}
-
 /// `log.level`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -328,11 +312,12 @@ impl Default for LogConfig {
     }
 }
 
-/// Keys whose values are secrets: shown as `"***"` by [`Config::redacted`].
+/// Keys whose values are secrets: shown as `"***"` by [`Config::redacted`] and in errors.
 const SECRET_KEYS: &[&str] = &[
     "auth.jwt_secret",
     "storage.s3.secret_key",
     "storage.s3.access_key",
+    "jobs.signing_secret",
 ];
 
 impl Config {
@@ -470,11 +455,6 @@ impl Config {
             "cannot be true while security.cors.allowed_origins contains \"*\"".into(),
         );
         check(
-            self.jobs.max_concurrent_per_worker >= 1,
-            "jobs.max_concurrent_per_worker",
-            "must be at least 1".into(),
-        );
-        check(
             matches!(self.replication.plugin.as_str(), "pgoutput" | "wal2json"),
             "replication.plugin",
             format!(
@@ -519,6 +499,7 @@ impl Config {
         );
         self.validate_rest(&mut check);
         errors.extend(self.storage.validate());
+        errors.extend(self.jobs.validate());
         errors
     }
 

@@ -55,6 +55,9 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text format.
 async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     state.db.publish_gauges();
+    if let Some(jobs) = &state.jobs {
+        jobs.publish_gauges();
+    }
     metrics::gauge!("fluxbase_system_uptime_seconds").set(state.started.elapsed().as_secs_f64());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -101,6 +104,9 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
     }
     if let Some(storage) = &state.storage {
         components["storage"] = storage_health(storage).await;
+    }
+    if let Some(jobs) = &state.jobs {
+        components["jobs"] = json!(jobs.health());
     }
     let healthy = components["database"]["status"] == "healthy";
     // A component other than the database that is down degrades the server: it still
@@ -164,6 +170,9 @@ async fn monitoring_metrics(state: web::Data<AppState>) -> HttpResponse {
     });
     if let Some(engine) = &state.engine {
         body["realtime"] = json!(engine.stats());
+    }
+    if let Some(jobs) = &state.jobs {
+        body["jobs"] = json!(jobs.stats().await);
     }
     HttpResponse::Ok().json(body)
 }

@@ -1,4 +1,4 @@
-//! [`AppState`]: what handlers share — configuration, pool, auth service, engine,
+//! [`AppState`]: what handlers share — configuration, pool, auth service, engine, jobs,
 //! limiters. Middleware and extractors read their own parts (registered apart by
 //! `build_app`), so they do not depend on this module.
 
@@ -33,6 +33,9 @@ pub struct AppState {
     /// The storage service, once its backend is open (the storage routes answer 503
     /// without it).
     pub storage: Option<Storage>,
+    /// The job system (none in in-process tests of other surfaces: its routes answer 503).
+    /// Its `webhooks()` is what the replication consumer feeds.
+    pub jobs: Option<fluxbase_engine::jobs::Jobs>,
     /// Rate limiters (shared by every worker).
     pub limiters: Arc<Limiters>,
     /// `server.trusted_proxies`.
@@ -65,6 +68,7 @@ impl AppState {
             schema: None,
             rest: None,
             storage: None,
+            jobs: None,
         }
     }
 
@@ -104,6 +108,12 @@ impl AppState {
     /// The same state with a realtime engine.
     pub fn with_engine(mut self, engine: fluxbase_engine::realtime::Engine) -> Self {
         self.engine = Some(engine);
+        self
+    }
+
+    /// The same state with a job system.
+    pub fn with_jobs(mut self, jobs: fluxbase_engine::jobs::Jobs) -> Self {
+        self.jobs = Some(jobs);
         self
     }
 

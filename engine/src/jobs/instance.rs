@@ -168,6 +168,7 @@ impl Shared {
             active_workers,
         };
         counts.publish();
+        super::stats::publish_local(&self.local_worker());
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
         Ok(counts)
     }

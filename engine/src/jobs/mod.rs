@@ -50,8 +50,14 @@ pub use queue::backoff;
 pub use rules::{NewWebhookRule, WebhookRule};
 pub use runner::{CONFIG_CHANNEL, JOBS_CHANNEL};
 pub use schedule::{CronSpec, NewSchedule, Schedule, SchedulePatch};
-pub use settings::{JobsSettings, MAX_ATTEMPTS_LIMIT, MAX_IDEMPOTENCY_KEY};
-pub use stats::{JobsHealth, JobsHealthStatus, JobsStats, LocalWorker, WorkersStats};
+pub use settings::{
+    JobsSettings, MAX_ATTEMPTS_LIMIT, MAX_IDEMPOTENCY_KEY, SIGNING_SECRET_CONTEXT,
+    derive_signing_secret,
+};
+pub use stats::{
+    ActiveWorker, JobsHealth, JobsHealthStatus, JobsStats, LocalWorker, MAX_LISTED_WORKERS,
+    WorkersStats,
+};
 pub use webhook::Webhooks;
 
 use heartbeat::{Heartbeat, StopBeating};
@@ -205,6 +211,7 @@ impl Jobs {
         )
         .await?;
         s.beat_at(Instant::now());
+        Counters::register_kinds(&s.registry.kinds());
         s.refresh_counts().await?;
         let (a, b, c) = (s.clone(), s.clone(), s.clone());
         let runner = Supervisor::start(move |_| Runner::new(a));
@@ -267,6 +274,7 @@ impl Jobs {
         for name in [Runner::NAME, Heartbeat::NAME, Scheduler::NAME] {
             s.supervision.stopped(name);
         }
+        stats::publish_local(&s.local_worker());
         tracing::info!(worker_id = %s.worker_id, "job workers stopped");
     }
 

@@ -1,13 +1,22 @@
 //! What operators see of the jobs: the Prometheus metrics (`fluxbase_jobs_*`, present from
 //! the first scrape), the `.jobs` object of `/api/v1/monitoring/metrics` (with `.jobs.workers`,
 //! the runbook's `jq '.jobs.workers'`), and the `jobs` component of the health endpoint.
+//!
+//! `fluxbase_jobs_pending` is the queue's (every instance reports the same number: the
+//! dashboards take its `max`); `fluxbase_jobs_running` and `fluxbase_jobs_workers` are this
+//! instance's (the dashboards and the "no worker" alert `sum` them over instances).
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+use tokio_postgres::Row;
 use uuid::Uuid;
+
+use super::job::rfc3339;
 
 use super::Jobs;
 use super::handler::FailureReason;
+use super::instance::Shared;
 
 /// Counters of this instance, mirrored into the Prometheus counters.
 #[derive(Debug, Default)]
@@ -19,8 +28,10 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// Registers every jobs metric at zero, so each exists from the first scrape.
+    /// Registers every jobs metric at zero, so each exists from the first scrape (the
+    /// duration histogram per kind: [`Counters::register_kinds`]).
     pub fn register() {
+        describe();
         metrics::gauge!("fluxbase_jobs_pending").set(0.0);
         metrics::gauge!("fluxbase_jobs_running").set(0.0);
         metrics::gauge!("fluxbase_jobs_workers").set(0.0);
@@ -33,6 +44,14 @@ impl Counters {
         }
         metrics::counter!("fluxbase_jobs_schedule_fires_total").increment(0);
         metrics::counter!("fluxbase_jobs_webhooks_enqueued_total").increment(0);
+    }
+
+    /// Registers the duration histogram of each kind (at start, once every handler is
+    /// registered), so `fluxbase_jobs_duration_seconds` exists before the first job ends.
+    pub fn register_kinds(kinds: &[String]) {
+        for kind in kinds {
+            let _ = metrics::histogram!("fluxbase_jobs_duration_seconds", "kind" => kind.clone());
+        }
     }
 
     /// A job completed.
@@ -82,12 +101,56 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    /// Publishes the gauges.
+    /// Publishes the queue's gauge (the same on every instance).
     pub fn publish(&self) {
         metrics::gauge!("fluxbase_jobs_pending").set(self.pending as f64);
-        metrics::gauge!("fluxbase_jobs_running").set(self.running as f64);
-        metrics::gauge!("fluxbase_jobs_workers").set(self.active_workers as f64);
     }
+}
+
+/// Publishes this instance's gauges: the jobs it runs, and whether its worker runs jobs.
+pub(crate) fn publish_local(local: &LocalWorker) {
+    metrics::gauge!("fluxbase_jobs_running").set(local.running as f64);
+    let working = local.status == "active" && local.concurrency > 0;
+    metrics::gauge!("fluxbase_jobs_workers").set(if working { 1.0 } else { 0.0 });
+}
+
+/// Help texts of the jobs metrics.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "fluxbase_jobs_pending",
+        "Jobs waiting in the queue (the whole queue: the same on every instance)"
+    );
+    describe_gauge!("fluxbase_jobs_running", "Jobs this instance runs now");
+    describe_gauge!(
+        "fluxbase_jobs_workers",
+        "1 while this instance's job worker is active (sum over instances: workers)"
+    );
+    describe_counter!(
+        "fluxbase_jobs_completed_total",
+        "Jobs this instance completed"
+    );
+    describe_counter!(
+        "fluxbase_jobs_failed_total",
+        "Jobs this instance failed for good (dead letters), by reason"
+    );
+    describe_counter!(
+        "fluxbase_jobs_retries_total",
+        "Runs this instance failed and queued again, by reason"
+    );
+    describe_histogram!(
+        "fluxbase_jobs_duration_seconds",
+        metrics::Unit::Seconds,
+        "Run time of one attempt, by kind"
+    );
+    describe_counter!(
+        "fluxbase_jobs_schedule_fires_total",
+        "Schedule ticks this instance fired"
+    );
+    describe_counter!(
+        "fluxbase_jobs_webhooks_enqueued_total",
+        "Webhook jobs enqueued from the replication stream"
+    );
 }
 
 /// `.jobs` of `/api/v1/monitoring/metrics`.
@@ -114,9 +177,49 @@ pub struct JobsStats {
 pub struct WorkersStats {
     /// Instances whose row in `jobs.workers` is `active`.
     pub active: i64,
+    /// Those rows (the runbook's `SELECT * FROM jobs.workers WHERE status = 'active'`),
+    /// oldest first, at most [`MAX_LISTED_WORKERS`].
+    pub instances: Vec<ActiveWorker>,
     /// This instance's worker.
     pub local: LocalWorker,
 }
+
+/// Most rows listed in `.jobs.workers.instances` (`active` counts them all).
+pub const MAX_LISTED_WORKERS: i64 = 100;
+
+/// One active row of `jobs.workers`, as `.jobs.workers.instances[]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveWorker {
+    /// Its `jobs.workers.id`.
+    pub id: Uuid,
+    /// Its host name.
+    pub hostname: String,
+    /// Its `jobs.max_concurrent_per_worker`.
+    pub concurrency: i32,
+    /// When it started.
+    #[serde(with = "rfc3339")]
+    pub started_at: SystemTime,
+    /// Its last heartbeat.
+    #[serde(with = "rfc3339")]
+    pub last_heartbeat_at: SystemTime,
+}
+
+impl ActiveWorker {
+    /// A row selected with [`ACTIVE_WORKERS_SQL`].
+    fn from_row(row: &Row) -> Result<ActiveWorker, tokio_postgres::Error> {
+        Ok(ActiveWorker {
+            id: row.try_get(0)?,
+            hostname: row.try_get(1)?,
+            concurrency: row.try_get(2)?,
+            started_at: row.try_get(3)?,
+            last_heartbeat_at: row.try_get(4)?,
+        })
+    }
+}
+
+/// The active workers, oldest first.
+const ACTIVE_WORKERS_SQL: &str = "SELECT id, hostname, concurrency, started_at, last_heartbeat_at \
+     FROM jobs.workers WHERE status = 'active' ORDER BY started_at, id LIMIT $1";
 
 /// This instance's worker, as `.jobs.workers.local`.
 #[derive(Debug, Clone, Serialize)]
@@ -162,7 +265,12 @@ pub struct JobsHealth {
 }
 
 /// Builds [`JobsStats`] from the parts.
-pub(crate) fn stats(counters: &Counters, counts: Counts, local: LocalWorker) -> JobsStats {
+pub(crate) fn stats(
+    counters: &Counters,
+    counts: Counts,
+    instances: Vec<ActiveWorker>,
+    local: LocalWorker,
+) -> JobsStats {
     let (completed, failed, retried) = counters.snapshot();
     JobsStats {
         pending: counts.pending,
@@ -173,8 +281,29 @@ pub(crate) fn stats(counters: &Counters, counts: Counts, local: LocalWorker) -> 
         schedule_fires_total: counters.schedule_fires(),
         workers: WorkersStats {
             active: counts.active_workers,
+            instances,
             local,
         },
+    }
+}
+
+impl Shared {
+    /// This instance's worker as it is now.
+    pub(crate) fn local_worker(&self) -> LocalWorker {
+        LocalWorker {
+            id: self.worker_id,
+            hostname: self.settings.hostname.clone(),
+            status: if !self.started.load(Ordering::Acquire) {
+                "not_started"
+            } else if self.is_draining() {
+                "stopped"
+            } else {
+                "active"
+            },
+            concurrency: self.settings.max_concurrent_per_worker,
+            running: self.running_count(),
+            last_heartbeat_seconds_ago: self.last_beat().map(|at| at.elapsed().as_secs_f64()),
+        }
     }
 }
 
@@ -190,25 +319,31 @@ impl Jobs {
                 *s.counts.lock().unwrap_or_else(|e| e.into_inner())
             }
         };
-        stats(&s.counters, counts, self.local_worker())
+        let instances = match s.db.query(ACTIVE_WORKERS_SQL, &[&MAX_LISTED_WORKERS]).await {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|row| ActiveWorker::from_row(row).ok())
+                .collect(),
+            Err(err) => {
+                tracing::debug!(error = %err, "reading the active workers failed");
+                Vec::new()
+            }
+        };
+        let local = self.local_worker();
+        publish_local(&local);
+        stats(&s.counters, counts, instances, local)
+    }
+
+    /// Publishes the gauges from what this instance knows now, without a query (the
+    /// queue's count is the last heartbeat's): called before each Prometheus scrape.
+    pub fn publish_gauges(&self) {
+        let s = &self.shared;
+        s.counts.lock().unwrap_or_else(|e| e.into_inner()).publish();
+        publish_local(&s.local_worker());
     }
 
     fn local_worker(&self) -> LocalWorker {
-        let s = &self.shared;
-        LocalWorker {
-            id: s.worker_id,
-            hostname: s.settings.hostname.clone(),
-            status: if !s.started.load(Ordering::Acquire) {
-                "not_started"
-            } else if s.is_draining() {
-                "stopped"
-            } else {
-                "active"
-            },
-            concurrency: s.settings.max_concurrent_per_worker,
-            running: s.running_count(),
-            last_heartbeat_seconds_ago: s.last_beat().map(|at| at.elapsed().as_secs_f64()),
-        }
+        self.shared.local_worker()
     }
 
     /// The `jobs` component of the health endpoint.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod dashboard;
+pub mod jobs;
 pub mod realtime;
 pub mod rpc;
 pub mod service_keys;
@@ -19,5 +20,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(dashboard::routes)
         .configure(tables::routes)
         .configure(rpc::routes)
-        .configure(storage::routes);
+        .configure(storage::routes)
+        .configure(jobs::routes);
 }
