@@ -371,6 +371,7 @@ impl Default for LogConfig {
 /// Keys whose values are secrets: shown as `"***"` by [`Config::redacted`].
 const SECRET_KEYS: &[&str] = &[
     "auth.jwt_secret",
+    "auth.smtp.password",
     "storage.s3.secret_key",
     "storage.s3.access_key",
 ];
@@ -554,6 +555,7 @@ impl Config {
                 "is required when storage.provider is s3 (FLUXBASE_S3_BUCKET)".into(),
             );
         }
+        errors.extend(self.auth_email_rules());
         errors
     }
 
