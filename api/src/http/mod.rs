@@ -8,17 +8,20 @@
 //! - one module per surface: `health`, and [`v1`] (`auth`, `dashboard`, `service_keys`,
 //!   `realtime`): thin handlers that parse, call a service, shape the answer.
 //!
+//! - [`supabase`]: Supabase's shapes over the same services (`/auth/v1` so far).
+//!
 //! Room is left for the surfaces to come, each a module here registered in [`build_app`]
 //! like `v1`: `rest` (PostgREST's query language over the schema cache,
 //! `/api/v1/tables/…`, `/api/v1/rpc/…`), `storage` (`/api/v1/storage/…`), `jobs`
-//! (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and a `supabase/` tree (`/rest/v1`,
-//! `/auth/v1`, `/storage/v1`, `/realtime/v1/websocket`) over the same services and guards.
+//! (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and the rest of the `supabase/` tree
+//! (`/rest/v1`, `/storage/v1`, `/realtime/v1/websocket`) over the same services and guards.
 
 pub mod extract;
 mod health;
 pub mod middleware;
 mod resource;
 pub mod state;
+pub mod supabase;
 pub mod v1;
 
 use actix_web::body::MessageBody;
@@ -59,12 +62,15 @@ pub fn build_app(
         // Innermost first: the last `wrap` meets a request first.
         .wrap(from_fn(middleware::csrf::csrf))
         .wrap(from_fn(middleware::rate_limit::rate_limit))
+        // Around the rate limits and CSRF, so their refusals on `/auth/v1` take GoTrue's shape.
+        .wrap(from_fn(supabase::auth::gotrue_errors))
         .wrap(from_fn(middleware::cors::cors))
         .wrap(from_fn(middleware::headers::security_headers))
         .wrap(from_fn(middleware::body_timeout::body_timeout))
         .wrap(from_fn(middleware::observe::observe))
         .configure(health::routes)
         .configure(v1::routes)
+        .configure(supabase::routes)
         .default_service(web::to(resource::not_found))
 }
 

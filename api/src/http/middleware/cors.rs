@@ -98,6 +98,6 @@ fn set_cors(headers: &mut HeaderMap, origin: &str, cors: &CorsConfig) {
     insert(
         headers,
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        "x-request-id, retry-after, content-range",
+        "x-request-id, retry-after, content-range, x-supabase-api-version, x-total-count, link",
     );
 }
