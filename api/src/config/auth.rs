@@ -341,3 +341,109 @@ impl super::Config {
         errors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    /// The keys named by the errors of `config`.
+    fn failing(config: &Config) -> Vec<String> {
+        config.validate().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn smtp_needs_a_sender_a_base_url_and_protected_credentials() {
+        let mut c = Config::default();
+        assert!(failing(&c).is_empty());
+        c.auth.smtp.host = Some("smtp.example.com".into());
+        assert_eq!(failing(&c), ["auth.smtp.from", "server.base_url"]);
+        c.auth.smtp.from = Some("noreply@example.com".into());
+        c.server.base_url = Some("https://api.example.com".into());
+        assert!(failing(&c).is_empty());
+        c.auth.smtp.user = Some("mailer".into());
+        assert_eq!(failing(&c), ["auth.smtp.password"]);
+        c.auth.smtp.password = Some("secret".into());
+        c.auth.smtp.tls = SmtpTlsMode::None;
+        assert_eq!(failing(&c), ["auth.smtp.tls"]);
+        c.auth.smtp.host = Some("127.0.0.1".into());
+        assert!(failing(&c).is_empty(), "credentials may stay on loopback");
+        c.auth.smtp.ca_file = Some("/nonexistent/ca.pem".into());
+        assert_eq!(failing(&c), ["auth.smtp.ca_file"]);
+        c.auth.smtp.ca_file = None;
+        c.auth.otp_ttl = Dur::secs(0);
+        c.auth.site_url = Some("app.example.com".into());
+        c.auth.redirect_urls = vec!["javascript:x".into()];
+        assert_eq!(
+            failing(&c),
+            ["auth.otp_ttl", "auth.site_url", "auth.redirect_urls"]
+        );
+    }
+
+    #[test]
+    fn email_settings_follow_the_keys_and_hide_the_password() {
+        let mut c = Config::default();
+        let email = c.auth_settings().email;
+        assert!(!email.confirmation_required);
+        assert_eq!(
+            email.sender,
+            fluxbase_auth::SenderSettings::Log {
+                reveal_links: false
+            }
+        );
+        assert_eq!(email.verify_url, None);
+        c.server.base_url = Some("https://api.example.com/".into());
+        c.auth.email_confirmation = true;
+        c.auth.smtp.host = Some("smtp.example.com".into());
+        c.auth.smtp.from = Some("noreply@example.com".into());
+        c.auth.smtp.user = Some("mailer".into());
+        c.auth.smtp.password = Some("hunter2-smtp".into());
+        c.auth.smtp.tls = SmtpTlsMode::Tls;
+        let email = c.auth_settings().email;
+        assert!(email.confirmation_required);
+        assert_eq!(
+            email.verify_url.as_deref(),
+            Some("https://api.example.com/auth/v1/verify")
+        );
+        let fluxbase_auth::SenderSettings::Smtp(smtp) = &email.sender else {
+            panic!("{email:?}")
+        };
+        assert_eq!(smtp.tls, fluxbase_auth::SmtpTls::Implicit);
+        assert_eq!(smtp.port, DEFAULT_SMTP_PORT);
+        assert_eq!(c.redacted()["auth"]["smtp"]["password"], "***");
+        assert!(!format!("{:?}", c.auth_settings()).contains("hunter2"));
+    }
+
+    #[test]
+    fn smtp_keys_come_from_the_environment() {
+        let env = [
+            ("FLUXBASE_AUTH_SMTP_HOST", "smtp.example.com"),
+            ("FLUXBASE_AUTH_SMTP_PORT", "2525"),
+            ("FLUXBASE_AUTH_SMTP_TLS", "none"),
+            ("FLUXBASE_AUTH_SMTP_FROM", "noreply@example.com"),
+            ("FLUXBASE_AUTH_EMAIL_CONFIRMATION", "true"),
+            ("FLUXBASE_AUTH_OTP_TTL", "15m"),
+            (
+                "FLUXBASE_AUTH_REDIRECT_URLS",
+                "http://localhost:3000/*, https://app.example.com",
+            ),
+            ("FLUXBASE_BASE_URL", "https://api.example.com"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let path =
+            std::env::temp_dir().join(format!("fluxbase-smtp-config-{}.yaml", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        let loaded = super::super::load(Some(&path), env);
+        let _ = std::fs::remove_file(&path);
+        let c = loaded.unwrap().config;
+        assert_eq!(c.auth.smtp.host.as_deref(), Some("smtp.example.com"));
+        assert_eq!(c.auth.smtp.port, 2525);
+        assert_eq!(c.auth.smtp.tls, SmtpTlsMode::None);
+        assert!(c.auth.email_confirmation);
+        assert_eq!(c.auth.otp_ttl, Dur::secs(900));
+        assert_eq!(
+            c.auth.redirect_urls,
+            ["http://localhost:3000/*", "https://app.example.com"]
+        );
+    }
+}
