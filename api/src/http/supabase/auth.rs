@@ -32,6 +32,10 @@ use crate::http::state::AppState;
 
 /// Registers `/auth/v1/*`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    metrics::describe_counter!(
+        "fluxbase_auth_emails_total",
+        "Emails of the auth flow by kind and result (sent, failed, dropped, logged)"
+    );
     cfg.service(
         web::scope("/auth/v1")
             .configure(session::routes)
