@@ -19,4 +19,5 @@ mod revocation;
 mod security;
 mod serve;
 mod storage;
+mod supabase_auth;
 mod support;

@@ -39,7 +39,9 @@ fn authenticate(c: &mut Criterion) {
                 &Client::new(IpAddr::from([127, 0, 0, 1]), None),
             )
             .await
-            .expect("sign up");
+            .expect("sign up")
+            .session()
+            .expect("confirmation is off: signed in at once");
         (service, db, grant.access_token)
     });
     let keys = service.keys().expect("keys").clone();

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use fluxbase_migrations::Db;
 
+use crate::one_time::Purpose;
 use crate::{Client, Realm};
 
 /// One kind of audited event.
@@ -55,6 +56,12 @@ pub enum AuditAction {
     ServiceKeyRotated,
     /// A service key was deleted.
     ServiceKeyDeleted,
+    /// An email with a one-time link and code was requested (and sent).
+    TokenRequested(Purpose),
+    /// A one-time link or code was refused.
+    OtpFailed,
+    /// An application user was deleted by the service role.
+    UserDeleted,
 }
 
 impl AuditAction {
@@ -83,6 +90,15 @@ impl AuditAction {
             AuditAction::ServiceKeyRevoked => "service_key_revoked",
             AuditAction::ServiceKeyRotated => "service_key_rotated",
             AuditAction::ServiceKeyDeleted => "service_key_deleted",
+            AuditAction::TokenRequested(purpose) => match purpose {
+                Purpose::Confirmation => "user_confirmation_requested",
+                Purpose::Recovery => "user_recovery_requested",
+                Purpose::MagicLink => "user_magiclink_requested",
+                Purpose::EmailChange => "user_email_change_requested",
+                Purpose::Invite => "user_invited",
+            },
+            AuditAction::OtpFailed => "otp_failed",
+            AuditAction::UserDeleted => "user_deleted",
         }
     }
 
@@ -95,6 +111,7 @@ impl AuditAction {
                 | AuditAction::TokenRefreshFailed
                 | AuditAction::TokenReuseDetected
                 | AuditAction::TwoFactorFailed
+                | AuditAction::OtpFailed
         )
     }
 }

@@ -86,6 +86,24 @@ pub enum AuthError {
     /// Signup or email change to a taken email.
     #[error("invalid field `email`: an account with this email address already exists")]
     AlreadyExists,
+    /// A password sign-in of an account whose email is not confirmed while
+    /// `auth.email_confirmation` is on.
+    #[error("email not confirmed: follow the link sent to the address first")]
+    EmailNotConfirmed,
+    /// A one-time token (link or code) that is unknown, spent, expired, or had too many
+    /// wrong codes (one answer for all).
+    #[error("the token has expired or is invalid")]
+    OtpInvalid,
+    /// Another email of the same purpose was sent to the account less than
+    /// `auth.email_min_interval` ago.
+    #[error("for security purposes, this can only be requested again after {} seconds", .retry_after.as_secs().max(1))]
+    EmailRateLimited {
+        /// When the next email may be requested.
+        retry_after: Duration,
+    },
+    /// A passwordless sign-in for an unknown address that asked not to create an account.
+    #[error("signups are not allowed for this request (`create_user` is false)")]
+    SignupNotAllowed,
     /// The resource's state forbids the operation.
     #[error("{0}")]
     Conflict(&'static str),
@@ -155,6 +173,10 @@ impl ErrorCode for AuthError {
             AuthError::Invalid { .. } | AuthError::Missing(_) => Code::ValidationFailed,
             AuthError::WeakPassword { .. } => Code::WeakPassword,
             AuthError::AlreadyExists => Code::UserAlreadyExists,
+            AuthError::EmailNotConfirmed | AuthError::OtpInvalid | AuthError::SignupNotAllowed => {
+                Code::Forbidden
+            }
+            AuthError::EmailRateLimited { .. } => Code::RateLimited,
             AuthError::Conflict(_) => Code::Conflict,
             AuthError::NotFound(_) => Code::NotFound,
             AuthError::Overloaded { .. } => Code::Overloaded,
@@ -174,7 +196,9 @@ impl ErrorCode for AuthError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             AuthError::Locked { seconds } => Some(Duration::from_secs(*seconds)),
-            AuthError::Overloaded { retry_after } => Some(*retry_after),
+            AuthError::Overloaded { retry_after } | AuthError::EmailRateLimited { retry_after } => {
+                Some(*retry_after)
+            }
             AuthError::Database(err) => err.retry_after(),
             _ => None,
         }

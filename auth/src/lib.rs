@@ -9,6 +9,9 @@
 //!   and a live session;
 //! - one email policy ([`email`]), one password policy with a bounded argon2id hasher
 //!   ([`password`]), one session semantics ([`sessions`]), one audit sink ([`audit`]);
+//! - the email flow of application users — confirmation, recovery, magic links, email
+//!   change, invitations ([`verification`]) — over one-time tokens ([`one_time`]) and an
+//!   SMTP or log sender ([`mail`]); the service role's user management ([`user_admin`]);
 //! - JWT ([`JwtKeys`]), the claims of the tokens it issues ([`tokens`], [`dashboard`]), TOTP
 //!   and backup codes ([`totp`]), and the [`AuthContext`] (role + claims) a request or a
 //!   socket acts as;
@@ -26,6 +29,8 @@ pub mod email;
 mod error;
 mod identity;
 mod jwt;
+pub mod mail;
+pub mod one_time;
 pub mod password;
 mod realm;
 mod service;
@@ -33,7 +38,9 @@ pub mod service_keys;
 pub mod sessions;
 pub mod tokens;
 pub mod totp;
+pub mod user_admin;
 pub mod users;
+pub mod verification;
 
 pub use admins::{AdminSignUp, LoginOutcome};
 pub use client::Client;
@@ -41,7 +48,11 @@ pub use context::{AuthContext, Role};
 pub use error::{AuthError, RefreshRefusal};
 pub use identity::{AdminSession, Caller, Credentials, ServiceKeyCaller, UserSession};
 pub use jwt::{DEFAULT_LEEWAY, JwtError, JwtKeys};
+pub use mail::{EmailSettings, SenderSettings, SmtpSettings, SmtpTls};
+pub use one_time::VerifyType;
 pub use realm::Realm;
 pub use service::{AuthService, AuthSettings, LockoutSettings, RealmSettings};
 pub use tokens::Grant;
-pub use users::{SignOutScope, SignUp, UserUpdate};
+pub use user_admin::{AdminAttributes, UserPage};
+pub use users::{MetadataMerge, SignOutScope, SignUp, SignedUp, UserUpdate};
+pub use verification::{GeneratedLink, LinkKind, Links, Proof};

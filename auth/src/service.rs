@@ -1,6 +1,7 @@
 //! [`AuthService`]: the one auth service of both realms. It owns the pool handle, the
-//! signing keys, the bounded password hasher, the session store and the audit sink; its
-//! flows live in [`crate::users`], [`crate::admins`], [`crate::service_keys`] and
+//! signing keys, the bounded password hasher, the session store, the email sender and the
+//! audit sink; its flows live in [`crate::users`], [`crate::verification`],
+//! [`crate::user_admin`], [`crate::admins`], [`crate::service_keys`] and
 //! [`crate::identity`] (each an `impl AuthService` block).
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use fluxbase_migrations::Db;
 
 use crate::audit::AuditSink;
+use crate::mail::{EmailSettings, Mailer};
 use crate::password::{HashingSettings, PasswordHasher, PasswordPolicy};
 use crate::sessions::SessionStore;
 use crate::totp::TwoFactorKeys;
@@ -51,6 +53,8 @@ pub struct AuthSettings {
     pub jwt_leeway: Duration,
     /// `auth.password_hash_concurrency`, `auth.password_hash_queue`.
     pub hashing: HashingSettings,
+    /// The email flow: confirmation, one-time tokens, links, the sender.
+    pub email: EmailSettings,
 }
 
 impl Default for AuthSettings {
@@ -73,6 +77,7 @@ impl Default for AuthSettings {
             service_key_rotation_grace: Duration::ZERO,
             jwt_leeway: crate::jwt::DEFAULT_LEEWAY,
             hashing: HashingSettings::default(),
+            email: EmailSettings::default(),
         }
     }
 }
@@ -102,6 +107,7 @@ struct Inner {
     hasher: PasswordHasher,
     audit: AuditSink,
     sessions: SessionStore,
+    mailer: Mailer,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -125,6 +131,7 @@ impl AuthService {
                 audit: AuditSink::new(db.clone()),
                 sessions: SessionStore::new(db.clone()),
                 hasher: PasswordHasher::new(settings.hashing),
+                mailer: Mailer::new(settings.email.sender.clone()),
                 db,
                 keys,
                 two_factor,
@@ -166,6 +173,11 @@ impl AuthService {
     /// The session store.
     pub(crate) fn sessions(&self) -> &SessionStore {
         &self.inner.sessions
+    }
+
+    /// The email sender.
+    pub(crate) fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
     }
 
     /// The keys of 2FA material at rest, or [`AuthError::NotConfigured`].

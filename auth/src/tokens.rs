@@ -99,6 +99,9 @@ pub fn issue_access_token(
         "email": subject.email.unwrap_or(""),
         "app_metadata": subject.app_metadata,
         "user_metadata": subject.user_metadata,
+        // Supabase's claims that RLS policies and auth-js read: one factor, a real account.
+        "aal": "aal1",
+        "is_anonymous": false,
     });
     let Value::Object(claims) = claims else {
         unreachable!("json! of an object literal is an object")

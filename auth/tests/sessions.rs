@@ -26,6 +26,8 @@ async fn app_user(service: &fluxbase_auth::AuthService, email: &str) -> fluxbase
         )
         .await
         .unwrap()
+        .session()
+        .expect("confirmation is off: signed in at once")
 }
 
 async fn admin(service: &fluxbase_auth::AuthService) -> fluxbase_auth::Grant {

@@ -82,6 +82,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "jobs",
         sql: include_str!("../sql/0011_jobs.sql"),
     },
+    Migration {
+        version: 12,
+        name: "one_time_tokens",
+        sql: include_str!("../sql/0012_one_time_tokens.sql"),
+    },
 ];
 
 /// Key of the session advisory lock held while migrating ("fluxmigr" in ASCII).

@@ -315,6 +315,7 @@ impl Default for LogConfig {
 /// Keys whose values are secrets: shown as `"***"` by [`Config::redacted`] and in errors.
 const SECRET_KEYS: &[&str] = &[
     "auth.jwt_secret",
+    "auth.smtp.password",
     "storage.s3.secret_key",
     "storage.s3.access_key",
     "jobs.signing_secret",
@@ -500,6 +501,7 @@ impl Config {
         self.validate_rest(&mut check);
         errors.extend(self.storage.validate());
         errors.extend(self.jobs.validate());
+        errors.extend(self.auth_email_rules());
         errors
     }
 

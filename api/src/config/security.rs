@@ -47,6 +47,7 @@ impl Default for CorsConfig {
                 "apikey",
                 "content-type",
                 "x-client-info",
+                "x-supabase-api-version",
                 "x-request-id",
                 "x-service-key",
                 "x-csrf-token",

@@ -6,15 +6,10 @@
 //! - [`middleware`]: observe (request id, log, metrics), body timeout, security headers,
 //!   CORS, rate limits, CSRF, client IP — one noun each;
 //! - one module per surface: `health`, [`v1`] (`auth`, `dashboard`, `service_keys`,
-//!   `realtime`, `storage`) and [`supabase`] (`storage` at `/storage/v1`): thin handlers
-//!   that parse, call a service, shape the answer; [`transfer`] carries object bytes for
-//!   both storage surfaces (request bodies into uploads, objects out as responses).
-//!
-//! Room is left for the surfaces to come, each a module registered in [`build_app`] like
-//! `v1`: `rest` (PostgREST's query language over the schema cache, `/api/v1/tables/…`,
-//! `/api/v1/rpc/…`), `jobs` (`/api/v1/jobs/…`, `/api/v1/admin/jobs/…`), and the rest of
-//! the `supabase/` tree (`/rest/v1`, `/auth/v1`, `/realtime/v1/websocket`) over the same
-//! services and guards.
+//!   `realtime`, `tables`, `rpc`, `storage`, `jobs`) and [`supabase`] (`/rest/v1`,
+//!   `/storage/v1`, `/auth/v1`): thin handlers that parse, call a service, shape the answer;
+//!   [`rest`] carries the REST requests and answers of both REST surfaces, [`transfer`]
+//!   object bytes for both storage surfaces.
 
 pub mod extract;
 mod health;
@@ -64,6 +59,8 @@ pub fn build_app(
         // Innermost first: the last `wrap` meets a request first.
         .wrap(from_fn(middleware::csrf::csrf))
         .wrap(from_fn(middleware::rate_limit::rate_limit))
+        // Around the rate limits and CSRF, so their refusals on `/auth/v1` take GoTrue's shape.
+        .wrap(from_fn(supabase::auth::gotrue_errors))
         .wrap(from_fn(middleware::cors::cors))
         .wrap(from_fn(middleware::headers::security_headers))
         .wrap(from_fn(middleware::body_timeout::body_timeout))

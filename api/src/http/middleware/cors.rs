@@ -98,9 +98,9 @@ fn set_cors(headers: &mut HeaderMap, origin: &str, cors: &CorsConfig) {
     insert(
         headers,
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        // What PostgREST's clients read: the count and range, the new row, the preferences
-        // honoured, the schema that answered.
+        // What PostgREST's and GoTrue's clients read: the count and range, the new row, the
+        // preferences honoured, the schema that answered, GoTrue's API version and paging.
         "x-request-id, retry-after, content-range, range-unit, location, content-location, \
-         preference-applied, content-profile",
+         preference-applied, content-profile, x-supabase-api-version, x-total-count, link",
     );
 }

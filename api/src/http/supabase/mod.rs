@@ -1,7 +1,8 @@
 //! The Supabase surfaces: the same services in the shapes of Supabase's servers, so
 //! `@supabase/supabase-js` works unchanged. One module per surface (`rest` at `/rest/v1`,
-//! `storage` at `/storage/v1`).
+//! `storage` at `/storage/v1`, `auth` at `/auth/v1`), each registering its own scope.
 
+pub mod auth;
 pub mod rest;
 pub mod storage;
 
@@ -9,5 +10,7 @@ use actix_web::web;
 
 /// Registers every Supabase surface.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(rest::configure).configure(storage::routes);
+    cfg.configure(rest::configure)
+        .configure(storage::routes)
+        .configure(auth::routes);
 }

@@ -1,47 +1,35 @@
 //! Application users (`auth.users`, `auth.identities`, `auth.sessions`): sign-up, sign-in,
-//! refresh (for both realms), sign-out, and the signed-in user's own record. Every event is
-//! audited and counted in `fluxbase_auth_attempts_total`.
+//! refresh (for both realms), sign-out here; the signed-in user's own record in [`profile`];
+//! their JSON in [`shape`]. Every event is audited and counted in
+//! `fluxbase_auth_attempts_total`.
 //!
-//! Email verification and password reset by email are not offered (no SMTP): an operator
-//! resets a password with the runbook's `crypt(…, gen_salt('bf'))`, which signs in once and
+//! With `auth.email_confirmation` on, a sign-up waits for its address to be confirmed (a
+//! link or code sent by email, [`crate::verification`]) and password sign-in refuses
+//! unconfirmed addresses; off, addresses count as confirmed at once. An operator can still
+//! reset a password with the runbook's `crypt(…, gen_salt('bf'))`, which signs in once and
 //! is upgraded to argon2id on that sign-in.
 
-use fluxbase_migrations::DbErrorKind;
+mod account;
+pub mod profile;
+pub(crate) mod shape;
+
+pub(crate) use account::{NewAccount, insert_account};
+pub use profile::MetadataMerge;
+pub(crate) use shape::iso;
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use self::shape::{app_user_json, user_json};
 use crate::audit::{Attempt, AuditAction, AuditEvent, count_attempt};
 use crate::error::RefreshRefusal;
+use crate::mail::OutgoingEmail;
+use crate::one_time::{Purpose, TokenStore};
 use crate::password::{self, Verified};
-use crate::sessions::{RefreshToken, SessionStore};
-use crate::tokens::{self, Grant, TokenSubject};
+use crate::sessions::SessionStore;
+use crate::tokens::Grant;
+use crate::verification::Links;
 use crate::{AuthError, AuthService, Client, Realm, UserSession, email};
-
-/// An RFC 3339 UTC text of a timestamptz column, as Supabase's JSON shows them.
-macro_rules! iso {
-    ($col:literal) => {
-        concat!(
-            "to_char(",
-            $col,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        )
-    };
-}
-pub(crate) use iso;
-
-/// The user as clients see it (Supabase's shape), from a row aliased `u`. Never the hash.
-macro_rules! user_json {
-    () => {
-        concat!(
-            "jsonb_build_object('id', u.id, 'aud', 'authenticated', 'role', u.role, 'email', u.email, ",
-            "'email_confirmed_at', ", iso!("u.email_confirmed_at"), ", ",
-            "'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data, ",
-            "'created_at', ", iso!("u.created_at"), ", ",
-            "'updated_at', ", iso!("u.updated_at"), ", ",
-            "'last_sign_in_at', ", iso!("u.last_sign_in_at"), ")"
-        )
-    };
-}
 
 /// A sign-up.
 #[derive(Debug)]
@@ -97,8 +85,38 @@ impl SignOutScope {
     }
 }
 
+/// What a sign-up gives: a session when the address counts as confirmed at once, else the
+/// account waiting for its confirmation. Serialized as the session, or as `{"user": …}`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum SignedUp {
+    /// Signed in.
+    Session(Grant),
+    /// Waiting for the address to be confirmed (a link and code were sent): no session.
+    Pending {
+        /// The account (for an address that was already taken, a look-alike with a random
+        /// id, so the answer does not tell whether the address has an account).
+        user: Value,
+    },
+}
+
+impl SignedUp {
+    /// The session, when signed in.
+    pub fn session(self) -> Option<Grant> {
+        match self {
+            SignedUp::Session(grant) => Some(grant),
+            SignedUp::Pending { .. } => None,
+        }
+    }
+}
+
+/// The `app_metadata` of an account created with an email address.
+pub(crate) fn email_provider() -> Value {
+    json!({"provider": "email", "providers": ["email"]})
+}
+
 /// `user_metadata` must be a JSON object (null: none).
-fn metadata(data: Option<Value>) -> Result<Option<Value>, AuthError> {
+pub(crate) fn metadata(data: Option<Value>) -> Result<Option<Value>, AuthError> {
     match data {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v)),
@@ -107,38 +125,84 @@ fn metadata(data: Option<Value>) -> Result<Option<Value>, AuthError> {
 }
 
 impl AuthService {
-    /// Creates an application user with a first session.
-    pub async fn sign_up(&self, request: SignUp, client: &Client) -> Result<Grant, AuthError> {
+    /// Creates an application user: signed in at once, or — with `auth.email_confirmation`
+    /// on — waiting for the confirmation sent to the address (links from the configured
+    /// `server.base_url`). The Fluxbase paths' sign-up.
+    pub async fn sign_up(&self, request: SignUp, client: &Client) -> Result<SignedUp, AuthError> {
+        let links = self.links(None, None);
+        self.register(request, &links, client).await
+    }
+
+    /// [`AuthService::sign_up`] with the links of the confirmation email given (GoTrue's
+    /// `/auth/v1/signup`, which knows the request's URL and its `redirect_to`).
+    pub async fn register(
+        &self,
+        request: SignUp,
+        links: &Links,
+        client: &Client,
+    ) -> Result<SignedUp, AuthError> {
         self.keys()?;
         let email = email::new_address(&request.email)?;
         self.password_policy(Realm::App)
             .check_new(&request.password)?;
         let data = metadata(request.data)?.unwrap_or_else(|| json!({}));
         let hash = self.hasher().hash(request.password).await?;
-        let app_metadata = json!({"provider": "email", "providers": ["email"]});
+        let confirm_later = self.settings().email.confirmation_required;
 
         let mut conn = self.db().conn().await?;
         let tx = conn.transaction().await?;
-        let sql = concat!(
-            "WITH u AS (",
-            "  INSERT INTO auth.users (email, encrypted_password, raw_app_meta_data, raw_user_meta_data, last_sign_in_at)",
-            "  SELECT $1, $2, $3, $4, now()",
-            "  WHERE NOT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = $1)",
-            "  RETURNING id, email",
-            ") INSERT INTO auth.identities (user_id, provider, provider_id, identity_data)",
-            "  SELECT id, 'email', id::text, jsonb_build_object('sub', id::text, 'email', email) FROM u",
-            "  RETURNING user_id"
-        );
-        let inserted = tx
-            .query_opt(sql, &[&email, &hash, &app_metadata, &data])
-            .await
-            .map_err(fluxbase_migrations::DbError::from);
-        let user_id: Uuid = match inserted {
-            Ok(Some(row)) => row.get(0),
-            Ok(None) => return Err(exists()),
-            Err(err) if err.kind() == DbErrorKind::UniqueViolation => return Err(exists()),
-            Err(err) => return Err(err.into()),
+        let account = NewAccount {
+            id: None,
+            email: &email,
+            password_hash: Some(&hash),
+            app_metadata: email_provider(),
+            user_metadata: data.clone(),
+            confirmed: !confirm_later,
+            signed_in: !confirm_later,
         };
+        let Some(user_id) = insert_account(&tx, &account).await? else {
+            drop(tx);
+            drop(conn);
+            if !confirm_later {
+                return Err(exists());
+            }
+            // Answer as for a new address; an unconfirmed owner gets the link again.
+            count_attempt(Attempt::Failure, "user_already_exists");
+            match self.resend_confirmation(&email, links, client).await {
+                Ok(()) | Err(AuthError::EmailRateLimited { .. }) => {}
+                Err(err) => return Err(err),
+            }
+            return Ok(SignedUp::Pending {
+                user: self.look_alike(&email, &data).await?,
+            });
+        };
+        if confirm_later {
+            let ttl = self.settings().email.otp_ttl;
+            let secrets =
+                TokenStore::issue(&tx, user_id, Purpose::Confirmation, &email, ttl, None).await?;
+            let user = app_user_json(&tx, user_id).await?;
+            tx.commit().await?;
+            drop(conn);
+            count_attempt(Attempt::Success, "signup");
+            self.audit()
+                .record(AuditEvent {
+                    realm: Realm::App,
+                    action: AuditAction::Signup,
+                    actor: Some(user_id),
+                    client,
+                    details: json!({"provider": "email", "confirmed": false}),
+                })
+                .await;
+            self.mailer().send(OutgoingEmail::new(
+                Purpose::Confirmation,
+                &email,
+                user_id,
+                links,
+                &secrets,
+                ttl,
+            ));
+            return Ok(SignedUp::Pending { user });
+        }
         let (session_id, refresh) = SessionStore::open(&tx, Realm::App, user_id, client).await?;
         let user = app_user_json(&tx, user_id).await?;
         tx.commit().await?;
@@ -154,6 +218,31 @@ impl AuthService {
             })
             .await;
         self.grant(Realm::App, user, session_id, &refresh)
+            .map(SignedUp::Session)
+    }
+
+    /// The answer to a repeated sign-up while confirmation is on: an account-shaped object
+    /// with a random id and no dates but now, as GoTrue answers, so that the response does
+    /// not tell whether the address has an account.
+    async fn look_alike(&self, email: &str, data: &Value) -> Result<Value, AuthError> {
+        let row = self
+            .db()
+            .query(
+                concat!(
+                    "SELECT jsonb_build_object('id', gen_random_uuid(), 'aud', 'authenticated', ",
+                    "'role', '', 'email', $1::text, 'phone', '', 'email_confirmed_at', NULL, ",
+                    "'app_metadata', $2::jsonb, 'user_metadata', $3::jsonb, ",
+                    "'identities', '[]'::jsonb, 'is_anonymous', false, ",
+                    "'created_at', ",
+                    iso!("now()"),
+                    ", 'updated_at', ",
+                    iso!("now()"),
+                    ")"
+                ),
+                &[&email, &email_provider(), data],
+            )
+            .await?;
+        Ok(row[0].get(0))
     }
 
     /// Signs an application user in. Unknown accounts cost the same password check as
@@ -170,15 +259,17 @@ impl AuthService {
         let rows = self
             .db()
             .query(
-                "SELECT id, encrypted_password FROM auth.users WHERE lower(email) = $1 \
+                "SELECT id, encrypted_password, email_confirmed_at IS NOT NULL \
+                 FROM auth.users WHERE lower(email) = $1 \
                  ORDER BY (email = $1) DESC, created_at LIMIT 1",
                 &[&email],
             )
             .await?;
-        let found: Option<(Uuid, Option<String>)> = rows.first().map(|r| (r.get(0), r.get(1)));
-        let (user_id, stored) = match found {
-            Some((id, Some(stored))) => (id, stored),
-            Some((id, None)) => {
+        let found: Option<(Uuid, Option<String>, bool)> =
+            rows.first().map(|r| (r.get(0), r.get(1), r.get(2)));
+        let (user_id, stored, confirmed) = match found {
+            Some((id, Some(stored), confirmed)) => (id, stored, confirmed),
+            Some((id, None, _)) => {
                 self.hasher().dummy_verify(password).await?;
                 return Err(self.sign_in_failed(Some(id), "no_password", client).await);
             }
@@ -202,6 +293,20 @@ impl AuthService {
                     .await);
             }
         };
+        if !confirmed && self.settings().email.confirmation_required {
+            // Only the password's holder learns that the address waits for confirmation.
+            count_attempt(Attempt::Failure, "email_not_confirmed");
+            self.audit()
+                .record(AuditEvent {
+                    realm: Realm::App,
+                    action: AuditAction::LoginFailed,
+                    actor: Some(user_id),
+                    client,
+                    details: json!({"reason": "email_not_confirmed"}),
+                })
+                .await;
+            return Err(AuthError::EmailNotConfirmed);
+        }
         let mut conn = self.db().conn().await?;
         let tx = conn.transaction().await?;
         let updated = tx
@@ -373,180 +478,6 @@ impl AuthService {
             .await;
         Ok(())
     }
-
-    /// The signed-in user, while their session lasts.
-    pub async fn user(&self, user: &UserSession) -> Result<Value, AuthError> {
-        let sql = concat!(
-            "SELECT ",
-            user_json!(),
-            " FROM auth.users u ",
-            "WHERE u.id = $1 AND EXISTS (SELECT 1 FROM auth.sessions s WHERE s.id = $2 AND s.user_id = u.id)"
-        );
-        let rows = self
-            .db()
-            .query(sql, &[&user.user_id, &user.session_id])
-            .await?;
-        rows.first()
-            .map(|r| r.get::<_, Value>(0))
-            .ok_or(AuthError::SessionEnded)
-    }
-
-    /// Changes the signed-in user's email, password or metadata (merged key by key). A new
-    /// password ends the user's other sessions.
-    pub async fn update_user(
-        &self,
-        user: &UserSession,
-        update: UserUpdate,
-        client: &Client,
-    ) -> Result<Value, AuthError> {
-        let email = update
-            .email
-            .as_deref()
-            .map(email::new_address)
-            .transpose()?;
-        if let Some(p) = &update.password {
-            self.password_policy(Realm::App).check_new(p)?;
-        }
-        let data = metadata(update.data)?;
-        if email.is_none() && update.password.is_none() && data.is_none() {
-            return Err(AuthError::Missing(
-                "nothing to update: give at least one of `email`, `password`, `data`",
-            ));
-        }
-        let changed: Vec<&str> = [
-            email.as_ref().map(|_| "email"),
-            update.password.as_ref().map(|_| "password"),
-            data.as_ref().map(|_| "user_metadata"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let hash = match update.password {
-            Some(p) => Some(self.hasher().hash(p).await?),
-            None => None,
-        };
-        let sql = concat!(
-            "WITH cur AS (SELECT 1 FROM auth.sessions WHERE id = $2 AND user_id = $1), ",
-            "u AS (",
-            "  UPDATE auth.users SET",
-            "    email_confirmed_at = CASE WHEN $3::text IS NOT NULL AND $3 IS DISTINCT FROM email",
-            "      THEN NULL ELSE email_confirmed_at END,",
-            "    email = coalesce($3, email),",
-            "    encrypted_password = coalesce($4, encrypted_password),",
-            "    raw_user_meta_data = CASE WHEN $5::jsonb IS NULL THEN raw_user_meta_data",
-            "      ELSE raw_user_meta_data || $5::jsonb END,",
-            "    updated_at = now()",
-            "  WHERE id = $1 AND EXISTS (SELECT 1 FROM cur)",
-            "    AND ($3::text IS NULL OR NOT EXISTS",
-            "      (SELECT 1 FROM auth.users o WHERE lower(o.email) = $3 AND o.id <> $1))",
-            "  RETURNING *",
-            "), i AS (",
-            "  UPDATE auth.identities SET identity_data = identity_data || jsonb_build_object('email', $3::text),",
-            "    updated_at = now()",
-            "  WHERE user_id = $1 AND provider = 'email' AND $3::text IS NOT NULL AND EXISTS (SELECT 1 FROM u)",
-            "), d AS (",
-            "  DELETE FROM auth.sessions WHERE user_id = $1 AND id <> $2 AND $4::text IS NOT NULL",
-            "    AND EXISTS (SELECT 1 FROM u)",
-            ") SELECT (SELECT ",
-            user_json!(),
-            " FROM u), EXISTS (SELECT 1 FROM cur)"
-        );
-        let result = self
-            .db()
-            .query(
-                sql,
-                &[&user.user_id, &user.session_id, &email, &hash, &data],
-            )
-            .await;
-        let rows = match result {
-            Ok(rows) => rows,
-            Err(err) if err.kind() == DbErrorKind::UniqueViolation => {
-                return Err(AuthError::AlreadyExists);
-            }
-            Err(err) => return Err(err.into()),
-        };
-        let row = rows.first().ok_or(AuthError::SessionEnded)?;
-        let (updated, session_ok): (Option<Value>, bool) = (row.get(0), row.get(1));
-        if !session_ok {
-            return Err(AuthError::SessionEnded);
-        }
-        let updated = updated.ok_or(AuthError::AlreadyExists)?;
-        self.audit()
-            .record(AuditEvent {
-                realm: Realm::App,
-                action: AuditAction::UserUpdated,
-                actor: Some(user.user_id),
-                client,
-                details: json!({"session_id": user.session_id, "fields": changed}),
-            })
-            .await;
-        Ok(updated)
-    }
-
-    /// The grant of a session: a fresh access token of `realm` and the refresh token.
-    pub(crate) fn grant(
-        &self,
-        realm: Realm,
-        user: Value,
-        session_id: Uuid,
-        refresh: &RefreshToken,
-    ) -> Result<Grant, AuthError> {
-        let keys = self.keys()?;
-        let ttl = self.settings().realm(realm).access_token_ttl;
-        let now = tokens::now_secs();
-        let user_id = user["id"].as_str().unwrap_or_default().to_string();
-        let session = session_id.to_string();
-        let access = match realm {
-            Realm::App => tokens::issue_access_token(
-                keys,
-                &TokenSubject {
-                    user_id: &user_id,
-                    email: user["email"].as_str(),
-                    session_id: &session,
-                    app_metadata: &user["app_metadata"],
-                    user_metadata: &user["user_metadata"],
-                },
-                ttl,
-                now,
-            ),
-            Realm::Dashboard => {
-                let ttl = ttl.as_secs().max(1);
-                let email = user["email"].as_str().unwrap_or_default();
-                let claims = crate::dashboard::access_claims(&user_id, email, &session, now, ttl);
-                tokens::AccessToken {
-                    token: keys.sign(&claims),
-                    expires_in: ttl,
-                    expires_at: now + ttl,
-                }
-            }
-        };
-        Ok(Grant {
-            access_token: access.token,
-            token_type: "bearer",
-            expires_in: access.expires_in,
-            expires_at: access.expires_at,
-            refresh_token: refresh.token.clone(),
-            user,
-        })
-    }
-}
-
-/// The public JSON of app user `id`, inside `tx`.
-async fn app_user_json(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: Uuid,
-) -> Result<Value, AuthError> {
-    let row = tx
-        .query_one(
-            concat!(
-                "SELECT ",
-                user_json!(),
-                " FROM auth.users u WHERE u.id = $1"
-            ),
-            &[&id],
-        )
-        .await?;
-    Ok(row.get(0))
 }
 
 /// A signup to a taken address: counted, then refused.
