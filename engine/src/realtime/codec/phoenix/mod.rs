@@ -18,6 +18,7 @@
 //! the same way (expired, revoked, over the user's connection limit). Private channels need
 //! `realtime.messages` policies, which Fluxbase does not evaluate: they are refused.
 
+mod config;
 pub mod format;
 pub mod wire;
 
@@ -25,7 +26,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fluxbase_migrations::{Code, ErrorCode};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -33,6 +33,7 @@ use super::{
     SubscribeRequest,
 };
 use crate::realtime::error::RealtimeError;
+use config::{Binding, JoinPayload};
 pub use format::{KEY_SEPARATOR, PHOENIX_V1, PHOENIX_V2, PhoenixFormat};
 use format::{presence_map, topic_of};
 pub use wire::Vsn;
@@ -67,61 +68,12 @@ struct Topic {
 
 /// Where a reply goes: the push it answers.
 struct Push {
+    /// The join's ref (echoed as the reply's `join_ref`).
     join_ref: Value,
+    /// The push's own ref (what realtime-js matches the reply by).
     msg_ref: Value,
+    /// The push's topic.
     topic: String,
-}
-
-/// `payload` of `phx_join`.
-#[derive(Debug, Default, Deserialize)]
-struct JoinPayload {
-    #[serde(default)]
-    config: Option<JoinConfig>,
-    #[serde(default)]
-    access_token: Option<String>,
-}
-
-/// `config` of `phx_join`.
-#[derive(Debug, Default, Deserialize)]
-struct JoinConfig {
-    #[serde(default)]
-    broadcast: Option<BroadcastConfig>,
-    #[serde(default)]
-    presence: Option<PresenceConfig>,
-    #[serde(default)]
-    postgres_changes: Option<Vec<Value>>,
-    #[serde(default)]
-    private: Option<bool>,
-}
-
-/// `config.broadcast`.
-#[derive(Debug, Default, Deserialize)]
-struct BroadcastConfig {
-    #[serde(default, rename = "self")]
-    self_broadcast: Option<bool>,
-    #[serde(default)]
-    ack: Option<bool>,
-}
-
-/// `config.presence`.
-#[derive(Debug, Default, Deserialize)]
-struct PresenceConfig {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-/// One `postgres_changes` binding.
-#[derive(Debug, Deserialize)]
-struct Binding {
-    event: String,
-    #[serde(default)]
-    schema: Option<String>,
-    #[serde(default)]
-    table: Option<String>,
-    #[serde(default)]
-    filter: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> RealtimeError {

@@ -297,7 +297,7 @@ pub fn user_broadcast(topic: &str, event: &str, payload: &Payload) -> Option<Fra
     Some(Frame::Binary(out.freeze()))
 }
 
-/// A client's kind-3 frame (tests, and the loadtest's clients).
+/// A client's kind-3 frame, as realtime-js writes it (for tests and test clients).
 pub fn user_broadcast_push(
     join_ref: &str,
     msg_ref: &str,
