@@ -45,8 +45,6 @@ pub struct Phoenix {
     vsn: Vsn,
     /// Joined topics by hub channel (the topic without `realtime:`).
     topics: HashMap<Arc<str>, Topic>,
-    /// The last token this socket set (a join repeating it is not checked again).
-    token: Option<String>,
     /// Counter of presence refs (`phx_ref`, unique per track).
     tracks: u64,
 }
@@ -86,7 +84,6 @@ impl Phoenix {
         Phoenix {
             vsn,
             topics: HashMap::new(),
-            token: None,
             tracks: 0,
         }
     }
@@ -157,16 +154,6 @@ impl Phoenix {
         }
     }
 
-    /// Authenticates `token` unless it is the one already set.
-    async fn set_token(&mut self, session: &Session<'_>, token: &str) -> Result<(), RealtimeError> {
-        if self.token.as_deref() == Some(token) {
-            return Ok(());
-        }
-        session.set_token(token).await?;
-        self.token = Some(token.to_string());
-        Ok(())
-    }
-
     /// Drops a topic's bindings and leaves its channel (its presence leaves too).
     async fn drop_topic(&mut self, session: &Session<'_>, channel: &str) {
         self.topics.remove(channel);
@@ -196,7 +183,7 @@ impl Phoenix {
             return vec![self.refuse(&push, &err)];
         }
         if let Some(token) = payload.access_token.as_deref().filter(|t| !t.is_empty())
-            && let Err(err) = self.set_token(session, token).await
+            && let Err(err) = session.set_token(token).await
         {
             return vec![self.refuse(&push, &err)];
         }
@@ -309,7 +296,7 @@ impl Phoenix {
                 &invalid("access_token needs a string field \"access_token\""),
             )];
         };
-        match self.set_token(session, token).await {
+        match session.set_token(token).await {
             Ok(()) => vec![self.ok(&push)],
             Err(err) => {
                 let channel = push.topic.trim_start_matches("realtime:").to_string();
