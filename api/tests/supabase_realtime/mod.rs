@@ -2,6 +2,7 @@
 //! real `@supabase/supabase-js` under Node for both protocol versions, the protocol frame
 //! by frame with a raw WebSocket client, and the broadcast API.
 
+mod channels;
 mod js;
 mod protocol;
 
