@@ -3,6 +3,7 @@
 //! `storage` at `/storage/v1`, `auth` at `/auth/v1`), each registering its own scope.
 
 pub mod auth;
+pub mod errors;
 pub mod rest;
 pub mod storage;
 
