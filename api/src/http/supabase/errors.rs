@@ -7,11 +7,14 @@
 //! (`/auth/v1` has its own middleware, [`super::auth::gotrue_errors`]: GoTrue negotiates
 //! its error shape by API version.)
 
+use actix_web::HttpRequest;
 use actix_web::body::{BoxBody, EitherBody, MessageBody, to_bytes_limited};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::storage::error::StorageApiError;
@@ -19,6 +22,45 @@ use crate::error::{ApiError, Code};
 
 /// Largest error body reshaped (ours are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An error answer in JSON, read whole: what the reshaping middleware rewrite.
+pub(super) struct ErrorAnswer {
+    /// The request it answers.
+    pub request: HttpRequest,
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers (`Retry-After`, `WWW-Authenticate`, CORS…), kept by the rewrite.
+    pub headers: HeaderMap,
+    /// Its body; empty when unreadable or over [`MAX_ERROR_BODY`].
+    pub body: Bytes,
+}
+
+/// `res` as an [`ErrorAnswer`] when it is an error (4xx, 5xx) in JSON; as it was otherwise.
+pub(super) async fn json_error<B: MessageBody>(
+    res: ServiceResponse<B>,
+) -> Result<ErrorAnswer, ServiceResponse<B>> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || !is_json {
+        return Err(res);
+    }
+    let (request, response) = res.into_parts();
+    let headers = response.headers().clone();
+    let body = match to_bytes_limited(response.into_body(), MAX_ERROR_BODY).await {
+        Ok(Ok(bytes)) => bytes,
+        _ => Bytes::new(),
+    };
+    Ok(ErrorAnswer {
+        request,
+        status,
+        headers,
+        body,
+    })
+}
 
 /// The surfaces reshaped here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,22 +124,16 @@ pub async fn surface_errors(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let res = next.call(req).await?;
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if status.as_u16() < 400 || !is_json {
-        return Ok(res.map_into_left_body());
-    }
-    let (request, response) = res.into_parts();
-    let headers = response.headers().clone();
-    let body = match to_bytes_limited(response.into_body(), MAX_ERROR_BODY).await {
-        Ok(Ok(bytes)) => bytes,
-        _ => Default::default(),
+    let answer = match json_error(next.call(req).await?).await {
+        Ok(answer) => answer,
+        Err(res) => return Ok(res.map_into_left_body()),
     };
+    let ErrorAnswer {
+        request,
+        status,
+        headers,
+        body,
+    } = answer;
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(err) = our_error(&parsed) else {
         // Already the surface's own shape (or not ours to read): as it was.
