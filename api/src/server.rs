@@ -357,6 +357,9 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         database.embedded.is_some(),
         Path::new(STATE_DIR),
     )?;
+    if let Some(storage) = &state.storage {
+        crate::jobs::register_storage_sweep(&jobs, storage.clone());
+    }
     state = state.with_jobs(jobs.clone());
     let engine = if config.realtime.enabled {
         let engine = start_realtime(&config, database, &state, &jobs).await?;
