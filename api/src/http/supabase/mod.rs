@@ -4,6 +4,7 @@
 //! registering its own scope.
 
 pub mod auth;
+pub mod errors;
 pub mod realtime;
 pub mod rest;
 pub mod storage;
