@@ -20,4 +20,5 @@ mod security;
 mod serve;
 mod storage;
 mod supabase_auth;
+mod supabase_realtime;
 mod support;
