@@ -1,5 +1,5 @@
-//! The error shape of `/rest/v1` and `/storage/v1` for the answers their handlers do not
-//! write: the shared middleware's refusals (rate limits, CSRF, body timeouts), unknown
+//! The error shape of `/rest/v1`, `/storage/v1` and `/realtime/v1` for the answers their
+//! handlers do not write (and, on `/realtime/v1`, for all its errors): the shared middleware's refusals (rate limits, CSRF, body timeouts), unknown
 //! routes and methods. Those speak our vocabulary, `{"error":{"code","message"}}`; a
 //! PostgREST or storage-js client reads `code` and `message` at the top level, so here they
 //! take the surface's shape, keeping the status and headers (`Retry-After`…). Bodies
@@ -69,6 +69,9 @@ enum Surface {
     PostgRest,
     /// `/storage/v1`: storage-api's `{statusCode, code, error, message}`.
     Storage,
+    /// `/realtime/v1` (the broadcast API, a refused upgrade): `{code, message}` — realtime-js
+    /// shows `error || message` of an error body, so `error` must not be our object.
+    Realtime,
 }
 
 /// The surface `path` belongs to, if any.
@@ -81,6 +84,8 @@ fn surface_of(path: &str) -> Option<Surface> {
         Some(Surface::PostgRest)
     } else if under("/storage/v1") {
         Some(Surface::Storage)
+    } else if under("/realtime/v1") {
+        Some(Surface::Realtime)
     } else {
         None
     }
@@ -112,8 +117,8 @@ fn postgrest_body(err: &ApiError) -> Value {
     })
 }
 
-/// The middleware (registered around the whole app; a no-op off `/rest/v1` and
-/// `/storage/v1`).
+/// The middleware (registered around the whole app; a no-op off `/rest/v1`,
+/// `/storage/v1` and `/realtime/v1`).
 pub async fn surface_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -147,6 +152,8 @@ pub async fn surface_errors(
     };
     let mut out = match surface {
         Surface::PostgRest => HttpResponse::build(status).json(postgrest_body(&err)),
+        Surface::Realtime => HttpResponse::build(status)
+            .json(json!({"code": err.code.as_str(), "message": err.message})),
         Surface::Storage => {
             let mut shaped = StorageApiError::from(err);
             // The status the middleware chose stands (405 has no code of its own).
@@ -174,6 +181,10 @@ mod tests {
         assert_eq!(surface_of("/rest/v1"), Some(Surface::PostgRest));
         assert_eq!(surface_of("/rest/v1/todos"), Some(Surface::PostgRest));
         assert_eq!(surface_of("/storage/v1/object/x"), Some(Surface::Storage));
+        assert_eq!(
+            surface_of("/realtime/v1/api/broadcast"),
+            Some(Surface::Realtime)
+        );
         assert_eq!(surface_of("/rest/v10"), None);
         assert_eq!(surface_of("/api/v1/tables/todos"), None);
         assert_eq!(surface_of("/auth/v1/token"), None);
