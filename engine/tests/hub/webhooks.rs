@@ -194,7 +194,10 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
     // row, though realtime delivered it. Meanwhile replication restarts, twice over.
     let mut locker = db.client().await;
     let lock = locker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE jobs.jobs IN ACCESS EXCLUSIVE MODE")
+    // EXCLUSIVE blocks the webhooks' INSERT; unlike ACCESS EXCLUSIVE (WAL-logged for hot
+    // standby) it takes no xid, so the other tests' slot creations, which wait for every
+    // xid-holding transaction in the shared cluster, do not wait for this one.
+    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
         .await
         .unwrap();
     let before = wal_lsn(&client).await;
@@ -249,7 +252,7 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
 
     // Server restart while row 6 is not taken yet: the new engine replays it.
     let lock = locker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE jobs.jobs IN ACCESS EXCLUSIVE MODE")
+    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
         .await
         .unwrap();
     let before = wal_lsn(&client).await;
