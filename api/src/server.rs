@@ -233,6 +233,7 @@ async fn start_realtime(
         schemas: config.replication.schemas.clone(),
         supervision: fluxbase_engine::supervise::Supervision::default(),
         bus: None,
+        cluster: cluster(config)?,
     });
     // Database webhooks take each transaction before the slot is acknowledged.
     engine.set_webhooks(jobs.webhooks());
@@ -251,6 +252,29 @@ async fn start_realtime(
     }
     tracing::info!(slot = %config.replication.slot_name, streaming = live, "realtime engine started");
     Ok(engine)
+}
+
+/// Scale-out over Redis when `realtime.bus` is `redis`: the slot leader is elected per slot
+/// (`replication.slot_name` is the cluster's namespace).
+fn cluster(config: &Config) -> anyhow::Result<Option<fluxbase_engine::realtime::cluster::Cluster>> {
+    use fluxbase_engine::realtime::cluster::{Cluster, ClusterOptions};
+    let rt = &config.realtime;
+    if rt.bus != "redis" {
+        return Ok(None);
+    }
+    let cluster = Cluster::new(ClusterOptions {
+        redis_url: rt.redis_url.clone().unwrap_or_default(),
+        failover_timeout: rt.leader_failover_timeout.get(),
+        namespace: config.replication.slot_name.clone(),
+        stream_max_len: rt.bus_stream_max_length,
+    })
+    .context("realtime.redis_url")?;
+    tracing::info!(
+        redis = %crate::config::redact_url(rt.redis_url.as_deref().unwrap_or_default()),
+        failover_timeout_ms = rt.leader_failover_timeout.get().as_millis() as u64,
+        "realtime scale-out over redis"
+    );
+    Ok(Some(cluster))
 }
 
 /// `fluxbase migrate`: apply pending migrations and report.

@@ -213,6 +213,17 @@ pub struct RealtimeConfig {
     pub max_channels_per_connection: u32,
     /// Longest channel name (bytes).
     pub max_channel_name_length: u32,
+    /// What carries changes, broadcasts and presence between instances: `local` (one
+    /// instance, in-process) or `redis` (scale-out, needs `realtime.redis_url`).
+    pub bus: String,
+    /// The Redis URL of the bus (`FLUXBASE_REDIS_URL`), `redis://[:password@]host:port/db`.
+    pub redis_url: Option<String>,
+    /// How long the instances may go without a slot leader before another takes over;
+    /// also how long a dead instance's presences remain.
+    pub leader_failover_timeout: Dur,
+    /// Entries the Redis changes stream keeps (trimmed approximately); an instance further
+    /// behind closes its sockets (close 4010) instead of skipping events.
+    pub bus_stream_max_length: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -235,6 +246,10 @@ impl Default for RealtimeConfig {
             message_size_limit: ByteSize(1 << 20),
             max_channels_per_connection: 100,
             max_channel_name_length: 255,
+            bus: "local".into(),
+            redis_url: None,
+            leader_failover_timeout: Dur::secs(5),
+            bus_stream_max_length: 100_000,
         }
     }
 }
@@ -319,6 +334,7 @@ const SECRET_KEYS: &[&str] = &[
     "storage.s3.secret_key",
     "storage.s3.access_key",
     "jobs.signing_secret",
+    "realtime.redis_url",
 ];
 
 impl Config {
@@ -407,6 +423,33 @@ impl Config {
             rt.max_channel_name_length >= 1,
             "realtime.max_channel_name_length",
             "must be at least 1".into(),
+        );
+        check(
+            rt.bus == "local" || rt.bus == "redis",
+            "realtime.bus",
+            format!("must be local or redis, not {:?}", rt.bus),
+        );
+        check(
+            rt.bus != "redis" || rt.redis_url.as_deref().is_some_and(|u| !u.is_empty()),
+            "realtime.redis_url",
+            "must be set (FLUXBASE_REDIS_URL) when realtime.bus is redis".into(),
+        );
+        if let Some(url) = rt.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            check(
+                url.starts_with("redis://") || url.starts_with("redis+unix://"),
+                "realtime.redis_url",
+                "must be a redis:// URL (redis://[:password@]host:port/db)".into(),
+            );
+        }
+        check(
+            rt.leader_failover_timeout.get() >= std::time::Duration::from_secs(1),
+            "realtime.leader_failover_timeout",
+            "must be at least 1s".into(),
+        );
+        check(
+            rt.bus_stream_max_length >= 1000,
+            "realtime.bus_stream_max_length",
+            "must be at least 1000".into(),
         );
         check(
             rt.client_queue_bytes.0 >= 1024,
@@ -519,6 +562,9 @@ impl Config {
         }
         if let Some(url) = self.database.url.as_deref() {
             value["database"]["url"] = redact_url(url).into();
+        }
+        if let Some(url) = self.realtime.redis_url.as_deref() {
+            value["realtime"]["redis_url"] = redact_url(url).into();
         }
         value
     }

@@ -76,13 +76,13 @@ impl Rule {
                         .old_record
                         .as_ref()
                         .map(|values| (values, &change.old_json_nulls)),
-                    _ => change.record.as_ref().map(|values| (values, &change.json_nulls)),
+                    _ => change
+                        .record
+                        .as_ref()
+                        .map(|values| (values, &change.json_nulls)),
                 };
                 row.is_some_and(|(values, json_nulls)| {
-                    filter.matches(RowRef {
-                        values,
-                        json_nulls,
-                    })
+                    filter.matches(RowRef { values, json_nulls })
                 })
             }
         }

@@ -62,6 +62,7 @@ impl TestEngine {
             schemas: vec!["public".into()],
             supervision: Supervision::default(),
             bus: None,
+            cluster: None,
         });
         TestEngine {
             engine,

@@ -7,8 +7,8 @@ pub mod jobs;
 pub mod realtime;
 pub mod rpc;
 pub mod service_keys;
-pub mod tables;
 pub mod storage;
+pub mod tables;
 
 use actix_web::web;
 

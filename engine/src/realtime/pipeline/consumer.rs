@@ -24,13 +24,35 @@ use crate::realtime::restart::Restarts;
 use crate::supervise;
 
 /// The stream and the transaction in hand.
-struct Stream {
+pub(crate) struct Stream {
     handle: ReplicationHandle,
     rx: mpsc::Receiver<Transaction>,
     /// Taken from the stream, not yet acknowledged.
     pending: Option<Arc<Transaction>>,
     /// The last end LSN acknowledged (what a new stream may deliver again).
     acked: Lsn,
+}
+
+impl Stream {
+    /// A started stream, nothing in hand.
+    pub(crate) fn new(handle: ReplicationHandle, rx: mpsc::Receiver<Transaction>) -> Stream {
+        Stream {
+            handle,
+            rx,
+            pending: None,
+            acked: Lsn::ZERO,
+        }
+    }
+}
+
+/// Who takes a transaction before the slot is acknowledged.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One instance: the dispatcher fans it out to this instance's sockets.
+    Dispatcher(Addr<Dispatcher>),
+    /// Scale-out: the bus appends it to the changes stream; every instance's reader fans it
+    /// out.
+    Bus(crate::realtime::cluster::Appender),
 }
 
 /// The replication consumer actor.
@@ -62,12 +84,7 @@ impl Consumer {
             engine,
             dispatcher,
             config,
-            stream: Arc::new(tokio::sync::Mutex::new(Stream {
-                handle,
-                rx,
-                pending: None,
-                acked: Lsn::ZERO,
-            })),
+            stream: Arc::new(tokio::sync::Mutex::new(Stream::new(handle, rx))),
             at: Arc::new(AtomicU64::new(0)),
             restarts: Restarts::default(),
         }
@@ -77,7 +94,7 @@ impl Consumer {
         self.engine.supervision().running(Self::NAME);
         let work = consume(
             self.engine.clone(),
-            self.dispatcher.clone(),
+            Target::Dispatcher(self.dispatcher.clone()),
             self.config.clone(),
             self.stream.clone(),
             self.at.clone(),
@@ -124,9 +141,9 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// The consume loop, until shutdown.
-async fn consume(
+pub(crate) async fn consume(
     engine: Engine,
-    dispatcher: Addr<Dispatcher>,
+    target: Target,
     config: ReplicationConfig,
     stream: Arc<tokio::sync::Mutex<Stream>>,
     at: Arc<AtomicU64>,
@@ -155,7 +172,7 @@ async fn consume(
         stream.pending = Some(tx.clone());
         at.store(tx.end_lsn.0, Ordering::Release);
         let taken = tokio::select! {
-            () = take(&engine, &dispatcher, &tx) => true,
+            () = take(&engine, &target, &tx) => true,
             _ = shutting_down(&mut shutdown) => false,
         };
         if !taken {
@@ -189,16 +206,13 @@ async fn restart_stream(engine: &Engine, config: &ReplicationConfig, stream: &mu
     }
 }
 
-/// Until the dispatcher fanned `tx` out and webhooks enqueued their jobs for it.
-async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
+/// Until the dispatcher fanned `tx` out (or the bus appended it) and webhooks enqueued
+/// their jobs for it.
+async fn take(engine: &Engine, target: &Target, tx: &Arc<Transaction>) {
     let dispatch = async {
-        loop {
-            match dispatcher.send(Dispatch(tx.clone())).await {
-                Ok(Ok(())) => return,
-                // Crashed: it restarts and takes the transaction again.
-                Ok(Err(_)) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+        match target {
+            Target::Dispatcher(dispatcher) => dispatch(dispatcher, tx).await,
+            Target::Bus(appender) => appender.append(tx).await,
         }
     };
     let webhooks = engine
@@ -224,4 +238,16 @@ async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transacti
         }
     };
     tokio::join!(dispatch, hooks);
+}
+
+/// Until the dispatcher fanned `tx` out to this instance's sockets.
+pub(crate) async fn dispatch(dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
+    loop {
+        match dispatcher.send(Dispatch(tx.clone())).await {
+            Ok(Ok(())) => return,
+            // Crashed: it restarts and takes the transaction again.
+            Ok(Err(_)) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
