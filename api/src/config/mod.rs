@@ -583,3 +583,70 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod scaleout_tests {
+    use super::{Config, load};
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_bus_keys_load_from_the_environment_and_the_url_is_redacted() {
+        assert_eq!(Config::default().realtime.bus, "local");
+        let loaded = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "redis"),
+                ("FLUXBASE_REDIS_URL", "redis://:hunter2-secret@redis:6379/0"),
+                ("FLUXBASE_REALTIME_LEADER_FAILOVER_TIMEOUT", "2s"),
+            ]),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(loaded.realtime.bus, "redis");
+        assert_eq!(
+            loaded.realtime.leader_failover_timeout.get(),
+            std::time::Duration::from_secs(2)
+        );
+        let shown = loaded.redacted().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis:6379"), "{shown}");
+    }
+
+    #[test]
+    fn bad_bus_settings_name_their_key() {
+        let errors = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "redis"),
+                ("FLUXBASE_REALTIME_LEADER_FAILOVER_TIMEOUT", "100ms"),
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"realtime.redis_url"), "{errors:?}");
+        assert!(
+            keys.contains(&"realtime.leader_failover_timeout"),
+            "{errors:?}"
+        );
+        let errors = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "kafka"),
+                ("FLUXBASE_REDIS_URL", "http://:pw-secret@redis"),
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"realtime.bus"), "{errors:?}");
+        let url = errors
+            .iter()
+            .find(|e| e.key == "realtime.redis_url")
+            .unwrap();
+        assert!(!url.to_string().contains("pw-secret"), "{url}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod changes;
 mod channels;
+mod limits;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::auth::Authenticator;
 use super::channels::{Bus, Channels, LocalBus};
-use super::cluster::{Cluster, ClusterStats, Leader, RedisBus, Role, Service};
+use super::cluster::{Cluster, ClusterStats, Leader, RedisBus, Role, Service, SharedLimits};
 use super::connection::{CloseReason, close};
 use super::connections::Connections;
 use super::gate::Gate;
@@ -90,6 +90,8 @@ pub(super) struct Inner {
     pub(super) pg: tokio_postgres::Config,
     /// Scale-out, when configured.
     pub(super) cluster: Option<Cluster>,
+    /// `realtime.max_connections_per_user` across instances (with `cluster`).
+    pub(super) shared_limits: Option<SharedLimits>,
 }
 
 /// Snapshot for `/api/v1/monitoring/metrics` `.realtime` and the health endpoint.
@@ -161,6 +163,9 @@ impl Engine {
             Some(cluster) => Arc::new(RedisBus::new(cluster.clone(), instance.clone())),
             None => Arc::new(LocalBus::new()),
         });
+        let shared_limits = cluster
+            .as_ref()
+            .map(|c| SharedLimits::new(c.clone(), instance.clone()));
         Engine {
             inner: Arc::new(Inner {
                 auth,
@@ -178,6 +183,7 @@ impl Engine {
                 instance,
                 next_seq: AtomicU64::new(1),
                 pg,
+                shared_limits,
                 cluster,
                 settings,
             }),

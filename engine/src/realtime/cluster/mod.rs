@@ -23,6 +23,7 @@ pub mod bus;
 pub mod changes;
 mod leader;
 mod lease;
+pub mod limits;
 mod service;
 pub mod wire;
 
@@ -37,6 +38,7 @@ use tokio::sync::{Notify, watch};
 
 pub use bus::RedisBus;
 pub use changes::Appender;
+pub use limits::SharedLimits;
 
 /// Default `realtime.leader_failover_timeout`.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(5);
