@@ -217,6 +217,7 @@ async fn start_realtime(
     database: &Database,
     state: &AppState,
     jobs: &fluxbase_engine::jobs::Jobs,
+    cluster: Option<fluxbase_engine::realtime::cluster::Cluster>,
 ) -> anyhow::Result<fluxbase_engine::realtime::Engine> {
     // The process's one schema cache, shared with REST.
     let schema = state
@@ -233,7 +234,7 @@ async fn start_realtime(
         schemas: config.replication.schemas.clone(),
         supervision: fluxbase_engine::supervise::Supervision::default(),
         bus: None,
-        cluster: cluster(config)?,
+        cluster,
     });
     // Database webhooks take each transaction before the slot is acknowledged.
     engine.set_webhooks(jobs.webhooks());
@@ -367,8 +368,17 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         Path::new(STATE_DIR),
     )?;
     state = state.with_jobs(jobs.clone());
+    // Scale-out: the per-minute rate limits are shared through Redis too.
+    let cluster = cluster(&config)?;
+    if let Some(cluster) = &cluster {
+        state
+            .limiters
+            .share(fluxbase_engine::realtime::cluster::SharedRate::new(
+                cluster.clone(),
+            ));
+    }
     let engine = if config.realtime.enabled {
-        let engine = start_realtime(&config, database, &state, &jobs).await?;
+        let engine = start_realtime(&config, database, &state, &jobs, cluster).await?;
         state = state.with_engine(engine.clone());
         Some(engine)
     } else {

@@ -67,3 +67,35 @@ async fn the_per_user_limit_holds_across_instances() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `security.rate_limit.requests_per_minute` (5 here) per address across two instances:
+/// three requests on each, the sixth is refused with 429 and `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_minute_rate_limit_holds_across_instances() {
+    let db = TestDb::new().await;
+    let redis = Redis::start().await;
+    let mut env = cluster_env(&redis);
+    env.push((
+        "FLUXBASE_SECURITY_RATE_LIMIT_REQUESTS_PER_MINUTE",
+        "5".into(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, _da) = realtime_server(&db, &env).await;
+    let (b, _db) = realtime_server(&db, &env).await;
+    let mut statuses = Vec::new();
+    for addr in [&a.addr, &b.addr, &a.addr, &b.addr, &a.addr, &b.addr] {
+        let res = crate::support::http(addr, "GET", "/api/v1/monitoring/health").await;
+        if res.status == 429 {
+            assert!(res.header("retry-after").is_some(), "{res:?}");
+            assert!(
+                res.json()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("security.rate_limit.requests_per_minute"),
+                "{res:?}"
+            );
+        }
+        statuses.push(res.status);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429], "{statuses:?}");
+}

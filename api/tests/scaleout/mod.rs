@@ -4,6 +4,7 @@
 mod changes;
 mod channels;
 mod limits;
+mod operations;
 
 use std::path::PathBuf;
 use std::process::Stdio;

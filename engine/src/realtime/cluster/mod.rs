@@ -24,6 +24,7 @@ pub mod changes;
 mod leader;
 mod lease;
 pub mod limits;
+pub mod rate;
 mod service;
 pub mod wire;
 
@@ -39,6 +40,7 @@ use tokio::sync::{Notify, watch};
 pub use bus::RedisBus;
 pub use changes::Appender;
 pub use limits::SharedLimits;
+pub use rate::SharedRate;
 
 /// Default `realtime.leader_failover_timeout`.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(5);
