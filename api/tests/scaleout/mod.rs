@@ -5,6 +5,7 @@ mod changes;
 mod channels;
 mod limits;
 mod operations;
+mod retention;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -99,6 +100,25 @@ impl Redis {
         }
         let mut buf = [0u8; 7];
         sock.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// Runs one command (RESP over the unix socket); returns the raw reply's first line.
+    pub async fn command(&self, args: &[&str]) -> String {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        let mut sock = tokio::net::UnixStream::connect(self.socket())
+            .await
+            .unwrap();
+        sock.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            sock.read_exact(&mut byte).await.unwrap();
+            reply.push(byte[0]);
+        }
+        String::from_utf8(reply).unwrap().trim_end().to_string()
     }
 
     /// SIGKILL, then start again on the same socket and files.
