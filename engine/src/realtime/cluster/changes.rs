@@ -3,7 +3,8 @@
 //!
 //! Entries are `lsn` (the transaction's end LSN, 16 upper-case hex digits: text order is
 //! LSN order), `seq` (contiguous from 1) and `tx` ([`super::wire`]). The append script
-//! refuses an LSN at or below the last one appended: a new leader re-reading what the old
+//! takes the transactions waiting at the leader in one call (one round trip for a burst)
+//! and skips an LSN at or below the last one appended: a new leader re-reading what the old
 //! one appended but had not acknowledged appends nothing twice, and a leader that lost its
 //! lock without knowing it cannot append out of order.
 
@@ -21,14 +22,20 @@ use crate::realtime::connection::{CloseReason, close};
 use crate::realtime::engine::Engine;
 use crate::realtime::pipeline::{Dispatcher, dispatch};
 
-/// KEYS: stream, last-LSN key, sequence key. ARGV: lsn, tx, max length.
+/// KEYS: stream, last-LSN key, sequence key. ARGV: max length, then (lsn, tx) pairs in
+/// commit order. Returns how many were appended.
 const APPEND: &str = r"
-local last = redis.call('GET', KEYS[2])
-if last and last >= ARGV[1] then return 0 end
-local seq = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'lsn', ARGV[1], 'seq', seq, 'tx', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
+local appended = 0
+for i = 2, #ARGV, 2 do
+  local last = redis.call('GET', KEYS[2])
+  if not (last and last >= ARGV[i]) then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'lsn', ARGV[i], 'seq', seq, 'tx', ARGV[i + 1])
+    redis.call('SET', KEYS[2], ARGV[i])
+    appended = appended + 1
+  end
+end
+return appended
 ";
 
 /// Entries read per XREAD.
@@ -60,26 +67,33 @@ impl Appender {
         }
     }
 
-    /// Until Redis holds `tx` (appended now, or before: then it is not appended again).
-    /// Retries with backoff while Redis is unreachable: the slot is not acknowledged
-    /// meanwhile, so nothing is lost.
-    pub async fn append(&self, tx: &Transaction) {
-        let data = wire::encode_transaction(tx);
-        let lsn = lsn_text(tx.end_lsn);
+    /// Until Redis holds every transaction of `batch` (commit order; appended now, or
+    /// before: then not again). Retries with backoff while Redis is unreachable: the slot
+    /// is not acknowledged meanwhile, so nothing is lost.
+    pub async fn append(&self, batch: &[Arc<Transaction>]) {
+        let Some(last) = batch.last() else {
+            return;
+        };
+        let entries: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .map(|tx| (lsn_text(tx.end_lsn), wire::encode_transaction(tx)))
+            .collect();
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.try_append(&lsn, &data).await {
+            match self.try_append(&entries).await {
                 Ok(appended) => {
-                    if appended {
-                        metrics::counter!("fluxbase_bus_published_total").increment(1);
-                        self.cluster.update(|s| s.published += 1);
-                    } else {
-                        tracing::info!(lsn = %tx.end_lsn, "transaction already on the bus (appended before a failover)");
+                    metrics::counter!("fluxbase_bus_published_total").increment(appended);
+                    self.cluster.update(|s| s.published += appended);
+                    if (appended as usize) < batch.len() {
+                        tracing::info!(
+                            skipped = batch.len() - appended as usize,
+                            "transactions already on the bus (appended before a failover)"
+                        );
                     }
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, lsn = %tx.end_lsn, "cannot append to the realtime bus; retrying before acknowledging the slot");
+                    tracing::warn!(error = %err, lsn = %last.end_lsn, "cannot append to the realtime bus; retrying before acknowledging the slot");
                     *self.conn.lock().await = None;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
@@ -88,23 +102,23 @@ impl Appender {
         }
     }
 
-    async fn try_append(&self, lsn: &str, data: &[u8]) -> redis::RedisResult<bool> {
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.cluster.connect(false).await?);
-        }
-        let conn = guard.as_mut().expect("connected above");
-        let appended: i64 = self
-            .script
-            .key(self.cluster.key("changes"))
+    async fn try_append(&self, entries: &[(String, Vec<u8>)]) -> redis::RedisResult<u64> {
+        let mut conn = {
+            let mut guard = self.conn.lock().await;
+            if guard.is_none() {
+                *guard = Some(self.cluster.connect(false).await?);
+            }
+            guard.as_ref().expect("connected above").clone()
+        };
+        let mut invocation = self.script.key(self.cluster.key("changes"));
+        invocation
             .key(self.cluster.key("changes:lsn"))
             .key(self.cluster.key("changes:seq"))
-            .arg(lsn)
-            .arg(data)
-            .arg(self.cluster.options().stream_max_len)
-            .invoke_async(conn)
-            .await?;
-        Ok(appended == 1)
+            .arg(self.cluster.options().stream_max_len);
+        for (lsn, data) in entries {
+            invocation.arg(lsn).arg(data);
+        }
+        invocation.invoke_async(&mut conn).await
     }
 }
 
@@ -186,6 +200,11 @@ pub(crate) async fn read(
                     break;
                 }
             };
+            if entries.is_empty() {
+                // Caught up and idle: nothing waits for this instance.
+                metrics::gauge!("fluxbase_bus_lag_seconds").set(0.0);
+                cluster.update(|s| s.lag_seconds = 0.0);
+            }
             for entry in entries {
                 take(&engine, &cluster, &dispatcher, &mut position, entry).await;
             }
@@ -285,6 +304,7 @@ async fn take(
             Some(Ok(tx)) => {
                 dispatch(dispatcher, &Arc::new(tx)).await;
                 metrics::counter!("fluxbase_bus_consumed_total").increment(1);
+                cluster.update(|s| s.consumed += 1);
             }
             Some(Err(err)) => {
                 tracing::error!(error = %err, id = %id, "unreadable realtime bus entry skipped")
@@ -303,7 +323,6 @@ async fn take(
     });
     metrics::gauge!("fluxbase_bus_lag_seconds").set(lag);
     cluster.update(|s| {
-        s.consumed += 1;
         s.lag_seconds = lag;
         s.last_id = Some(id.clone());
     });

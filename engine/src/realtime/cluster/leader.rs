@@ -1,18 +1,24 @@
 //! The slot leader: waits for the lock, then consumes the slot with the bus as the target
-//! (the usual consume loop: webhooks and the append both take a transaction before the
-//! slot is acknowledged), until the lock is lost or the engine shuts down; then stops the
-//! stream and waits for the lock again.
+//! until the lock is lost, the stream ends or the engine shuts down; then stops the stream
+//! and waits for the lock again (a new stream resumes from the slot's confirmed position).
+//!
+//! The transactions waiting in the stream's channel are taken together (up to
+//! [`BATCH`]): database webhooks take each, the bus appends them in one round trip, and
+//! only then is the slot acknowledged up to the last one (DESIGN invariant 1).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use fluxbase_replication::ReplicationConfig;
+use fluxbase_replication::{ReplicationConfig, ReplicationHandle, Transaction};
+use tokio::sync::{mpsc, watch};
 
 use super::lease::Lease;
 use super::{Appender, Cluster, Role};
 use crate::realtime::engine::Engine;
-use crate::realtime::pipeline::{Stream, Target, consume};
+use crate::realtime::pipeline::offer_webhooks;
+
+/// Most transactions appended in one round trip.
+const BATCH: usize = 256;
 
 /// The leader loop's entry points.
 pub(crate) struct Leader;
@@ -46,26 +52,58 @@ impl Leader {
                 waited_ms = started.elapsed().as_millis() as u64,
                 "elected realtime leader"
             );
-            let stream = Arc::new(tokio::sync::Mutex::new(Stream::new(handle, rx)));
-            let target = Target::Bus(Appender::new(cluster.clone()));
-            let at = Arc::new(AtomicU64::new(0));
-            let lost = tokio::select! {
-                () = consume(engine.clone(), target, config.clone(), stream, at) => None,
-                reason = lease.lost() => Some(reason),
+            let appender = Appender::new(cluster.clone());
+            let ended = tokio::select! {
+                () = lead(&engine, &appender, &handle, rx, shutdown.clone()) => "the replication stream ended".to_string(),
+                reason = lease.lost() => reason,
             };
-            // The stream may have been replaced by the consume loop: stop the current one.
             if let Some(handle) = engine.set_replication(None) {
                 handle.shutdown().await;
             }
             drop(lease);
-            if let Some(reason) = lost {
-                tracing::warn!(reason = %reason, "lost the realtime leader lock; stepped down");
-                cluster.set_role(Role::Follower);
-            }
+            cluster.set_role(Role::Follower);
             if *shutdown.borrow() {
-                cluster.set_role(Role::Follower);
                 return;
             }
+            tracing::warn!(reason = %ended, "stepped down as realtime leader; electing again");
         }
+    }
+}
+
+/// Consumes the stream: batches of waiting transactions, taken by webhooks and appended to
+/// the bus, then acknowledged. Returns when the stream ends or shutdown begins.
+async fn lead(
+    engine: &Engine,
+    appender: &Appender,
+    handle: &ReplicationHandle,
+    mut rx: mpsc::Receiver<Transaction>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            tx = rx.recv() => tx,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![Arc::new(first)];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(tx) => batch.push(Arc::new(tx)),
+                Err(_) => break,
+            }
+        }
+        let hooks = async {
+            for tx in &batch {
+                offer_webhooks(engine, tx).await;
+            }
+        };
+        let taken = tokio::select! {
+            _ = async { tokio::join!(hooks, appender.append(&batch)) } => true,
+            _ = shutdown.wait_for(|s| *s) => false,
+        };
+        if !taken {
+            return;
+        }
+        handle.ack(batch.last().expect("not empty").end_lsn);
     }
 }

@@ -24,35 +24,13 @@ use crate::realtime::restart::Restarts;
 use crate::supervise;
 
 /// The stream and the transaction in hand.
-pub(crate) struct Stream {
+struct Stream {
     handle: ReplicationHandle,
     rx: mpsc::Receiver<Transaction>,
     /// Taken from the stream, not yet acknowledged.
     pending: Option<Arc<Transaction>>,
     /// The last end LSN acknowledged (what a new stream may deliver again).
     acked: Lsn,
-}
-
-impl Stream {
-    /// A started stream, nothing in hand.
-    pub(crate) fn new(handle: ReplicationHandle, rx: mpsc::Receiver<Transaction>) -> Stream {
-        Stream {
-            handle,
-            rx,
-            pending: None,
-            acked: Lsn::ZERO,
-        }
-    }
-}
-
-/// Who takes a transaction before the slot is acknowledged.
-#[derive(Clone)]
-pub(crate) enum Target {
-    /// One instance: the dispatcher fans it out to this instance's sockets.
-    Dispatcher(Addr<Dispatcher>),
-    /// Scale-out: the bus appends it to the changes stream; every instance's reader fans it
-    /// out.
-    Bus(crate::realtime::cluster::Appender),
 }
 
 /// The replication consumer actor.
@@ -84,7 +62,12 @@ impl Consumer {
             engine,
             dispatcher,
             config,
-            stream: Arc::new(tokio::sync::Mutex::new(Stream::new(handle, rx))),
+            stream: Arc::new(tokio::sync::Mutex::new(Stream {
+                handle,
+                rx,
+                pending: None,
+                acked: Lsn::ZERO,
+            })),
             at: Arc::new(AtomicU64::new(0)),
             restarts: Restarts::default(),
         }
@@ -94,7 +77,7 @@ impl Consumer {
         self.engine.supervision().running(Self::NAME);
         let work = consume(
             self.engine.clone(),
-            Target::Dispatcher(self.dispatcher.clone()),
+            self.dispatcher.clone(),
             self.config.clone(),
             self.stream.clone(),
             self.at.clone(),
@@ -141,9 +124,9 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// The consume loop, until shutdown.
-pub(crate) async fn consume(
+async fn consume(
     engine: Engine,
-    target: Target,
+    dispatcher: Addr<Dispatcher>,
     config: ReplicationConfig,
     stream: Arc<tokio::sync::Mutex<Stream>>,
     at: Arc<AtomicU64>,
@@ -172,7 +155,7 @@ pub(crate) async fn consume(
         stream.pending = Some(tx.clone());
         at.store(tx.end_lsn.0, Ordering::Release);
         let taken = tokio::select! {
-            () = take(&engine, &target, &tx) => true,
+            () = take(&engine, &dispatcher, &tx) => true,
             _ = shutting_down(&mut shutdown) => false,
         };
         if !taken {
@@ -206,38 +189,9 @@ async fn restart_stream(engine: &Engine, config: &ReplicationConfig, stream: &mu
     }
 }
 
-/// Until the dispatcher fanned `tx` out (or the bus appended it) and webhooks enqueued
-/// their jobs for it.
-async fn take(engine: &Engine, target: &Target, tx: &Arc<Transaction>) {
-    let dispatch = async {
-        match target {
-            Target::Dispatcher(dispatcher) => dispatch(dispatcher, tx).await,
-            Target::Bus(appender) => appender.append(tx).await,
-        }
-    };
-    let webhooks = engine
-        .inner
-        .webhooks
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let hooks = async {
-        let Some(webhooks) = webhooks else {
-            return;
-        };
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match webhooks.take(tx).await {
-                Ok(_) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    };
-    tokio::join!(dispatch, hooks);
+/// Until the dispatcher fanned `tx` out and webhooks enqueued their jobs for it.
+async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
+    tokio::join!(dispatch(dispatcher, tx), offer_webhooks(engine, tx));
 }
 
 /// Until the dispatcher fanned `tx` out to this instance's sockets.
@@ -248,6 +202,30 @@ pub(crate) async fn dispatch(dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction
             // Crashed: it restarts and takes the transaction again.
             Ok(Err(_)) => {}
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Until database webhooks (when jobs run) enqueued their jobs for `tx`.
+pub(crate) async fn offer_webhooks(engine: &Engine, tx: &Arc<Transaction>) {
+    let webhooks = engine
+        .inner
+        .webhooks
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(webhooks) = webhooks else {
+        return;
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match webhooks.take(tx).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
