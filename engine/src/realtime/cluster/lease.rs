@@ -16,7 +16,12 @@ use super::{Cluster, Role};
 pub(crate) struct Lease {
     client: Client,
     connection: JoinHandle<()>,
+    /// How often the session is checked.
     check: Duration,
+    /// How long a check may take: half the failover timeout, so a slow (loaded) database
+    /// does not make the leader step down, while a cut one is noticed before the server
+    /// drops the session and another instance can take the lock.
+    answer: Duration,
 }
 
 impl Drop for Lease {
@@ -59,6 +64,7 @@ impl Lease {
                             client,
                             connection,
                             check: poll,
+                            answer: timeout / 2,
                         };
                     }
                     Ok(Ok(_)) => {
@@ -84,14 +90,14 @@ impl Lease {
     }
 
     /// Resolves when the lock can no longer be trusted: the session ended, or a check
-    /// failed or took longer than a check period.
+    /// failed or did not answer in time.
     pub(crate) async fn lost(&mut self) -> String {
         loop {
             tokio::time::sleep(self.check).await;
             if self.connection.is_finished() {
                 return "the lock connection closed".into();
             }
-            match tokio::time::timeout(self.check, self.client.simple_query("SELECT 1")).await {
+            match tokio::time::timeout(self.answer, self.client.simple_query("SELECT 1")).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => return format!("the lock connection failed: {err}"),
                 Err(_) => return "the lock connection did not answer in time".into(),
