@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fluxbase_engine::jobs::{
-    Caller, JobError, Jobs, NewSchedule, SchedulePatch, derive_signing_secret,
+    Caller, FailureReason, JobError, JobFailure, JobHandler, JobRun, Jobs, NewSchedule, RunResult,
+    SchedulePatch, derive_signing_secret,
 };
 use fluxbase_engine::supervise::Supervision;
 use fluxbase_migrations::Db;
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -32,6 +34,12 @@ pub const PURGE_SESSIONS: &str = "auth.purge_sessions";
 
 /// When the session purge runs: hourly, at a minute few other cron jobs use.
 pub const PURGE_SESSIONS_CRON: &str = "17 * * * *";
+
+/// The schedule (and job name) of the storage sweep.
+pub const STORAGE_SWEEP: &str = "storage.sweep";
+
+/// When the storage sweep runs: hourly, away from the session purge.
+pub const STORAGE_SWEEP_CRON: &str = "43 * * * *";
 
 /// Who the server's own schedules are created by.
 const HOUSEKEEPING: &str = "system:housekeeping";
@@ -97,14 +105,38 @@ pub fn build(
     Ok(jobs)
 }
 
-/// The kinds the server adds to the engine's own.
-///
-/// HOOK `storage.sweep`: the storage service is not in the server's state yet on this
-/// branch. When it is, register its orphan sweep here as the `storage.sweep` kind (a
-/// `JobHandler` calling `Storage::sweep_orphans`, not open to users) and give it a schedule
-/// in [`housekeeping`]; nothing else changes.
+/// The kinds the server adds to the engine's own, before the storage service exists
+/// (`storage.sweep` is registered with it: [`register_storage_sweep`]).
 pub fn register_server_kinds(jobs: &Jobs) {
     let _ = jobs;
+}
+
+/// Registers `storage.sweep` over the server's storage service: the sweep that start-up
+/// runs, also hourly, so bytes whose rows an operator deleted (the runbook's
+/// `DELETE FROM storage.objects …`) and abandoned resumable uploads free their space without
+/// a restart. Not open to users.
+pub fn register_storage_sweep(jobs: &Jobs, storage: fluxbase_storage::Storage) {
+    jobs.register(std::sync::Arc::new(StorageSweep { storage }));
+}
+
+/// The `storage.sweep` kind.
+struct StorageSweep {
+    storage: fluxbase_storage::Storage,
+}
+
+impl JobHandler for StorageSweep {
+    fn kind(&self) -> &str {
+        STORAGE_SWEEP
+    }
+
+    fn run<'a>(&'a self, _job: &'a JobRun) -> BoxFuture<'a, RunResult> {
+        Box::pin(async move {
+            let report = self.storage.sweep_orphans().await.map_err(|err| {
+                JobFailure::retry(FailureReason::Handler, format!("storage sweep: {err}"))
+            })?;
+            Ok(Some(serde_json::to_value(report).unwrap_or(Value::Null)))
+        })
+    }
 }
 
 /// The job system of `fluxbase serve` (not started): its signing secret resolved (and
@@ -143,13 +175,21 @@ pub async fn start(jobs: &Jobs, config: &Config) -> anyhow::Result<()> {
 pub fn housekeeping(config: &Config, kinds: &[String]) -> Vec<NewSchedule> {
     // The purge's payload floor is a minute.
     let ttl = config.auth.refresh_token_ttl.get().as_secs().max(60);
-    [NewSchedule {
-        name: PURGE_SESSIONS.into(),
-        cron: PURGE_SESSIONS_CRON.into(),
-        kind: "auth.purge_sessions".into(),
-        payload: Some(json!({ "refresh_token_ttl_seconds": ttl })),
-        ..NewSchedule::default()
-    }]
+    [
+        NewSchedule {
+            name: PURGE_SESSIONS.into(),
+            cron: PURGE_SESSIONS_CRON.into(),
+            kind: "auth.purge_sessions".into(),
+            payload: Some(json!({ "refresh_token_ttl_seconds": ttl })),
+            ..NewSchedule::default()
+        },
+        NewSchedule {
+            name: STORAGE_SWEEP.into(),
+            cron: STORAGE_SWEEP_CRON.into(),
+            kind: STORAGE_SWEEP.into(),
+            ..NewSchedule::default()
+        },
+    ]
     .into_iter()
     .filter(|s| kinds.contains(&s.kind))
     .collect()

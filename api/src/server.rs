@@ -181,13 +181,28 @@ pub fn resolve_jwt_secret(config: &mut Config, embedded: bool) -> anyhow::Result
 }
 
 /// Resolves on SIGINT or SIGTERM, naming it.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the moment this is called (before the server says it
+/// listens: a signal sent right after that line must not kill the process unhandled).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+        })
+    }
+
+    /// The first of them to arrive.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
@@ -367,6 +382,9 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         database.embedded.is_some(),
         Path::new(STATE_DIR),
     )?;
+    if let Some(storage) = &state.storage {
+        crate::jobs::register_storage_sweep(&jobs, storage.clone());
+    }
     state = state.with_jobs(jobs.clone());
     // Scale-out: the per-minute rate limits are shared through Redis too.
     let cluster = cluster(&config)?;
@@ -415,6 +433,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     crate::jobs::start(&jobs, &config)
         .await
         .context("start the job system")?;
+    let signals = Signals::install()?;
     for addr in server.addrs() {
         tracing::info!(address = %addr, "listening");
     }
@@ -422,7 +441,7 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
     let handle = server.handle();
     let draining = jobs.clone();
     let stopper = actix_web::rt::spawn(async move {
-        let signal = wait_for_signal().await;
+        let signal = signals.wait().await;
         tracing::info!(signal, "shutting down");
         if let Some(engine) = engine {
             engine.shutdown().await;

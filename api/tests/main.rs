@@ -21,4 +21,5 @@ mod security;
 mod serve;
 mod storage;
 mod supabase_auth;
+mod supabase_realtime;
 mod support;

@@ -622,7 +622,9 @@ async fn replication_restarts_lose_nothing() {
             // The walsender dies under the stream.
             client
                 .batch_execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name IS NOT NULL",
+                    // This database's walsenders only: the tests share one cluster.
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE backend_type = 'walsender' AND datname = current_database()",
                 )
                 .await
                 .unwrap();

@@ -3,8 +3,9 @@
 //! `coalesce` policy and a policy reading a TOASTed column — the last three through the SQL
 //! fallback), with visibility flips, same-row bursts (in one transaction and back to back),
 //! role changes, JSON nulls and TOASTed values, compared socket by socket with what
-//! PostgreSQL says each user could SELECT of each version. Plus focused end-to-end tests of
-//! each corner.
+//! PostgreSQL says each user could SELECT of each version — over native sockets, and over
+//! Phoenix sockets (realtime-js's protocol, both versions). Plus focused end-to-end tests
+//! of each corner.
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ use tokio_postgres::GenericClient;
 
 use fluxbase_migrations::test_utils::TestDb;
 
+use crate::support::phoenix::Subscriber;
 use crate::support::{Ws, realtime_server, token};
 
 /// What one socket should see of one change.
@@ -220,7 +222,7 @@ async fn toggle_bypass(
     client: &tokio_postgres::Client,
     role: &str,
     bypass: bool,
-    socket: &mut Ws,
+    socket: &mut Subscriber,
     kept: &mut Vec<Value>,
     next_probe: &mut i64,
 ) {
@@ -245,8 +247,7 @@ async fn toggle_bypass(
         .unwrap();
     let mut saw = false;
     loop {
-        let f = socket.frame_of("postgres_changes").await;
-        let p = f["payload"].clone();
+        let p = socket.change().await;
         if p["table"] == "probe" {
             saw |= p["record"]["id"] == restricted;
             if p["record"]["id"] == marker {
@@ -261,6 +262,24 @@ async fn toggle_bypass(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_writes_leak_nothing_and_lose_nothing() {
+    randomized_workload(Protocol::Native).await;
+}
+
+/// The same workload over Phoenix sockets (`/realtime/v1/websocket`, realtime-js's
+/// protocol), half of them vsn 1.0.0 and half 2.0.0, their tokens in the joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_writes_leak_nothing_and_lose_nothing_over_phoenix() {
+    randomized_workload(Protocol::Phoenix).await;
+}
+
+/// Which protocol the subject sockets speak (the sentinel is always native).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Native,
+    Phoenix,
+}
+
+async fn randomized_workload(protocol: Protocol) {
     let db = TestDb::new().await;
     let mut client = db.client().await;
     let custom = format!("rr_{}", db.name());
@@ -325,20 +344,21 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
     identities.push((custom.clone(), json!({"role": custom})));
     let custom_index = identities.len() - 1;
     let mut sockets = Vec::new();
-    for (role, claims) in &identities {
-        let mut ws = if role == "anon" {
-            Ws::connect(&server.addr, None).await
-        } else {
-            Ws::connect(&server.addr, Some(&token(claims.clone()))).await
+    let anon_key = token(json!({"role": "anon"}));
+    for (i, (role, claims)) in identities.iter().enumerate() {
+        let jwt = (role != "anon").then(|| token(claims.clone()));
+        let mut ws = match protocol {
+            Protocol::Native => Subscriber::native(&server.addr, jwt.as_deref()).await,
+            Protocol::Phoenix => {
+                let vsn = ["1.0.0", "2.0.0"][i % 2];
+                Subscriber::phoenix(&server.addr, &anon_key, vsn, jwt.as_deref()).await
+            }
         };
         for table in ["docs", "probe"] {
             if table == "probe" && role != &custom {
                 continue;
             }
-            assert_eq!(
-                ws.subscribe(table, json!({"table": table})).await["type"],
-                "ack"
-            );
+            ws.subscribe_table(table).await;
         }
         sockets.push(ws);
     }
@@ -498,8 +518,7 @@ async fn randomized_writes_leak_nothing_and_lose_nothing() {
             Vec::new()
         };
         loop {
-            let f = ws.frame_of("postgres_changes").await;
-            let p = f["payload"].clone();
+            let p = ws.change().await;
             if p["table"] == "probe" {
                 continue;
             }

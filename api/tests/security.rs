@@ -42,6 +42,54 @@ async fn security_headers_on_every_response() {
 }
 
 #[actix_web::test]
+async fn refusals_on_supabase_paths_take_the_surface_shape() {
+    let app = app(|c| c.security.rate_limit.requests_per_minute = 2).await;
+    let get = |uri: &str, ip: &str| TestRequest::get().uri(uri).peer_addr(peer(ip));
+    for (uri, ip) in [
+        ("/rest/v1/todos", "10.2.1.1"),
+        ("/storage/v1/bucket", "10.2.1.2"),
+        ("/api/v1/tables/todos", "10.2.1.3"),
+    ] {
+        // Spend the budget (whatever the answer: no schema cache or storage in this app).
+        for _ in 0..2 {
+            let res = app.call(get(uri, ip)).await;
+            assert_ne!(res.status, 429, "{uri}");
+        }
+        let res = app.call(get(uri, ip)).await;
+        assert_eq!(res.status, 429, "{uri}");
+        assert!(res.headers.contains_key("retry-after"), "{uri}");
+        match uri {
+            // postgrest-js reads `code` and `message` at the top level.
+            "/rest/v1/todos" => {
+                assert_eq!(res.body["code"], "rate_limited", "{}", res.body);
+                assert_eq!(res.body["details"], "rate_limited");
+                assert!(res.body["message"].as_str().unwrap().contains("too many"));
+                assert!(res.body.get("error").is_none());
+            }
+            // storage-js reads `statusCode`, `error` and `message`.
+            "/storage/v1/bucket" => {
+                assert_eq!(res.body["statusCode"], "429", "{}", res.body);
+                assert_eq!(res.body["error"], "SlowDown");
+                assert!(res.body["message"].as_str().unwrap().contains("too many"));
+            }
+            // Fluxbase's own paths keep Fluxbase's shape.
+            _ => assert_eq!(res.body["error"]["code"], "rate_limited", "{}", res.body),
+        }
+    }
+    // An unknown method on a PostgREST path is PostgREST-shaped too.
+    let res = app
+        .call(
+            TestRequest::with_uri("/rest/v1/")
+                .method(actix_web::http::Method::PUT)
+                .peer_addr(peer("10.2.1.4")),
+        )
+        .await;
+    assert!(res.status >= 400, "{}", res.status);
+    assert!(res.body["message"].is_string(), "{}", res.body);
+    assert!(res.body.get("error").is_none(), "{}", res.body);
+}
+
+#[actix_web::test]
 async fn per_ip_limit_answers_429_with_retry_after_and_exempts_probes() {
     let app = app(|c| c.security.rate_limit.requests_per_minute = 3).await;
     let get = |uri: &str, ip: &str| TestRequest::get().uri(uri).peer_addr(peer(ip));

@@ -59,8 +59,10 @@ pub fn build_app(
         // Innermost first: the last `wrap` meets a request first.
         .wrap(from_fn(middleware::csrf::csrf))
         .wrap(from_fn(middleware::rate_limit::rate_limit))
-        // Around the rate limits and CSRF, so their refusals on `/auth/v1` take GoTrue's shape.
+        // Around the rate limits and CSRF, so their refusals (and unknown routes) take the
+        // shape of the Supabase surface they answer on: GoTrue, PostgREST, storage-api.
         .wrap(from_fn(supabase::auth::gotrue_errors))
+        .wrap(from_fn(supabase::errors::surface_errors))
         .wrap(from_fn(middleware::cors::cors))
         .wrap(from_fn(middleware::headers::security_headers))
         .wrap(from_fn(middleware::body_timeout::body_timeout))

@@ -64,6 +64,16 @@ async fn jobs_metrics(server: &Server) -> Value {
     body["jobs"].clone()
 }
 
+/// The session purge among the schedules.
+fn purge_schedule(schedules: &Value) -> &Value {
+    schedules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "auth.purge_sessions")
+        .unwrap_or_else(|| panic!("no purge schedule in {schedules}"))
+}
+
 /// A job as the server shows it.
 async fn job(server: &Server, id: &str) -> Value {
     let (status, body) = call(server, "GET", &format!("/api/v1/jobs/{id}"), Value::Null).await;
@@ -284,11 +294,22 @@ async fn metrics_exist_from_the_first_scrape_and_sigterm_lets_a_running_job_fini
         health["components"]["jobs"]["status"], "healthy",
         "{health}"
     );
-    // The housekeeping schedule follows auth.refresh_token_ttl.
+    // The housekeeping schedules: the purge (following auth.refresh_token_ttl) and the
+    // storage sweep.
     let (_, schedules) = call(&server, "GET", "/api/v1/admin/jobs/schedules", Value::Null).await;
-    assert_eq!(schedules[0]["name"], "auth.purge_sessions", "{schedules}");
+    let names: BTreeSet<&str> = schedules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(
-        schedules[0]["payload"],
+        names,
+        BTreeSet::from(["auth.purge_sessions", "storage.sweep"]),
+        "{schedules}"
+    );
+    assert_eq!(
+        purge_schedule(&schedules)["payload"],
         json!({"refresh_token_ttl_seconds": 604800})
     );
 
@@ -331,10 +352,50 @@ async fn metrics_exist_from_the_first_scrape_and_sigterm_lets_a_running_job_fini
     // Started again: the housekeeping schedule is not made twice.
     let (again, _dir2) = jobs_server(&db, &[]).await;
     let (_, schedules) = call(&again, "GET", "/api/v1/admin/jobs/schedules", Value::Null).await;
-    assert_eq!(schedules.as_array().unwrap().len(), 1, "{schedules}");
+    assert_eq!(schedules.as_array().unwrap().len(), 2, "{schedules}");
     assert_eq!(
-        schedules[0]["payload"],
+        purge_schedule(&schedules)["payload"],
         json!({"refresh_token_ttl_seconds": 2592000}),
         "and follows the new configuration"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_sweep_job_frees_the_bytes_of_deleted_rows() {
+    let db = TestDb::new().await;
+    let (server, dir) = jobs_server(&db, &[]).await;
+    // Bytes whose row an operator deleted (`DELETE FROM storage.objects …`), older than the
+    // sweep's grace: a version no row names.
+    let version = uuid::Uuid::new_v4().to_string();
+    let orphan = dir
+        .0
+        .join(".fluxbase/storage/temp-uploads")
+        .join(&version[..2])
+        .join(&version);
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"deleted by SQL").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3 * 3600))
+        .unwrap();
+    // What the hourly schedule runs, run now.
+    let (status, submitted) = call(
+        &server,
+        "POST",
+        "/api/v1/jobs",
+        json!({"name": "sweep-now", "kind": "storage.sweep"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let done = eventually("the sweep to complete", || async {
+        let j = job(&server, &id).await;
+        (j["status"] == "completed").then_some(j)
+    })
+    .await;
+    assert_eq!(done["result"]["orphan_objects"], 1, "{done}");
+    assert_eq!(done["result"]["orphan_bytes"], 14, "{done}");
+    assert!(!orphan.exists());
 }

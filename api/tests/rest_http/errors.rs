@@ -272,7 +272,8 @@ async fn refused_credentials_in_both_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_a_clear_4xx_never_a_5xx() {
-    let api = Api::start(&[]).await;
+    // A thousand requests from one address: the rate limits are another test's subject.
+    let api = Api::start(&[("FLUXBASE_SECURITY_RATE_LIMIT_ENABLED", "false")]).await;
     let user = api.sign_up("hostile@example.com").await;
     let auth = user.bearer();
     let bodies = [
@@ -299,14 +300,15 @@ async fn hostile_input_gets_a_clear_4xx_never_a_5xx() {
     let queries = [
         "",
         "select=*,(",
-        "select=id;DROP TABLE x",
+        // (Raw spaces and quotes make no HTTP request line at all: refused before routing.)
+        "select=id;DROP%20TABLE%20x",
         "id=eq.1&id=in.(",
         "or=(((((((((((id.eq.1)))))))))))",
         "order=id.sideways",
         "limit=-1",
         "limit=99999999999999999999",
         "title=like.%00",
-        "columns=title,\"",
+        "columns=title,%22",
         "on_conflict=nope",
         "select=auth.users(*)",
         "select=id::pg_catalog.text",

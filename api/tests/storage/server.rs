@@ -118,7 +118,16 @@ async fn the_start_up_sweep_removes_old_orphans() {
         .env("FLUXBASE_REALTIME_ENABLED", "false")
         .env("FLUXBASE_STORAGE_LOCAL_PATH", root.display().to_string());
     let mut server = crate::support::Server::start(cmd).await;
-    let done = server.wait_for_log("storage sweep done").await;
+    // The sweep runs in the background from start-up: it may be done before "listening".
+    let logged = server.lines.iter().find_map(|line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .filter(|v| v["message"] == "storage sweep done")
+    });
+    let done = match logged {
+        Some(done) => done,
+        None => server.wait_for_log("storage sweep done").await,
+    };
     assert_eq!(done["orphan_objects"], 1, "{done}");
     assert_eq!(done["orphan_bytes"], 14, "{done}");
     assert!(!orphan.exists());
@@ -128,8 +137,8 @@ async fn the_start_up_sweep_removes_old_orphans() {
         .iter()
         .any(|l| l.contains("storage ready") && l.contains("\"provider\":\"local\""));
     assert!(ready, "{}", server.lines.join("\n"));
-    let (status, _) = server.stop(libc::SIGTERM).await;
-    assert!(status.success());
+    let (status, lines) = server.stop(libc::SIGTERM).await;
+    assert!(status.success(), "{status}: {}", lines.join("\n"));
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! Test support: [`TestApp`] (the app in-process, as the binary builds it, over a fresh
 //! database), the binary as a user runs it ([`process`]), one raw HTTP client ([`http`]), a
-//! WebSocket client ([`ws`]), the real Supabase JavaScript clients ([`js`]), and tokens
-//! signed with the test secret.
+//! WebSocket client ([`ws`]), a Phoenix-channel client ([`phoenix`]), the real Supabase
+//! JavaScript clients ([`js`]), and tokens signed with the test secret.
 
 mod app;
 pub mod http;
 pub mod js;
+pub mod phoenix;
 pub mod process;
 pub mod ws;
 

@@ -6,8 +6,8 @@
 //!   limits), subscribe, unsubscribe, join, leave, track, broadcast, set the context,
 //!   disconnect — answering values or a [`RealtimeError`] with its code. No JSON frame and
 //!   no JWT is read inside it: tokens go through an [`Authenticator`] (the auth service).
-//! - **Codecs** ([`codec`]): a protocol per socket ([`codec::native`] today; the Phoenix
-//!   protocol of realtime-js plugs in beside it). Each change is encoded once per format.
+//! - **Codecs** ([`codec`]): a protocol per socket ([`codec::native`], and
+//!   [`codec::phoenix`] for realtime-js). Each change is encoded once per format.
 //! - **The socket loop** ([`socket`]): one per WebSocket, over a codec: queue, pings,
 //!   expiry, backpressure, close reasons. The HTTP layer only upgrades and calls
 //!   [`Engine::serve`].

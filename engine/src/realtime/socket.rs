@@ -212,8 +212,11 @@ impl Engine {
                 _ = sleep_until(exp.map_or_else(far, expiry_instant)), if exp.is_some() => {
                     expired_for = exp;
                     let (subscriptions, channels) = self.expire(conn).await;
-                    let notice = codec.notice(&Notice::Expired { subscriptions, channels });
-                    let _ = send(&mut ws, conn, notice).await;
+                    for notice in codec.notices(&Notice::Expired { subscriptions, channels }) {
+                        if send(&mut ws, conn, notice).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         };

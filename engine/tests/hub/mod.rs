@@ -17,6 +17,12 @@ use fluxbase_migrations::tls::MakeRustlsConnect;
 use fluxbase_migrations::{CacheOptions, SchemaCache};
 use tokio::sync::{mpsc, watch};
 
+/// How long a test waits for its engine to stream, or for a frame. Creating a logical slot
+/// waits until every transaction running in the cluster that holds an xid has ended, and
+/// the tests share one cluster: some hold such a transaction on purpose for a few seconds
+/// (a table lock, an uncommitted writer). On a loaded 2-core machine that adds up.
+const SLOT_READY: Duration = Duration::from_secs(90);
+
 /// The secret of the engine's authenticator.
 pub const SECRET: &[u8] = b"a-test-secret-that-is-long-enough-for-hs256";
 
@@ -75,7 +81,7 @@ impl TestEngine {
     pub async fn start(&self, db: &TestDb) {
         assert!(
             self.engine
-                .start(replication(db), Duration::from_secs(30))
+                .start(replication(db), SLOT_READY)
                 .await
                 .expect("engine starts"),
             "replication did not become live"
@@ -118,7 +124,7 @@ pub async fn subscribe(engine: &Engine, conn: &Arc<ConnShared>, table: &str) -> 
 /// The next change frame of a queue, as JSON.
 pub async fn next_change(rx: &mut mpsc::Receiver<Outbound>) -> serde_json::Value {
     loop {
-        let item = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        let item = tokio::time::timeout(SLOT_READY, rx.recv())
             .await
             .expect("a frame in time")
             .expect("queue open");

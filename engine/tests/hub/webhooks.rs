@@ -225,7 +225,9 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
     assert!(first.engine.restart().await);
     client
         .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name IS NOT NULL",
+            // This database's walsenders only: the tests share one cluster.
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE backend_type = 'walsender' AND datname = current_database()",
         )
         .await
         .unwrap();

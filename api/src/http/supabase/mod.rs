@@ -1,8 +1,11 @@
 //! The Supabase surfaces: the same services in the shapes of Supabase's servers, so
 //! `@supabase/supabase-js` works unchanged. One module per surface (`rest` at `/rest/v1`,
-//! `storage` at `/storage/v1`, `auth` at `/auth/v1`), each registering its own scope.
+//! `storage` at `/storage/v1`, `auth` at `/auth/v1`, `realtime` at `/realtime/v1`), each
+//! registering its own scope.
 
 pub mod auth;
+pub mod errors;
+pub mod realtime;
 pub mod rest;
 pub mod storage;
 
@@ -12,5 +15,6 @@ use actix_web::web;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(rest::configure)
         .configure(storage::routes)
-        .configure(auth::routes);
+        .configure(auth::routes)
+        .configure(realtime::routes);
 }

@@ -39,7 +39,7 @@ pub struct SocketFd(pub RawFd);
 /// kilobytes, where it is counted and cut as slow, instead of into megabytes of kernel
 /// buffers at default settings. Also turns off the kernel's send-buffer autotuning for
 /// this socket.
-fn cap_send_buffer(req: &HttpRequest, bytes: u64) {
+pub(crate) fn cap_send_buffer(req: &HttpRequest, bytes: u64) {
     let Some(SocketFd(fd)) = req.conn_data::<SocketFd>().copied() else {
         return;
     };
@@ -66,7 +66,8 @@ fn cap_send_buffer(req: &HttpRequest, bytes: u64) {
     }
 }
 
-fn engine(state: &AppState) -> Result<Engine, ApiError> {
+/// The engine, or 503 when realtime is disabled.
+pub(crate) fn engine(state: &AppState) -> Result<Engine, ApiError> {
     state.engine.clone().ok_or_else(|| {
         ApiError::new(
             Code::ServiceUnavailable,

@@ -1,8 +1,8 @@
 //! Codecs: the wire protocols over the hub. The hub speaks only types ([`Session`] calls,
 //! [`ChangeView`]s, [`ChannelEvent`]s, [`RealtimeError`]s); a codec reads a protocol's client
 //! frames into those calls and writes the hub's answers and events as that protocol's
-//! frames. Every native frame lives in [`native`]; the Phoenix channel protocol of
-//! `@supabase/realtime-js` plugs in beside it without touching the hub.
+//! frames. Every native frame lives in [`native`], every Phoenix frame in [`phoenix`];
+//! neither touches the hub.
 //!
 //! Two traits, because two things differ in how often they run:
 //! - [`EventFormat`]: stateless, shared. It encodes what many sockets receive alike — a
@@ -13,64 +13,13 @@
 //!   the socket's own envelope (built once per subscription, see
 //!   [`SubscribeRequest::envelope`]), and writes the notices of the socket loop.
 //!
-//! # A Phoenix codec (issue 15), sketched
-//!
-//! ```ignore
-//! /// realtime-js, vsn 1.0.0 (JSON objects) or 2.0.0 (JSON arrays + binary broadcasts).
-//! pub struct Phoenix { vsn: Vsn, topics: HashMap<String, Topic /* join_ref, bindings */> }
-//!
-//! impl Codec for Phoenix {
-//!     fn format(&self) -> &'static dyn EventFormat {
-//!         match self.vsn { Vsn::V1 => &PHOENIX_V1, Vsn::V2 => &PHOENIX_V2 }
-//!     }
-//!     async fn handle(&mut self, frame: Frame, session: &Session<'_>) -> Vec<Frame> {
-//!         match decode(self.vsn, &frame) {
-//!             // ["1","1","realtime:room","phx_join",{config:{postgres_changes:[…]},access_token}]
-//!             Msg::Join { join_ref, topic, config, token, .. } => {
-//!                 if let Some(token) = token { session.set_token(&token).await?; }
-//!                 session.join(topic.channel(), config.presence_key()).await?;
-//!                 let mut ids = Vec::new();
-//!                 for binding in &config.postgres_changes {      // in the client's order
-//!                     let sub = session.subscribe(SubscribeRequest {
-//!                         channel: topic.channel(),
-//!                         schema: binding.schema.clone(), table: binding.table.clone(),
-//!                         event: binding.event.clone(), filter: binding.filter.clone(),
-//!                         // {"topic":…,"event":"postgres_changes","payload":{"ids":[ID],"data":
-//!                         envelope: &|id| self.change_prefix(&join_ref, &topic, &[id]),
-//!                     }).await?;
-//!                     ids.push(sub.id);
-//!                 }
-//!                 // phx_reply {status:"ok", response:{postgres_changes:[…with ids…]}}, then
-//!                 // system "Subscribed to PostgreSQL": the subscription is live once
-//!                 // `subscribe` returned (a write committed after it is delivered).
-//!                 vec![self.reply_ok(&join_ref, &topic, &ids), self.system_subscribed(&topic)]
-//!             }
-//!             Msg::Heartbeat { r#ref } => vec![self.reply_ok_phoenix(r#ref)], // topic "phoenix"
-//!             Msg::Broadcast { topic, event, payload /* JSON, or binary kind 3 */, .. } => {
-//!                 session.broadcast(topic.channel(), &event, payload, topic.self_broadcast)?; …
-//!             }
-//!             Msg::Presence { topic, track: Some(meta), .. } => { session.track(…).await?; … }
-//!             Msg::AccessToken { token, .. } => { session.set_token(&token).await?; … }
-//!             Msg::Leave { topic, .. } => { session.unsubscribe_channel(topic.channel()); session.leave(…).await?; … }
-//!         }
-//!     }
-//!     fn notice(&mut self, notice: &Notice<'_>) -> Frame { /* phx_error / system on the topics */ }
-//! }
-//!
-//! // The shared bodies: `{"ids":…}` is per socket (in the envelope), the data is not.
-//! impl EventFormat for PhoenixV1 {
-//!     fn change_body(&self, c: &ChangeView<'_>) -> Arc<str> {
-//!         // {"schema","table","commit_timestamp","eventType","type","columns","record","old_record","errors":null}
-//!     }
-//!     fn change_suffix(&self) -> &'static str { "}},\"ref\":null}" }
-//!     fn channel_event(&self, e: &ChannelEvent) -> Frame { /* broadcast / presence_diff on "realtime:"+channel */ }
-//! }
-//! ```
-//! The route `/realtime/v1/websocket` then upgrades and calls
-//! `engine.serve(session, stream, ip, auth, Phoenix::new(vsn))`: the same socket loop,
-//! limits, backpressure and RLS.
+//! The Phoenix channel protocol of `@supabase/realtime-js` ([`phoenix`], vsn 1.0.0 and
+//! 2.0.0) is the second codec: the route `/realtime/v1/websocket` upgrades and calls
+//! `engine.serve(session, stream, ip, auth, Phoenix::new(vsn))` — the same socket loop,
+//! limits, backpressure and RLS as the native protocol.
 
 pub mod native;
+pub mod phoenix;
 
 use std::sync::Arc;
 
@@ -337,4 +286,10 @@ pub trait Codec: 'static {
 
     /// A notice of the socket loop.
     fn notice(&mut self, notice: &Notice<'_>) -> Frame;
+
+    /// The frames of a notice, for protocols that tell it per channel (Phoenix closes each
+    /// joined topic when the token expires); by default the one [`Codec::notice`] frame.
+    fn notices(&mut self, notice: &Notice<'_>) -> Vec<Frame> {
+        vec![self.notice(notice)]
+    }
 }

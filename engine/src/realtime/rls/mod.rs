@@ -27,6 +27,7 @@ mod decider;
 pub mod fallback;
 pub mod image;
 pub mod input;
+mod lexer;
 pub mod owner;
 pub mod parser;
 pub mod policy;

@@ -8,13 +8,15 @@
 //! - `insert`: `POST {base}/lt_todos_x` with `Prefer: return=minimal` and an object (one
 //!   row) or an array of `rows_per_commit` objects → 201.
 
+use std::time::Duration;
+
 use rand::Rng;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Answer, LIST_ROWS, Requester, drive};
 use crate::config::{RestApi, RestCase, ScenarioConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::HttpConnection;
 use crate::report::Report;
 use crate::scenario::Context;
@@ -137,8 +139,51 @@ pub async fn run(
             connection: c as u64,
         });
     }
+    if let Some(first) = requesters.first_mut() {
+        first.await_table().await?;
+    }
     drive(config, ctx, report, requesters, shape.rows_per_request).await;
     Ok(())
+}
+
+/// How long the server may take to see tables created just before the run: its schema
+/// cache follows DDL through notifications, within a second or so.
+const TABLE_VISIBLE_WITHIN: Duration = Duration::from_secs(15);
+
+impl CaseRequester {
+    /// Waits until the server serves the todo table (`limit=0` answers other than 404), so
+    /// the run measures requests, not the schema cache catching up with the seeding.
+    async fn await_table(&mut self) -> Result<()> {
+        let path = format!("{}?limit=0", self.table_path);
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k != "Prefer")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let deadline = tokio::time::Instant::now() + TABLE_VISIBLE_WITHIN;
+        loop {
+            let status = match self.http.request_with("GET", &path, &headers, None).await {
+                Ok(response) => Some(response.status),
+                Err(_) => None,
+            };
+            if status.is_some_and(|s| s != 404) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::config(
+                    "case",
+                    format!(
+                        "the server did not serve {} within {}s of its creation (last answer: {})",
+                        self.table_path,
+                        TABLE_VISIBLE_WITHIN.as_secs(),
+                        status.map_or("no response".into(), |s| s.to_string())
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// One connection (one user) sending the case's requests.

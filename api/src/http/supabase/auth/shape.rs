@@ -9,7 +9,7 @@
 //! it (or without the header, e.g. curl) the body is `{"code": <status>, "error_code",
 //! "msg"}`. Success answers pass untouched, as do answers of other paths.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody, to_bytes_limited};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -19,15 +19,13 @@ use serde_json::Value;
 
 use super::error::GoTrueError;
 use crate::error::{ApiError, Code};
+use crate::http::supabase::errors::{ErrorAnswer, json_error};
 
 /// The version header.
 pub const API_VERSION_HEADER: &str = "x-supabase-api-version";
 
 /// The first (and only) dated API version.
 pub const API_VERSION_2024: &str = "2024-01-01";
-
-/// Largest error body reshaped (ours are a few hundred bytes).
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Whether `path` belongs to `/auth/v1`.
 fn is_gotrue_path(path: &str) -> bool {
@@ -129,23 +127,16 @@ pub async fn gotrue_errors(
             .map(ServiceResponse::map_into_left_body);
     }
     let versioned = wants_2024(req.headers());
-    let res = next.call(req).await?;
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if status.as_u16() < 400 || !is_json {
-        return Ok(res.map_into_left_body());
-    }
-    let (request, response) = res.into_parts();
-    let headers = response.headers().clone();
-    let body = match to_bytes_limited(response.into_body(), MAX_ERROR_BODY).await {
-        Ok(Ok(bytes)) => bytes,
-        // An unreadable or oversized error body: answer a plain GoTrue failure.
-        _ => Default::default(),
+    let ErrorAnswer {
+        request,
+        status,
+        headers,
+        body,
+    } = match json_error(next.call(req).await?).await {
+        Ok(answer) => answer,
+        Err(res) => return Ok(res.map_into_left_body()),
     };
+    // An unreadable or oversized error body (empty here) becomes a plain GoTrue failure.
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let error = gotrue_error(status, &parsed).unwrap_or_else(|| {
         GoTrueError::new(status.as_u16(), "unexpected_failure", "request failed")

@@ -20,7 +20,7 @@
 //! `NotSupported`), analytics and vector buckets, object versions.
 
 mod bucket;
-mod error;
+pub(crate) mod error;
 mod object;
 mod sign;
 mod tus;

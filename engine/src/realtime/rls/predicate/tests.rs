@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::realtime::rls::image::RowRef;
 use crate::realtime::rls::parser::parse;
 
 const ALICE: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
