@@ -202,3 +202,44 @@ async fn redis_restarted_mid_stream_loses_and_doubles_nothing() {
     }
     assert_eq!(by_instance, BTreeMap::from([(0, 3), (1, 3)]));
 }
+
+/// The leader's lock session is cut (terminated by the server, as a lost connection ends
+/// it): the leader notices, stops its stream and steps down; a leader (either instance) is
+/// elected again and every row reaches a socket once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_connection_makes_the_leader_step_down_without_loss() {
+    let db = TestDb::new().await;
+    let client = setup(&db).await;
+    let redis = Redis::start().await;
+    let mut instances = start_instances(&db, &redis, 2).await;
+    let addrs: Vec<String> = instances.iter().map(|(s, _)| s.addr.clone()).collect();
+    let leader = leader_of(&addrs).await;
+    let mut sockets = Vec::new();
+    for addr in &addrs {
+        sockets.push(subscriber(addr, OWNERS[0]).await);
+    }
+    const TOTAL: i32 = 80;
+    burst(&client, 0, TOTAL / 2).await;
+    // The lock holder's session only (this database's: the tests share one cluster).
+    let cut: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+             JOIN pg_locks l ON l.pid = a.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 1);
+    instances[leader]
+        .0
+        .wait_for_log("stepped down as realtime leader; electing again")
+        .await;
+    burst(&client, TOTAL / 2, TOTAL).await;
+    for mut ws in sockets {
+        let want = expected(0, TOTAL);
+        assert_eq!(collect(&mut ws, OWNERS[0], want.len()).await, want);
+    }
+    leader_of(&addrs).await;
+}
