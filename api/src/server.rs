@@ -232,6 +232,7 @@ async fn start_realtime(
     database: &Database,
     state: &AppState,
     jobs: &fluxbase_engine::jobs::Jobs,
+    cluster: Option<fluxbase_engine::realtime::cluster::Cluster>,
 ) -> anyhow::Result<fluxbase_engine::realtime::Engine> {
     // The process's one schema cache, shared with REST.
     let schema = state
@@ -248,6 +249,7 @@ async fn start_realtime(
         schemas: config.replication.schemas.clone(),
         supervision: fluxbase_engine::supervise::Supervision::default(),
         bus: None,
+        cluster,
     });
     // Database webhooks take each transaction before the slot is acknowledged.
     engine.set_webhooks(jobs.webhooks());
@@ -266,6 +268,29 @@ async fn start_realtime(
     }
     tracing::info!(slot = %config.replication.slot_name, streaming = live, "realtime engine started");
     Ok(engine)
+}
+
+/// Scale-out over Redis when `realtime.bus` is `redis`: the slot leader is elected per slot
+/// (`replication.slot_name` is the cluster's namespace).
+fn cluster(config: &Config) -> anyhow::Result<Option<fluxbase_engine::realtime::cluster::Cluster>> {
+    use fluxbase_engine::realtime::cluster::{Cluster, ClusterOptions};
+    let rt = &config.realtime;
+    if rt.bus != "redis" {
+        return Ok(None);
+    }
+    let cluster = Cluster::new(ClusterOptions {
+        redis_url: rt.redis_url.clone().unwrap_or_default(),
+        failover_timeout: rt.leader_failover_timeout.get(),
+        namespace: config.replication.slot_name.clone(),
+        stream_max_len: rt.bus_stream_max_length,
+    })
+    .context("realtime.redis_url")?;
+    tracing::info!(
+        redis = %crate::config::redact_url(rt.redis_url.as_deref().unwrap_or_default()),
+        failover_timeout_ms = rt.leader_failover_timeout.get().as_millis() as u64,
+        "realtime scale-out over redis"
+    );
+    Ok(Some(cluster))
 }
 
 /// `fluxbase migrate`: apply pending migrations and report.
@@ -361,8 +386,17 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         crate::jobs::register_storage_sweep(&jobs, storage.clone());
     }
     state = state.with_jobs(jobs.clone());
+    // Scale-out: the per-minute rate limits are shared through Redis too.
+    let cluster = cluster(&config)?;
+    if let Some(cluster) = &cluster {
+        state
+            .limiters
+            .share(fluxbase_engine::realtime::cluster::SharedRate::new(
+                cluster.clone(),
+            ));
+    }
     let engine = if config.realtime.enabled {
-        let engine = start_realtime(&config, database, &state, &jobs).await?;
+        let engine = start_realtime(&config, database, &state, &jobs, cluster).await?;
         state = state.with_engine(engine.clone());
         Some(engine)
     } else {

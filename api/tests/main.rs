@@ -16,6 +16,7 @@ mod realtime_rls;
 mod rest;
 mod rest_http;
 mod revocation;
+mod scaleout;
 mod security;
 mod serve;
 mod storage;

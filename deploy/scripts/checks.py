@@ -274,10 +274,15 @@ def check_compose(args):
             problem(f"postgres is not started with {setting}")
     if "healthcheck" not in services["postgres"]:
         problem("postgres has no health check")
-    realtime = [n for n in INSTANCES
-                if services.get(n, {}).get("environment", {}).get("FLUXBASE_REALTIME_ENABLED") == "true"]
-    if len(realtime) != 1:
-        problem(f"exactly one instance must consume the replication slot until issue 17, got {realtime}")
+    # Scale-out: every instance runs realtime over the Redis bus (one slot leader elected).
+    for n in INSTANCES:
+        env = services.get(n, {}).get("environment", {})
+        if env.get("FLUXBASE_REALTIME_ENABLED") != "true" or env.get("FLUXBASE_REALTIME_BUS") != "redis":
+            problem(f"{n} must run realtime over the redis bus (FLUXBASE_REALTIME_ENABLED, FLUXBASE_REALTIME_BUS)")
+        if not str(env.get("FLUXBASE_REDIS_URL", "")).startswith("redis://"):
+            problem(f"{n} has no FLUXBASE_REDIS_URL")
+    if "appendonly" not in " ".join(services.get("redis", {}).get("command", [])):
+        problem("redis must run append-only (the bus's entries survive a restart)")
     for name in ("redis", "minio", "minio-init", "prometheus", "grafana", "nginx"):
         if name not in services:
             problem(f"service {name} is missing")

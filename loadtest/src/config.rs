@@ -162,6 +162,9 @@ pub struct ScenarioConfig {
     pub scenario: Scenario,
     /// `http://host:port`, loopback only.
     pub server_url: String,
+    /// More instances of one scaled-out cluster (`--spread`): sockets are spread round
+    /// robin over `server_url` and these. Loopback only.
+    pub spread_urls: Vec<String>,
     /// PostgreSQL URL for the harness's own tables and writes; loopback or unix socket.
     #[serde(serialize_with = "redact_url")]
     pub database_url: Option<String>,
@@ -245,6 +248,7 @@ impl ScenarioConfig {
         ScenarioConfig {
             scenario,
             server_url: DEFAULT_SERVER_URL.to_owned(),
+            spread_urls: Vec::new(),
             database_url: None,
             jwt_secret: None,
             server_pid: None,

@@ -215,6 +215,7 @@ mod tests {
     async fn speaks_the_contract_end_to_end() {
         let (target, server) = contract_server().await;
         let settings = Arc::new(SocketSettings {
+            targets: Vec::new(),
             target,
             source_addrs: 3,
             connect_timeout: Duration::from_secs(5),

@@ -27,6 +27,10 @@ struct Cli {
     /// The server's JWT secret, to mint user tokens.
     #[arg(long, env = "FLUXBASE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Other instances of a scaled-out cluster (comma-separated URLs): sockets are spread
+    /// round robin over `--url` and these; writes and checks go through `--url`.
+    #[arg(long, value_delimiter = ',')]
+    spread: Vec<String>,
     /// Local server pid: sample its CPU and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -184,6 +188,7 @@ impl Cli {
         let scenario: Scenario = self.scenario.into();
         let mut c = ScenarioConfig::new(scenario);
         c.server_url = self.url.clone();
+        c.spread_urls = self.spread.clone();
         c.database_url = self.database_url.clone();
         c.jwt_secret = self.jwt_secret.clone();
         c.server_pid = self.server_pid;

@@ -71,6 +71,9 @@ pub struct SocketPlan {
 #[derive(Debug, Clone)]
 pub struct SocketSettings {
     pub target: Target,
+    /// With a scaled-out cluster: every instance (`target` first); socket `i` opens on
+    /// `targets[i % len]`. Empty: `target` only.
+    pub targets: Vec<Target>,
     pub source_addrs: u8,
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
@@ -93,7 +96,10 @@ pub struct SocketOutcome {
 /// Opens a TCP connection from 127.0.0.(1 + index % source_addrs) and performs the
 /// WebSocket handshake. Errors come back as a short kind for the tally.
 pub async fn open(settings: &SocketSettings, index: usize, path: &str) -> Result<Socket, String> {
-    let target = &settings.target;
+    let target = match settings.targets.len() {
+        0 => &settings.target,
+        n => &settings.targets[index % n],
+    };
     let connect = async {
         let stream = connect_tcp(target.addr, index, settings.source_addrs)
             .await

@@ -74,6 +74,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("FLUXBASE_S3_SECRET_KEY", "storage.s3.secret_key"),
     ("FLUXBASE_S3_BUCKET", "storage.s3.bucket"),
     ("FLUXBASE_S3_REGION", "storage.s3.region"),
+    ("FLUXBASE_REDIS_URL", "realtime.redis_url"),
 ];
 
 /// `FLUXBASE_SERVER_ADDRESS=host:port` sets `server.host` and `server.port` at once.

@@ -213,6 +213,17 @@ pub struct RealtimeConfig {
     pub max_channels_per_connection: u32,
     /// Longest channel name (bytes).
     pub max_channel_name_length: u32,
+    /// What carries changes, broadcasts and presence between instances: `local` (one
+    /// instance, in-process) or `redis` (scale-out, needs `realtime.redis_url`).
+    pub bus: String,
+    /// The Redis URL of the bus (`FLUXBASE_REDIS_URL`), `redis://[:password@]host:port/db`.
+    pub redis_url: Option<String>,
+    /// How long the instances may go without a slot leader before another takes over;
+    /// also how long a dead instance's presences remain.
+    pub leader_failover_timeout: Dur,
+    /// Entries the Redis changes stream keeps (trimmed approximately); an instance further
+    /// behind closes its sockets (close 4010) instead of skipping events.
+    pub bus_stream_max_length: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -235,6 +246,10 @@ impl Default for RealtimeConfig {
             message_size_limit: ByteSize(1 << 20),
             max_channels_per_connection: 100,
             max_channel_name_length: 255,
+            bus: "local".into(),
+            redis_url: None,
+            leader_failover_timeout: Dur::secs(5),
+            bus_stream_max_length: 100_000,
         }
     }
 }
@@ -319,6 +334,7 @@ const SECRET_KEYS: &[&str] = &[
     "storage.s3.secret_key",
     "storage.s3.access_key",
     "jobs.signing_secret",
+    "realtime.redis_url",
 ];
 
 impl Config {
@@ -407,6 +423,33 @@ impl Config {
             rt.max_channel_name_length >= 1,
             "realtime.max_channel_name_length",
             "must be at least 1".into(),
+        );
+        check(
+            rt.bus == "local" || rt.bus == "redis",
+            "realtime.bus",
+            format!("must be local or redis, not {:?}", rt.bus),
+        );
+        check(
+            rt.bus != "redis" || rt.redis_url.as_deref().is_some_and(|u| !u.is_empty()),
+            "realtime.redis_url",
+            "must be set (FLUXBASE_REDIS_URL) when realtime.bus is redis".into(),
+        );
+        if let Some(url) = rt.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            check(
+                url.starts_with("redis://") || url.starts_with("redis+unix://"),
+                "realtime.redis_url",
+                "must be a redis:// URL (redis://[:password@]host:port/db)".into(),
+            );
+        }
+        check(
+            rt.leader_failover_timeout.get() >= std::time::Duration::from_secs(1),
+            "realtime.leader_failover_timeout",
+            "must be at least 1s".into(),
+        );
+        check(
+            rt.bus_stream_max_length >= 1000,
+            "realtime.bus_stream_max_length",
+            "must be at least 1000".into(),
         );
         check(
             rt.client_queue_bytes.0 >= 1024,
@@ -520,6 +563,9 @@ impl Config {
         if let Some(url) = self.database.url.as_deref() {
             value["database"]["url"] = redact_url(url).into();
         }
+        if let Some(url) = self.realtime.redis_url.as_deref() {
+            value["realtime"]["redis_url"] = redact_url(url).into();
+        }
         value
     }
 }
@@ -535,5 +581,72 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}")
         }
         None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod scaleout_tests {
+    use super::{Config, load};
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_bus_keys_load_from_the_environment_and_the_url_is_redacted() {
+        assert_eq!(Config::default().realtime.bus, "local");
+        let loaded = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "redis"),
+                ("FLUXBASE_REDIS_URL", "redis://:hunter2-secret@redis:6379/0"),
+                ("FLUXBASE_REALTIME_LEADER_FAILOVER_TIMEOUT", "2s"),
+            ]),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(loaded.realtime.bus, "redis");
+        assert_eq!(
+            loaded.realtime.leader_failover_timeout.get(),
+            std::time::Duration::from_secs(2)
+        );
+        let shown = loaded.redacted().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis:6379"), "{shown}");
+    }
+
+    #[test]
+    fn bad_bus_settings_name_their_key() {
+        let errors = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "redis"),
+                ("FLUXBASE_REALTIME_LEADER_FAILOVER_TIMEOUT", "100ms"),
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"realtime.redis_url"), "{errors:?}");
+        assert!(
+            keys.contains(&"realtime.leader_failover_timeout"),
+            "{errors:?}"
+        );
+        let errors = load(
+            Some(std::path::Path::new("/dev/null")),
+            env(&[
+                ("FLUXBASE_REALTIME_BUS", "kafka"),
+                ("FLUXBASE_REDIS_URL", "http://:pw-secret@redis"),
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"realtime.bus"), "{errors:?}");
+        let url = errors
+            .iter()
+            .find(|e| e.key == "realtime.redis_url")
+            .unwrap();
+        assert!(!url.to_string().contains("pw-secret"), "{url}");
     }
 }

@@ -1,5 +1,6 @@
 //! `/health`, `/ready`, `/metrics`, `/api/v1/monitoring/{health,metrics}`.
 
+use fluxbase_engine::realtime::cluster::Role;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -95,11 +96,26 @@ async fn monitoring_health(state: web::Data<AppState>) -> HttpResponse {
             "subscriptions": stats.subscriptions,
             "actors": stats.actors,
             "bus": stats.bus,
+            // The slot consumer: always this instance without Redis.
+            "leader": stats.cluster.as_ref().is_none_or(|c| c.role == Role::Leader),
         });
         components["replication"] = json!(stats.replication);
         if let Some(r) = &stats.replication {
             components["replication"]["status"] =
                 json!(if r.degraded { "degraded" } else { "healthy" });
+        }
+        if let Some(cluster) = &stats.cluster {
+            components["bus"] = json!(cluster);
+            components["bus"]["status"] =
+                json!(if cluster.connected && cluster.role != Role::Unknown {
+                    "healthy"
+                } else {
+                    "degraded"
+                });
+            if cluster.role == Role::Follower {
+                // Another instance streams the slot; this one follows the bus.
+                components["replication"] = json!({"status": "healthy", "role": "follower"});
+            }
         }
     }
     if let Some(storage) = &state.storage {

@@ -13,7 +13,7 @@ pub mod ws;
 use std::time::Duration;
 
 pub use app::{Reply, TestApp, assert_error, bearer, post, raw};
-pub use http::{Response, http};
+pub use http::{Response, http, request};
 pub use process::{Server, TempDir, fluxbase, plain_server, realtime_server};
 pub use ws::{Ws, WsEvent};
 

@@ -31,6 +31,11 @@ impl ConnId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id read back from its text (a channel event from another instance's bus entry).
+    pub fn from_text(text: &str) -> ConnId {
+        ConnId(Arc::from(text))
+    }
 }
 
 impl fmt::Display for ConnId {
@@ -101,6 +106,9 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A frame over `realtime.message_size_limit`.
     pub const TOO_BIG: u16 = 1009;
+    /// Scale-out: this instance fell behind the changes stream (or Redis lost entries); the
+    /// client reconnects rather than miss events silently.
+    pub const BUS_GAP: u16 = 4010;
 }
 
 /// Why and how a connection is to be closed.

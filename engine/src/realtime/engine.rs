@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::auth::Authenticator;
 use super::channels::{Bus, Channels, LocalBus};
+use super::cluster::{Cluster, ClusterStats, Leader, RedisBus, Role, Service, SharedLimits};
 use super::connection::{CloseReason, close};
 use super::connections::Connections;
 use super::gate::Gate;
@@ -43,8 +44,10 @@ pub struct EngineOptions {
     pub schemas: Vec<String>,
     /// The supervision registry (shared with the jobs' actors).
     pub supervision: Supervision,
-    /// The channel bus; `None`: in-process.
+    /// The channel bus; `None`: in-process (or over Redis with `cluster`).
     pub bus: Option<Arc<dyn Bus>>,
+    /// Scale-out over Redis (`realtime.bus: redis`); `None`: one instance, as before.
+    pub cluster: Option<Cluster>,
 }
 
 /// The engine; cheap to clone.
@@ -83,6 +86,12 @@ pub(super) struct Inner {
     /// This instance's id: the prefix of its connection ids.
     pub(super) instance: String,
     pub(super) next_seq: AtomicU64,
+    /// How to connect (the leader lock's session).
+    pub(super) pg: tokio_postgres::Config,
+    /// Scale-out, when configured.
+    pub(super) cluster: Option<Cluster>,
+    /// `realtime.max_connections_per_user` across instances (with `cluster`).
+    pub(super) shared_limits: Option<SharedLimits>,
 }
 
 /// Snapshot for `/api/v1/monitoring/metrics` `.realtime` and the health endpoint.
@@ -100,14 +109,26 @@ pub struct RealtimeStats {
     pub actors: BTreeMap<&'static str, ServiceState>,
     /// The channel bus.
     pub bus: &'static str,
+    /// Scale-out: this instance's role and the bus, when the bus is Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStats>,
 }
 
 impl RealtimeStats {
     /// Whether realtime is degraded: replication lagging or down, or an actor not running
     /// (between a failure and its restart).
     pub fn degraded(&self) -> bool {
-        self.replication.as_ref().is_none_or(|r| r.degraded)
-            || self.actors.values().any(|a| !a.running)
+        let replication = match &self.cluster {
+            // A follower does not stream; the leader's stream must be healthy.
+            Some(cluster) => {
+                !cluster.connected
+                    || cluster.role == Role::Unknown
+                    || (cluster.role == Role::Leader
+                        && self.replication.as_ref().is_none_or(|r| r.degraded))
+            }
+            None => self.replication.as_ref().is_none_or(|r| r.degraded),
+        };
+        replication || self.actors.values().any(|a| !a.running)
     }
 }
 
@@ -127,15 +148,24 @@ impl Engine {
             schemas,
             supervision,
             bus,
+            cluster,
         } = options;
         let gate = Gate::new(
-            pg,
+            pg.clone(),
             settings.rls_cache_size,
             settings.rls_cache_ttl,
             settings.rls_fallback_connections,
         );
         super::pipeline::register_metrics();
+        super::cluster::register_metrics();
         let instance = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let bus = bus.unwrap_or_else(|| match &cluster {
+            Some(cluster) => Arc::new(RedisBus::new(cluster.clone(), instance.clone())),
+            None => Arc::new(LocalBus::new()),
+        });
+        let shared_limits = cluster
+            .as_ref()
+            .map(|c| SharedLimits::new(c.clone(), instance.clone()));
         Engine {
             inner: Arc::new(Inner {
                 auth,
@@ -144,7 +174,7 @@ impl Engine {
                 gate,
                 connections: Connections::default(),
                 index: RwLock::default(),
-                bus: bus.unwrap_or_else(|| Arc::new(LocalBus::new())),
+                bus,
                 channels: RwLock::new(None),
                 supervision,
                 replication: Mutex::new(None),
@@ -152,6 +182,9 @@ impl Engine {
                 shutdown: watch::channel(false).0,
                 instance,
                 next_seq: AtomicU64::new(1),
+                pg,
+                shared_limits,
+                cluster,
                 settings,
             }),
         }
@@ -178,9 +211,7 @@ impl Engine {
         replication: ReplicationConfig,
         ready_timeout: Duration,
     ) -> Result<bool, fluxbase_replication::ReplicationError> {
-        let (handle, transactions) = fluxbase_replication::start(replication.clone())?;
-        *self.inner.replication.lock().expect("replication lock") = Some(handle.clone());
-        let mut status = handle.watch_status();
+        replication.validate()?;
         let inner = &self.inner;
         let channels = {
             let (bus, supervision, limits) = (
@@ -197,6 +228,16 @@ impl Engine {
         Supervisor::start(move |_| Sweeper::new(engine));
         let engine = self.clone();
         let dispatcher = Supervisor::start(move |_| Dispatcher::new(engine));
+        if let Some(cluster) = inner.cluster.clone() {
+            return Ok(self
+                .start_cluster(cluster, dispatcher, replication, ready_timeout)
+                .await);
+        }
+        let (handle, transactions) = fluxbase_replication::start(replication.clone())?;
+        *self.inner.replication.lock().expect("replication lock") = Some(handle.clone());
+        // One instance is its own slot leader.
+        metrics::gauge!("fluxbase_realtime_leader").set(1.0);
+        let mut status = handle.watch_status();
         let engine = self.clone();
         Supervisor::start(move |_| {
             Consumer::new(engine, dispatcher, replication, handle, transactions)
@@ -205,10 +246,66 @@ impl Engine {
         Ok(matches!(live, Ok(Ok(_))))
     }
 
+    /// Scale-out: the changes reader (every instance) and the leader loop (the lock's
+    /// holder consumes the slot). Ready once this instance knows its role and its readers
+    /// have their position (and, as leader, once the stream is live).
+    async fn start_cluster(
+        &self,
+        cluster: Cluster,
+        dispatcher: Addr<Dispatcher>,
+        replication: ReplicationConfig,
+        ready_timeout: Duration,
+    ) -> bool {
+        let position = Arc::new(tokio::sync::Mutex::new(Default::default()));
+        let (engine, reader) = (self.clone(), cluster.clone());
+        Service::start(
+            "realtime.bus_reader",
+            self.inner.supervision.clone(),
+            Box::new(move || {
+                Box::pin(super::cluster::changes::read(
+                    engine.clone(),
+                    reader.clone(),
+                    dispatcher.clone(),
+                    position.clone(),
+                ))
+            }),
+        );
+        let (engine, leader) = (self.clone(), cluster.clone());
+        Service::start(
+            Leader::NAME,
+            self.inner.supervision.clone(),
+            Box::new(move || {
+                Box::pin(Leader::run(
+                    engine.clone(),
+                    leader.clone(),
+                    replication.clone(),
+                ))
+            }),
+        );
+        let ready = async {
+            cluster.ready().await;
+            if cluster.role() == Role::Leader
+                && let Some(handle) = self.replication()
+            {
+                let _ = handle.watch_status().wait_for(|s| s.connected).await;
+            }
+        };
+        tokio::time::timeout(ready_timeout, ready).await.is_ok()
+    }
+
     /// Reconnects replication now (`POST /api/v1/admin/realtime/restart`); policies are
     /// re-read too.
     pub async fn restart(&self) -> bool {
         self.reload().await;
+        if let Some(cluster) = &self.inner.cluster {
+            // Any instance: its bus reader reconnects (from its last position), and the
+            // leader's stream too when this is the leader.
+            cluster.restart_reader();
+            if let Some(handle) = self.replication() {
+                handle.restart();
+            }
+            return true;
+        }
         match self.replication() {
             Some(handle) => {
                 handle.restart();
@@ -216,6 +313,35 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Replaces the current replication stream (the leader's, as it gains or loses the
+    /// lock); returns the previous one.
+    pub(super) fn set_replication(
+        &self,
+        handle: Option<ReplicationHandle>,
+    ) -> Option<ReplicationHandle> {
+        std::mem::replace(
+            &mut *self.inner.replication.lock().expect("replication lock"),
+            handle,
+        )
+    }
+
+    /// How to connect to PostgreSQL.
+    pub(super) fn pg(&self) -> &tokio_postgres::Config {
+        &self.inner.pg
+    }
+
+    /// Closes every socket of this instance with `reason`.
+    pub(super) fn close_all(&self, reason: CloseReason) {
+        for conn in self.inner.connections.all() {
+            conn.request_close(reason.clone());
+        }
+    }
+
+    /// The cluster, when scaled out over Redis.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// The current replication stream.
@@ -310,6 +436,7 @@ impl Engine {
             replication: self.replication().as_ref().map(ReplicationHandle::status),
             actors,
             bus: self.inner.bus.name(),
+            cluster: self.inner.cluster.as_ref().map(Cluster::stats),
         }
     }
 }

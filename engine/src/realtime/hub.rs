@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::channels::{self, ChannelEvent, ChannelEventKind, Channels, Joined, Payload};
 use super::connection::{ConnId, ConnShared, Outbound, unix_now};
+use super::connections::LimitHit;
 use super::engine::Engine;
 use super::error::RealtimeError;
 use super::filter::Filter;
@@ -331,6 +332,37 @@ impl Engine {
         Ok((conn, rx))
     }
 
+    /// [`Engine::connect`], then, scaled out over Redis, `realtime.max_connections_per_user`
+    /// across every instance (atomic in Redis). Should Redis not answer, the per-instance
+    /// limit alone holds (and a warning is logged): sockets are not refused for an outage.
+    pub async fn connect_shared(
+        &self,
+        ip: IpAddr,
+        context: AuthContext,
+        format: &'static dyn super::codec::EventFormat,
+    ) -> Result<(Arc<ConnShared>, mpsc::Receiver<Outbound>), RealtimeError> {
+        let user = context.uid().map(str::to_string);
+        let (conn, rx) = self.connect(ip, context, format)?;
+        let (Some(limits), Some(user)) = (&self.inner.shared_limits, user) else {
+            return Ok((conn, rx));
+        };
+        let per_user = self.inner.settings.max_connections_per_user;
+        match limits.acquire(&user, conn.seq, per_user).await {
+            Ok(true) => Ok((conn, rx)),
+            Ok(false) => {
+                self.disconnect(&conn, "limit");
+                Err(RealtimeError::new(
+                    Code::ConnectionLimit,
+                    LimitHit::User(per_user).message(),
+                ))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "shared connection limit not checked (redis); the per-instance limit applies");
+                Ok((conn, rx))
+            }
+        }
+    }
+
     /// Makes `context` (already authenticated) the connection's: refused when it would make
     /// the connection its user's one too many.
     pub fn set_context(
@@ -385,6 +417,9 @@ impl Engine {
             .expect("index lock")
             .remove(conn.seq, None, None);
         self.inner.connections.remove(conn.seq);
+        if let Some(limits) = &self.inner.shared_limits {
+            limits.release(conn.seq);
+        }
         if let Ok(addr) = self.channels() {
             addr.do_send(channels::Leave {
                 conn: conn.clone(),

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod channels;
+pub mod cluster;
 pub mod codec;
 pub mod connection;
 pub mod connections;

@@ -99,7 +99,7 @@ impl Engine {
                 return;
             }
         };
-        let (conn, queue) = match self.connect(ip, context, codec.format()) {
+        let (conn, queue) = match self.connect_shared(ip, context, codec.format()).await {
             Ok(pair) => pair,
             Err(err) => {
                 let _ = ws

@@ -68,6 +68,7 @@ impl TestEngine {
             schemas: vec!["public".into()],
             supervision: Supervision::default(),
             bus: None,
+            cluster: None,
         });
         TestEngine {
             engine,

@@ -28,6 +28,10 @@ impl Context {
     /// Checks the target and that the server answers `/health`.
     pub async fn prepare(config: &ScenarioConfig, nofile_limit: u64) -> Result<Self> {
         let target = Target::parse(&config.server_url)?;
+        // The other instances must be loopback servers too.
+        for url in &config.spread_urls {
+            Target::parse(url)?;
+        }
         let health =
             tokio::time::timeout(config.connect_timeout, http::get(&target, "/health")).await;
         match health {

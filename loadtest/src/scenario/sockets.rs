@@ -32,7 +32,19 @@ pub fn subscribe_frame(config: &ScenarioConfig, table: &str, filter: Option<Stri
 
 /// Socket settings of a run against `ctx`'s target.
 pub fn settings(config: &ScenarioConfig, ctx: &Context) -> Arc<SocketSettings> {
+    let mut targets = Vec::new();
+    if !config.spread_urls.is_empty() {
+        targets.push(ctx.target.clone());
+        // Checked in `Context::new` (loopback only).
+        targets.extend(
+            config
+                .spread_urls
+                .iter()
+                .filter_map(|url| crate::target::Target::parse(url).ok()),
+        );
+    }
     Arc::new(SocketSettings {
+        targets,
         target: ctx.target.clone(),
         source_addrs: config.source_addrs,
         connect_timeout: config.connect_timeout,

@@ -1,6 +1,11 @@
 //! Rate limits: per client IP (a per-second bucket and a per-minute quota), per verified
 //! user, per service key, and sign-ins per (IP, account). A refusal is a 429 with
 //! `Retry-After`, counted in `fluxbase_rate_limit_hits_total{scope}`.
+//!
+//! Scaled out over Redis (`realtime.bus: redis`), the per-minute limits (per IP, per user,
+//! per service key) are counted in Redis, so they hold across instances; the per-second
+//! burst bucket and sign-in attempts stay per instance. Should Redis not answer, the
+//! instance's own limiter decides.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -37,6 +42,10 @@ pub struct Limiters {
     per_key: DefaultKeyedRateLimiter<String>,
     /// Logins per (IP, account).
     login: DefaultKeyedRateLimiter<(IpAddr, String)>,
+    /// The per-minute quotas: per IP, per user, per service key (for the shared counters).
+    quotas: (u32, u32, u32),
+    /// Counters shared by the instances, when scaled out over Redis (set once at start).
+    shared: std::sync::OnceLock<fluxbase_engine::realtime::cluster::SharedRate>,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -71,7 +80,39 @@ impl Limiters {
                     .expect("period is non-zero")
                     .allow_burst(nz(rl.login_attempts)),
             ),
+            quotas: (
+                rl.requests_per_minute,
+                rl.per_user_per_minute,
+                rl.per_service_key_per_minute,
+            ),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts the per-minute limits in Redis from now on (scale-out).
+    pub fn share(&self, rate: fluxbase_engine::realtime::cluster::SharedRate) {
+        let _ = self.shared.set(rate);
+    }
+
+    /// A per-minute limit: in Redis when shared (and Redis answers), else `local`'s.
+    async fn per_minute<K: std::hash::Hash + Eq + Clone>(
+        &self,
+        scope: &str,
+        key: &K,
+        text: impl FnOnce() -> String,
+        limit: u32,
+        local: &DefaultKeyedRateLimiter<K>,
+    ) -> Result<(), Duration> {
+        if let Some(shared) = self.shared.get() {
+            match shared.hit(scope, &text(), limit, MINUTE).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => return Err(wait),
+                Err(err) => {
+                    tracing::warn!(error = %err, "shared rate limit not checked (redis); this instance's applies")
+                }
+            }
+        }
+        local.check_key(key).map_err(wait_of)
     }
 
     /// Forgets idle keys (called periodically).
@@ -111,6 +152,9 @@ impl Limiters {
     }
 }
 
+/// The window of the per-minute limits.
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// Whole seconds for `Retry-After`, at least one.
 fn seconds(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
@@ -139,9 +183,10 @@ pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
-    let refused = req
-        .app_data::<web::Data<Limiters>>()
-        .and_then(|limiters| refusal(limiters, req.app_data::<web::Data<AuthService>>(), &req));
+    let refused = match req.app_data::<web::Data<Limiters>>() {
+        Some(limiters) => refusal(limiters, req.app_data::<web::Data<AuthService>>(), &req).await,
+        None => None,
+    };
     match refused {
         Some(res) => Ok(req.into_response(res).map_into_left_body()),
         None => next
@@ -152,7 +197,7 @@ pub async fn rate_limit(
 }
 
 /// `Some(429)` when one of the limits is exceeded.
-fn refusal(
+async fn refusal(
     limiters: &Limiters,
     auth: Option<&web::Data<AuthService>>,
     req: &ServiceRequest,
@@ -168,18 +213,31 @@ fn refusal(
             "server.rate_limit per address",
         ));
     }
-    if let Err(n) = limiters.per_minute.check_key(&ip) {
+    let (per_ip, per_user, per_key) = limiters.quotas;
+    if let Err(wait) = limiters
+        .per_minute("ip", &ip, || ip.to_string(), per_ip, &limiters.per_minute)
+        .await
+    {
         return Some(too_many(
             "ip",
-            wait_of(n),
+            wait,
             "security.rate_limit.requests_per_minute per address",
         ));
     }
     let request = req.request();
     if let Some(key) = crate::http::extract::credentials::service_key_of(request) {
         let id = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
-        if let Err(n) = limiters.per_key.check_key(&id) {
-            return Some(too_many("service_key", wait_of(n), "per service key"));
+        if let Err(wait) = limiters
+            .per_minute(
+                "service_key",
+                &id,
+                || id.clone(),
+                per_key,
+                &limiters.per_key,
+            )
+            .await
+        {
+            return Some(too_many("service_key", wait, "per service key"));
         }
     } else if let (Some(keys), Some(token)) = (
         auth.and_then(|a| a.jwt_keys()),
@@ -188,9 +246,14 @@ fn refusal(
         // Only a verified token names a user: a forged `sub` must not spend another's budget.
         if let Ok(ctx) = keys.context(&token)
             && let Some(uid) = ctx.uid()
-            && let Err(n) = limiters.per_user.check_key(&uid.to_string())
         {
-            return Some(too_many("user", wait_of(n), "per user"));
+            let uid = uid.to_string();
+            if let Err(wait) = limiters
+                .per_minute("user", &uid, || uid.clone(), per_user, &limiters.per_user)
+                .await
+            {
+                return Some(too_many("user", wait, "per user"));
+            }
         }
     }
     None

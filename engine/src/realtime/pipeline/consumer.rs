@@ -191,37 +191,41 @@ async fn restart_stream(engine: &Engine, config: &ReplicationConfig, stream: &mu
 
 /// Until the dispatcher fanned `tx` out and webhooks enqueued their jobs for it.
 async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
-    let dispatch = async {
-        loop {
-            match dispatcher.send(Dispatch(tx.clone())).await {
-                Ok(Ok(())) => return,
-                // Crashed: it restarts and takes the transaction again.
-                Ok(Err(_)) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+    tokio::join!(dispatch(dispatcher, tx), offer_webhooks(engine, tx));
+}
+
+/// Until the dispatcher fanned `tx` out to this instance's sockets.
+pub(crate) async fn dispatch(dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
+    loop {
+        match dispatcher.send(Dispatch(tx.clone())).await {
+            Ok(Ok(())) => return,
+            // Crashed: it restarts and takes the transaction again.
+            Ok(Err(_)) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-    };
+    }
+}
+
+/// Until database webhooks (when jobs run) enqueued their jobs for `tx`.
+pub(crate) async fn offer_webhooks(engine: &Engine, tx: &Arc<Transaction>) {
     let webhooks = engine
         .inner
         .webhooks
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let hooks = async {
-        let Some(webhooks) = webhooks else {
-            return;
-        };
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match webhooks.take(tx).await {
-                Ok(_) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+    let Some(webhooks) = webhooks else {
+        return;
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match webhooks.take(tx).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    };
-    tokio::join!(dispatch, hooks);
+    }
 }

@@ -13,6 +13,7 @@ mod sweeper;
 mod watcher;
 
 pub use consumer::Consumer;
+pub(crate) use consumer::{dispatch, offer_webhooks};
 pub use dispatcher::{Crashed, Dispatch, Dispatcher, POISON_CRASHES};
 pub use sweeper::Sweeper;
 pub use watcher::Watcher;

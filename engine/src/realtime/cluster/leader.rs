@@ -1,0 +1,109 @@
+//! The slot leader: waits for the lock, then consumes the slot with the bus as the target
+//! until the lock is lost, the stream ends or the engine shuts down; then stops the stream
+//! and waits for the lock again (a new stream resumes from the slot's confirmed position).
+//!
+//! The transactions waiting in the stream's channel are taken together (up to
+//! [`BATCH`]): database webhooks take each, the bus appends them in one round trip, and
+//! only then is the slot acknowledged up to the last one (DESIGN invariant 1).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fluxbase_replication::{ReplicationConfig, ReplicationHandle, Transaction};
+use tokio::sync::{mpsc, watch};
+
+use super::lease::Lease;
+use super::{Appender, Cluster, Role};
+use crate::realtime::engine::Engine;
+use crate::realtime::pipeline::offer_webhooks;
+
+/// Most transactions appended in one round trip.
+const BATCH: usize = 256;
+
+/// The leader loop's entry points.
+pub(crate) struct Leader;
+
+impl Leader {
+    /// Name in supervision and the restarts metric.
+    pub(crate) const NAME: &'static str = "realtime.leader";
+
+    /// The loop, until shutdown.
+    pub(crate) async fn run(engine: Engine, cluster: Cluster, config: ReplicationConfig) {
+        let mut shutdown = engine.shutdown_signal();
+        loop {
+            let started = Instant::now();
+            let mut lease = tokio::select! {
+                lease = Lease::acquire(engine.pg(), &cluster) => lease,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let (handle, rx) = match fluxbase_replication::start(config.clone()) {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot start the replication stream as realtime leader; releasing the lock");
+                    drop(lease);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            engine.set_replication(Some(handle.clone()));
+            cluster.set_role(Role::Leader);
+            tracing::info!(
+                slot = %config.slot_name,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "elected realtime leader"
+            );
+            let appender = Appender::new(cluster.clone());
+            let ended = tokio::select! {
+                () = lead(&engine, &appender, &handle, rx, shutdown.clone()) => "the replication stream ended".to_string(),
+                reason = lease.lost() => reason,
+            };
+            if let Some(handle) = engine.set_replication(None) {
+                handle.shutdown().await;
+            }
+            drop(lease);
+            cluster.set_role(Role::Follower);
+            if *shutdown.borrow() {
+                return;
+            }
+            tracing::warn!(reason = %ended, "stepped down as realtime leader; electing again");
+        }
+    }
+}
+
+/// Consumes the stream: batches of waiting transactions, taken by webhooks and appended to
+/// the bus, then acknowledged. Returns when the stream ends or shutdown begins.
+async fn lead(
+    engine: &Engine,
+    appender: &Appender,
+    handle: &ReplicationHandle,
+    mut rx: mpsc::Receiver<Transaction>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            tx = rx.recv() => tx,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![Arc::new(first)];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(tx) => batch.push(Arc::new(tx)),
+                Err(_) => break,
+            }
+        }
+        let hooks = async {
+            for tx in &batch {
+                offer_webhooks(engine, tx).await;
+            }
+        };
+        let taken = tokio::select! {
+            _ = async { tokio::join!(hooks, appender.append(&batch)) } => true,
+            _ = shutdown.wait_for(|s| *s) => false,
+        };
+        if !taken {
+            return;
+        }
+        handle.ack(batch.last().expect("not empty").end_lsn);
+    }
+}
