@@ -3,19 +3,20 @@
 //! and waits for the lock again (a new stream resumes from the slot's confirmed position).
 //!
 //! The transactions waiting in the stream's channel are taken together (up to
-//! [`BATCH`]): database webhooks take each, the bus appends them in one round trip, and
-//! only then is the slot acknowledged up to the last one (DESIGN invariant 1).
+//! [`BATCH`]): the bus appends them in one round trip and database webhooks' own lane
+//! ([`WebhookLane`]) gets each; the slot is acknowledged up to what both took (DESIGN
+//! invariant 1). The bus never waits for webhooks, unless they fall far behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluxbase_replication::{ReplicationConfig, ReplicationHandle, Transaction};
+use fluxbase_replication::{Lsn, ReplicationConfig, ReplicationHandle, Transaction};
 use tokio::sync::{mpsc, watch};
 
 use super::lease::Lease;
 use super::{Appender, Cluster, Role};
 use crate::realtime::engine::Engine;
-use crate::realtime::pipeline::offer_webhooks;
+use crate::realtime::pipeline::WebhookLane;
 
 /// Most transactions appended in one round trip.
 const BATCH: usize = 256;
@@ -70,8 +71,9 @@ impl Leader {
     }
 }
 
-/// Consumes the stream: batches of waiting transactions, taken by webhooks and appended to
-/// the bus, then acknowledged. Returns when the stream ends or shutdown begins.
+/// Consumes the stream: batches of waiting transactions, appended to the bus and handed to
+/// webhooks' lane, acknowledged as far as both took them. Returns when the stream ends,
+/// the lane is lost or shutdown begins (a new stream replays what was not acknowledged).
 async fn lead(
     engine: &Engine,
     appender: &Appender,
@@ -79,9 +81,21 @@ async fn lead(
     mut rx: mpsc::Receiver<Transaction>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut lane = WebhookLane::start(engine.clone(), Lsn::ZERO);
+    let (mut appended, mut acked) = (Lsn::ZERO, Lsn::ZERO);
     loop {
+        let taken = appended.min(lane.taken());
+        if taken > acked {
+            handle.ack(taken);
+            acked = taken;
+        }
+        if lane.is_gone() {
+            tracing::error!(acknowledged = %acked, "webhooks lane ended; replaying from the slot");
+            return;
+        }
         let first = tokio::select! {
             tx = rx.recv() => tx,
+            () = lane.progressed() => continue,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let Some(first) = first else { return };
@@ -92,18 +106,22 @@ async fn lead(
                 Err(_) => break,
             }
         }
-        let hooks = async {
-            for tx in &batch {
-                offer_webhooks(engine, tx).await;
-            }
+        let handed = tokio::select! {
+            handed = async {
+                appender.append(&batch).await;
+                for tx in &batch {
+                    if lane.hand(tx.clone()).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            } => handed,
+            _ = shutdown.wait_for(|s| *s) => return,
         };
-        let taken = tokio::select! {
-            _ = async { tokio::join!(hooks, appender.append(&batch)) } => true,
-            _ = shutdown.wait_for(|s| *s) => false,
-        };
-        if !taken {
+        if !handed {
+            tracing::error!(acknowledged = %acked, "webhooks lane ended; replaying from the slot");
             return;
         }
-        handle.ack(batch.last().expect("not empty").end_lsn);
+        appended = batch.last().expect("not empty").end_lsn;
     }
 }

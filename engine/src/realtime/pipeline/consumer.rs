@@ -1,14 +1,19 @@
 //! The replication consumer actor: reads transactions in commit order, has the dispatcher
-//! fan each one out and database webhooks take it (both, concurrently), and only then
-//! acknowledges it to the slot (DESIGN invariant 1). A transaction is retried until both
-//! took it: the dispatcher restarting after a crash, or webhooks failing to enqueue, never
-//! let the slot move past it.
+//! fan each one out and hands it to database webhooks' own lane ([`WebhookLane`]), and
+//! acknowledges to the slot only what both took (DESIGN invariant 1): the lesser of the
+//! last transaction delivered and the last one webhooks enqueued. Delivery never waits for
+//! webhooks (a locked or slow jobs table holds back only the acknowledgement), unless they
+//! fall [`DEPTH`](super::webhooks::DEPTH) transactions behind. A transaction is retried
+//! until the dispatcher took it: the dispatcher restarting after a crash never lets the
+//! stream move past it.
 //!
-//! The transaction in hand survives a restart of the consumer itself (it is kept beside
-//! the stream, not in the loop), so a restarted consumer resumes with the first
-//! unacknowledged transaction. When the stream's task is gone it starts a new stream, which
-//! resumes from the slot's confirmed position; transactions at or before what was
-//! acknowledged are skipped.
+//! The transaction in hand, and the lane, survive a restart of the consumer itself (they
+//! are kept beside the stream, not in the loop), so a restarted consumer resumes with the
+//! first transaction not yet delivered. When the stream's task is gone it starts a new
+//! stream, which resumes from the slot's confirmed position; transactions already handed
+//! to both are skipped. A lane that dies takes what it held with it: a new lane starts from
+//! what was acknowledged and the stream replays the rest (the dispatcher skips, by LSN,
+//! what sockets already have; webhooks' idempotency keys skip what they enqueued).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,18 +24,24 @@ use fluxbase_replication::{Lsn, ReplicationConfig, ReplicationHandle, Transactio
 use tokio::sync::{mpsc, watch};
 
 use super::dispatcher::{Dispatch, Dispatcher};
+use super::webhooks::WebhookLane;
 use crate::realtime::engine::Engine;
 use crate::realtime::restart::Restarts;
 use crate::supervise;
 
-/// The stream and the transaction in hand.
+/// The stream, the transaction in hand and the webhooks lane.
 struct Stream {
     handle: ReplicationHandle,
     rx: mpsc::Receiver<Transaction>,
-    /// Taken from the stream, not yet acknowledged.
+    /// Taken from the stream, not yet delivered.
     pending: Option<Arc<Transaction>>,
-    /// The last end LSN acknowledged (what a new stream may deliver again).
+    /// End LSN of the last transaction delivered and handed to webhooks (what a new stream
+    /// delivers again is skipped up to here).
+    handed: Lsn,
+    /// The last end LSN acknowledged.
     acked: Lsn,
+    /// Webhooks' lane; started with the consume loop.
+    lane: Option<WebhookLane>,
 }
 
 /// The replication consumer actor.
@@ -66,7 +77,9 @@ impl Consumer {
                 handle,
                 rx,
                 pending: None,
+                handed: Lsn::ZERO,
                 acked: Lsn::ZERO,
+                lane: None,
             })),
             at: Arc::new(AtomicU64::new(0)),
             restarts: Restarts::default(),
@@ -132,21 +145,44 @@ async fn consume(
     at: Arc<AtomicU64>,
 ) {
     let mut shutdown = engine.shutdown_signal();
-    let mut stream = stream.lock().await;
+    let mut guard = stream.lock().await;
+    let stream = &mut *guard;
     loop {
+        let lane = match &mut stream.lane {
+            Some(lane) if !lane.is_gone() => lane,
+            lost => {
+                if lost.is_some() {
+                    tracing::error!(acknowledged = %stream.acked, "webhooks lane ended; replaying from the slot");
+                    // What the lost lane held is replayed from the slot.
+                    stream.handed = stream.acked;
+                    stream.pending = None;
+                    restart_stream(&engine, &config, stream).await;
+                }
+                stream
+                    .lane
+                    .insert(WebhookLane::start(engine.clone(), stream.acked))
+            }
+        };
+        // Acknowledge what both delivery and webhooks took.
+        let taken = stream.handed.min(lane.taken());
+        if taken > stream.acked {
+            stream.handle.ack(taken);
+            stream.acked = taken;
+        }
         let tx = match stream.pending.clone() {
             Some(tx) => tx,
             None => {
                 let next = tokio::select! {
                     tx = stream.rx.recv() => tx,
+                    () = lane.progressed() => continue,
                     _ = shutting_down(&mut shutdown) => return,
                 };
                 match next {
-                    Some(tx) if tx.end_lsn <= stream.acked => continue,
+                    Some(tx) if tx.end_lsn <= stream.handed => continue,
                     Some(tx) => Arc::new(tx),
                     None if *shutdown.borrow() => return,
                     None => {
-                        restart_stream(&engine, &config, &mut stream).await;
+                        restart_stream(&engine, &config, stream).await;
                         continue;
                     }
                 }
@@ -154,18 +190,20 @@ async fn consume(
         };
         stream.pending = Some(tx.clone());
         at.store(tx.end_lsn.0, Ordering::Release);
-        let taken = tokio::select! {
-            () = take(&engine, &dispatcher, &tx) => true,
-            _ = shutting_down(&mut shutdown) => false,
+        let handed = tokio::select! {
+            handed = async {
+                dispatch(&dispatcher, &tx).await;
+                // Every change of the transaction is in its recipients' queues (or its
+                // recipient was cut loose); now webhooks get it.
+                lane.hand(tx.clone()).await
+            } => handed,
+            _ = shutting_down(&mut shutdown) => return,
         };
-        if !taken {
-            return;
-        }
-        // Every change of the transaction is in its recipients' queues (or its recipient
-        // was cut loose), and webhooks enqueued theirs: the engine has taken it.
-        stream.handle.ack(tx.end_lsn);
-        stream.acked = tx.end_lsn;
         stream.pending = None;
+        if handed.is_ok() {
+            stream.handed = tx.end_lsn;
+        }
+        // A lane gone is replaced (and the stream replayed) at the top of the loop.
     }
 }
 
@@ -187,11 +225,6 @@ async fn restart_stream(engine: &Engine, config: &ReplicationConfig, stream: &mu
             }
         }
     }
-}
-
-/// Until the dispatcher fanned `tx` out and webhooks enqueued their jobs for it.
-async fn take(engine: &Engine, dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction>) {
-    tokio::join!(dispatch(dispatcher, tx), offer_webhooks(engine, tx));
 }
 
 /// Until the dispatcher fanned `tx` out to this instance's sockets.

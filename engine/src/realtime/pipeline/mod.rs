@@ -11,12 +11,14 @@ mod dispatcher;
 mod fanout;
 mod sweeper;
 mod watcher;
+mod webhooks;
 
 pub use consumer::Consumer;
-pub(crate) use consumer::{dispatch, offer_webhooks};
+pub(crate) use consumer::dispatch;
 pub use dispatcher::{Crashed, Dispatch, Dispatcher, POISON_CRASHES};
 pub use sweeper::Sweeper;
 pub use watcher::Watcher;
+pub(crate) use webhooks::WebhookLane;
 
 /// Makes the engine's counters exist from the first scrape (at zero), so dashboards and
 /// alerts never see them missing.
