@@ -39,7 +39,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn from_row(row: &Row) -> Bucket {
+    pub(crate) fn from_row(row: &Row) -> Bucket {
         let limit: Option<i64> = row.get(4);
         Bucket {
             id: row.get(0),
@@ -283,12 +283,7 @@ impl Storage {
     /// and public reads need its flag.
     pub(crate) async fn bucket_rules(&self, id: &BucketId) -> Result<Bucket, StorageError> {
         let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(&format!(
-                "SELECT {BUCKET_COLUMNS} FROM storage.buckets WHERE id = $1"
-            ))
-            .await
-            .map_err(db)?;
+        let statement = conn.prepare_cached(rules_sql()).await.map_err(db)?;
         let row = conn
             .query_opt(&statement, &[&id.as_str()])
             .await
@@ -297,6 +292,12 @@ impl Storage {
             .map(Bucket::from_row)
             .ok_or(StorageError::BucketNotFound)
     }
+}
+
+/// The read of one bucket's rules by id (`$1`), in [`Bucket::from_row`]'s shape.
+pub(crate) fn rules_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("SELECT {BUCKET_COLUMNS} FROM storage.buckets WHERE id = $1"))
 }
 
 /// A size limit that fits PostgreSQL's bigint and is positive.

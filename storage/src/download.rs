@@ -14,7 +14,7 @@ use crate::error::StorageError;
 use crate::metrics;
 use crate::name::{BucketId, ObjectName};
 use crate::object::{OBJECT_COLUMNS, ObjectInfo};
-use crate::service::{Storage, db, prepare_all, switch_to};
+use crate::service::{BEGIN_SQL, ROLLBACK_SQL, Storage, db};
 use fluxbase_migrations::caller::ACT_AS_SQL;
 
 /// A `Range: bytes=…` request, before it meets the object's size.
@@ -202,19 +202,27 @@ impl Storage {
         );
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
             [&bucket.as_str(), &name.as_str()];
-        let mut conn = self.conn().await?;
+        let conn = self.conn().await?;
         let row = match ctx {
             Some(ctx) => {
-                let tx = conn.transaction().await.map_err(db)?;
-                prepare_all(&tx, &[ACT_AS_SQL, &sql]).await?;
-                // Role switch and read in one round trip.
-                let read = async {
-                    let statement = tx.prepare_cached(&sql).await.map_err(db)?;
-                    tx.query_opt(&statement, &params).await.map_err(db)
-                };
-                let ((), row) = futures_util::try_join!(switch_to(&tx, ctx), read)?;
-                // Read-only: dropping the transaction rolls it back without a wait.
-                drop(tx);
+                let begin = conn.prepare_cached(BEGIN_SQL).await.map_err(db)?;
+                let act = conn.prepare_cached(ACT_AS_SQL).await.map_err(db)?;
+                let read = conn.prepare_cached(&sql).await.map_err(db)?;
+                let rollback = conn.prepare_cached(ROLLBACK_SQL).await.map_err(db)?;
+                let role = ctx.role().as_str();
+                let claims = ctx.claims_json();
+                let acting: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &claims];
+                // One round trip: the four go out together, in order (see BEGIN_SQL).
+                let (begun, acted, row, ended) = futures_util::join!(
+                    conn.execute(&begin, &[]),
+                    conn.query_one(&act, &acting),
+                    conn.query_opt(&read, &params),
+                    conn.execute(&rollback, &[]),
+                );
+                begun.map_err(db)?;
+                acted.map_err(db)?;
+                let row = row.map_err(db)?;
+                ended.map_err(db)?;
                 row
             }
             None => {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::{GenericClient, Object, Transaction};
 use fluxbase_auth::AuthContext;
 use fluxbase_migrations::caller::ACT_AS_SQL;
 use fluxbase_migrations::{Db, DbError};
@@ -159,6 +159,61 @@ impl Storage {
 pub(crate) const AS_SERVER_SQL: &str = "SELECT pg_catalog.set_config('role', 'none', true), \
      pg_catalog.set_config('request.jwt.claims', '', true)";
 
+/// `BEGIN` and `ROLLBACK` as prepared statements: a read-only transaction as the caller then
+/// goes out as one pipeline (`BEGIN`, act as, the reads, `ROLLBACK`) — one round trip
+/// instead of three, and ended by its own `ROLLBACK` even if the caller stops waiting.
+pub(crate) const BEGIN_SQL: &str = "BEGIN";
+
+/// See [`BEGIN_SQL`].
+pub(crate) const ROLLBACK_SQL: &str = "ROLLBACK";
+
+/// A transaction begun inside a pipeline: its `BEGIN` ([`BEGIN_SQL`]) goes out with the
+/// statements after it, with no round trip of its own. Finished by [`OpenTx::commit`] or
+/// [`OpenTx::rollback`]; dropped unfinished (the request went away mid-way), its connection
+/// is closed rather than returned to the pool inside a transaction, and the server rolls
+/// the transaction back.
+pub(crate) struct OpenTx {
+    conn: Option<Object>,
+}
+
+impl OpenTx {
+    /// Takes `conn` for a transaction the caller begins (with [`BEGIN_SQL`] first in its
+    /// pipeline).
+    pub(crate) fn new(conn: Object) -> OpenTx {
+        OpenTx { conn: Some(conn) }
+    }
+
+    /// The connection, to run the transaction's statements on.
+    pub(crate) fn client(&self) -> &deadpool_postgres::Client {
+        self.conn
+            .as_ref()
+            .expect("an OpenTx holds its connection until finished")
+    }
+
+    /// Commits; the connection goes back to the pool (a failed COMMIT ends the transaction
+    /// too).
+    pub(crate) async fn commit(mut self) -> Result<(), StorageError> {
+        let committed = self.client().batch_execute("COMMIT").await;
+        self.conn.take();
+        committed.map_err(db)
+    }
+
+    /// Rolls back; the connection goes back to the pool only if the ROLLBACK went through.
+    pub(crate) async fn rollback(mut self) {
+        if self.client().batch_execute("ROLLBACK").await.is_ok() {
+            self.conn.take();
+        }
+    }
+}
+
+impl Drop for OpenTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
 /// Starts a transaction acting as `ctx` (role and claims, transaction-local).
 pub(crate) async fn begin_as<'a>(
     conn: &'a mut Object,
@@ -171,7 +226,10 @@ pub(crate) async fn begin_as<'a>(
 
 /// Switches an open transaction (which may already have run server statements) to `ctx`:
 /// [`ACT_AS_SQL`], prepared once per connection.
-pub(crate) async fn switch_to(tx: &Transaction<'_>, ctx: &AuthContext) -> Result<(), StorageError> {
+pub(crate) async fn switch_to<C: GenericClient>(
+    tx: &C,
+    ctx: &AuthContext,
+) -> Result<(), StorageError> {
     let statement = tx.prepare_cached(ACT_AS_SQL).await.map_err(db)?;
     tx.query_one(&statement, &[&ctx.role().as_str(), &ctx.claims_json()])
         .await
@@ -180,7 +238,7 @@ pub(crate) async fn switch_to(tx: &Transaction<'_>, ctx: &AuthContext) -> Result
 }
 
 /// Gives the caller's identity up inside a transaction ([`AS_SERVER_SQL`]).
-pub(crate) async fn switch_to_server(tx: &Transaction<'_>) -> Result<(), StorageError> {
+pub(crate) async fn switch_to_server<C: GenericClient>(tx: &C) -> Result<(), StorageError> {
     let statement = tx.prepare_cached(AS_SERVER_SQL).await.map_err(db)?;
     tx.execute(&statement, &[]).await.map_err(db)?;
     Ok(())
@@ -189,8 +247,8 @@ pub(crate) async fn switch_to_server(tx: &Transaction<'_>) -> Result<(), Storage
 /// Prepares `statements` (once per pooled connection, then cached) in order, so that a
 /// pipeline of them sends each at once, in the order written: a statement prepared on the
 /// fly would wait for its own round trip and could fall behind the next one.
-pub(crate) async fn prepare_all(
-    tx: &Transaction<'_>,
+pub(crate) async fn prepare_all<C: GenericClient>(
+    tx: &C,
     statements: &[&str],
 ) -> Result<(), StorageError> {
     for sql in statements {

@@ -23,13 +23,16 @@ use tokio::io::AsyncRead;
 use uuid::Uuid;
 
 use crate::backend::{OnBodyError, object_key};
-use crate::bucket::Bucket;
+use crate::bucket::{Bucket, rules_sql};
 use crate::error::StorageError;
 use crate::meter::Meter;
 use crate::metrics;
 use crate::name::{BucketId, ObjectName};
 use crate::object::{DEFAULT_CONTENT_TYPE, OBJECT_COLUMNS, ObjectInfo, etag_of, supabase_metadata};
-use crate::service::{AS_SERVER_SQL, Storage, db, prepare_all, switch_to, switch_to_server};
+use crate::service::{
+    AS_SERVER_SQL, BEGIN_SQL, OpenTx, ROLLBACK_SQL, Storage, db, prepare_all, switch_to,
+    switch_to_server,
+};
 use fluxbase_migrations::caller::ACT_AS_SQL;
 
 /// Read size when the body is an `AsyncRead`.
@@ -148,17 +151,26 @@ impl Storage {
         let started = Instant::now();
         let bucket_id = BucketId::parse(bucket)?;
         let name = ObjectName::parse(name)?;
-        let rules = self.bucket_rules(&bucket_id).await?;
-        let mime_type = content_type(options.content_type.as_deref(), &rules)?;
+        let requested = requested_type(options.content_type.as_deref());
+        let (rules, may_write) = match writer {
+            Writer::Caller(ctx) => {
+                let (rules, verdict) = self
+                    .dry_run(ctx, &bucket_id, &name, requested, options.upsert)
+                    .await?;
+                (rules, Some(verdict))
+            }
+            Writer::Server { .. } => (self.bucket_rules(&bucket_id).await?, None),
+        };
+        // The bucket's refusals first, then the policies' (the order callers always saw).
+        let mime_type = content_type(Some(requested), &rules)?;
         let limit = rules.effective_limit(self.inner.settings.max_object_size);
         if let Some(length) = options.content_length
             && length > limit
         {
             return Err(StorageError::TooLarge { limit });
         }
-        if let Writer::Caller(ctx) = writer {
-            self.check_write(ctx, &bucket_id, &name, &mime_type, options.upsert)
-                .await?;
+        if let Some(verdict) = may_write {
+            verdict?;
         }
 
         let version = Uuid::new_v4().to_string();
@@ -198,6 +210,21 @@ impl Storage {
         mime_type: &str,
         upsert: bool,
     ) -> Result<(), StorageError> {
+        let (_, verdict) = self.dry_run(ctx, bucket, name, mime_type, upsert).await?;
+        verdict
+    }
+
+    /// Step 1 in one round trip: `BEGIN`, the bucket's rules (read as the server), the
+    /// row's INSERT as the caller, `ROLLBACK` → the rules (or `BucketNotFound`) and the
+    /// INSERT's verdict, for the caller to weigh after the bucket's own refusals.
+    pub(crate) async fn dry_run(
+        &self,
+        ctx: &AuthContext,
+        bucket: &BucketId,
+        name: &ObjectName,
+        mime_type: &str,
+        upsert: bool,
+    ) -> Result<(Bucket, Result<(), StorageError>), StorageError> {
         let probe = Uuid::new_v4().to_string();
         let row = NewRow {
             bucket,
@@ -210,17 +237,39 @@ impl Storage {
             user_metadata: None,
             upsert,
         };
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(db)?;
-        prepare_all(&tx, &[ACT_AS_SQL, insert_sql(upsert)]).await?;
-        // One round trip: both statements go out at once, in order.
-        futures_util::try_join!(
-            switch_to(&tx, ctx),
-            insert_row(&tx, Writer::Caller(ctx), &row)
-        )?;
-        // Dropped unfinished, the transaction is rolled back; nothing waits for it.
-        drop(tx);
-        Ok(())
+        let conn = self.conn().await?;
+        let client: &deadpool_postgres::Client = &conn;
+        let begin = client.prepare_cached(BEGIN_SQL).await.map_err(db)?;
+        let read_rules = client.prepare_cached(rules_sql()).await.map_err(db)?;
+        let act = client.prepare_cached(ACT_AS_SQL).await.map_err(db)?;
+        client
+            .prepare_cached(insert_sql(upsert))
+            .await
+            .map_err(db)?;
+        let rollback = client.prepare_cached(ROLLBACK_SQL).await.map_err(db)?;
+        let role = ctx.role().as_str();
+        let claims = ctx.claims_json();
+        let acting: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &claims];
+        let bucket_id = bucket.as_str();
+        let rules_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&bucket_id];
+        // One round trip: the five go out together, in order (see BEGIN_SQL); the
+        // ROLLBACK ends the transaction whatever happened before it.
+        let (begun, found, acted, inserted, ended) = futures_util::join!(
+            client.execute(&begin, &[]),
+            client.query_opt(&read_rules, &rules_params),
+            client.query_one(&act, &acting),
+            insert_row(client, Writer::Caller(ctx), &row),
+            client.execute(&rollback, &[]),
+        );
+        begun.map_err(db)?;
+        ended.map_err(db)?;
+        let rules = found
+            .map_err(db)?
+            .as_ref()
+            .map(Bucket::from_row)
+            .ok_or(StorageError::BucketNotFound)?;
+        let verdict = acted.map_err(db).and(inserted);
+        Ok((rules, verdict))
     }
 
     /// Step 3: writes the row for bytes already durable at `row.version`, deleting those
@@ -257,67 +306,89 @@ impl Storage {
         row: &NewRow<'_>,
         tus_upload: Option<&str>,
     ) -> Result<(ObjectInfo, Option<String>), StorageError> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(db)?;
-        let caller = match writer {
-            Writer::Caller(ctx) => Some(ctx),
-            Writer::Server { .. } => None,
-        };
-        let read_sql = format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE version = $1");
-        prepare_all(
-            &tx,
-            &[
-                LOCK_SQL,
-                TUS_DONE_SQL,
-                ACT_AS_SQL,
-                insert_sql(row.upsert),
-                AS_SERVER_SQL,
-                &read_sql,
-            ],
-        )
-        .await?;
-        // One round trip for the whole transaction but its commit: the statements go out
-        // together, in this order; if one fails, the ones after it fail with it.
-        let lock = async {
-            let statement = tx.prepare_cached(LOCK_SQL).await.map_err(db)?;
-            let old = tx
-                .query_opt(&statement, &[&row.bucket.as_str(), &row.name.as_str()])
-                .await
-                .map_err(db)?;
-            Ok::<Option<String>, StorageError>(old.map(|r| r.get(0)))
-        };
-        let finish_tus = async {
-            let Some(id) = tus_upload else {
-                return Ok(());
-            };
-            let statement = tx.prepare_cached(TUS_DONE_SQL).await.map_err(db)?;
-            match tx.execute(&statement, &[&id]).await.map_err(db)? {
-                1 => Ok(()),
-                _ => Err(StorageError::UploadNotFound),
+        let tx = OpenTx::new(self.conn().await?);
+        match row_statements(tx.client(), writer, row, tus_upload).await {
+            Ok(written) => {
+                tx.commit().await?;
+                Ok(written)
             }
-        };
-        let act = async {
-            match caller {
-                Some(ctx) => switch_to(&tx, ctx).await,
-                None => Ok(()),
+            Err(err) => {
+                tx.rollback().await;
+                Err(err)
             }
-        };
-        let insert = insert_row(&tx, writer, row);
-        let back = async {
-            match caller {
-                Some(_) => switch_to_server(&tx).await,
-                None => Ok(()),
-            }
-        };
-        let read = async {
-            let statement = tx.prepare_cached(&read_sql).await.map_err(db)?;
-            tx.query_one(&statement, &[&row.version]).await.map_err(db)
-        };
-        let (replaced, (), (), (), (), stored) =
-            futures_util::try_join!(lock, finish_tus, act, insert, back, read)?;
-        tx.commit().await.map_err(db)?;
-        Ok((ObjectInfo::from_row(&stored), replaced))
+        }
     }
+}
+
+/// [`Storage::write_row`]'s statements, `BEGIN` first, in one round trip: they go out
+/// together, in this order; if one fails, the ones after it fail with it.
+async fn row_statements(
+    tx: &deadpool_postgres::Client,
+    writer: Writer<'_>,
+    row: &NewRow<'_>,
+    tus_upload: Option<&str>,
+) -> Result<(ObjectInfo, Option<String>), StorageError> {
+    let caller = match writer {
+        Writer::Caller(ctx) => Some(ctx),
+        Writer::Server { .. } => None,
+    };
+    let read_sql = format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE version = $1");
+    prepare_all(
+        tx,
+        &[
+            BEGIN_SQL,
+            LOCK_SQL,
+            TUS_DONE_SQL,
+            ACT_AS_SQL,
+            insert_sql(row.upsert),
+            AS_SERVER_SQL,
+            &read_sql,
+        ],
+    )
+    .await?;
+    let begin = async {
+        let statement = tx.prepare_cached(BEGIN_SQL).await.map_err(db)?;
+        tx.execute(&statement, &[]).await.map_err(db)?;
+        Ok::<(), StorageError>(())
+    };
+    let lock = async {
+        let statement = tx.prepare_cached(LOCK_SQL).await.map_err(db)?;
+        let old = tx
+            .query_opt(&statement, &[&row.bucket.as_str(), &row.name.as_str()])
+            .await
+            .map_err(db)?;
+        Ok::<Option<String>, StorageError>(old.map(|r| r.get(0)))
+    };
+    let finish_tus = async {
+        let Some(id) = tus_upload else {
+            return Ok(());
+        };
+        let statement = tx.prepare_cached(TUS_DONE_SQL).await.map_err(db)?;
+        match tx.execute(&statement, &[&id]).await.map_err(db)? {
+            1 => Ok(()),
+            _ => Err(StorageError::UploadNotFound),
+        }
+    };
+    let act = async {
+        match caller {
+            Some(ctx) => switch_to(tx, ctx).await,
+            None => Ok(()),
+        }
+    };
+    let insert = insert_row(tx, writer, row);
+    let back = async {
+        match caller {
+            Some(_) => switch_to_server(tx).await,
+            None => Ok(()),
+        }
+    };
+    let read = async {
+        let statement = tx.prepare_cached(&read_sql).await.map_err(db)?;
+        tx.query_one(&statement, &[&row.version]).await.map_err(db)
+    };
+    let ((), replaced, (), (), (), (), stored) =
+        futures_util::try_join!(begin, lock, finish_tus, act, insert, back, read)?;
+    Ok((ObjectInfo::from_row(&stored), replaced))
 }
 
 /// Locks the name's current row (as the server): which bytes a replacement frees.
@@ -339,8 +410,8 @@ fn insert_sql(upsert: bool) -> &'static str {
 }
 
 /// Runs the INSERT (or upsert) of `row`, mapping conflicts and refusals.
-async fn insert_row(
-    tx: &deadpool_postgres::Transaction<'_>,
+async fn insert_row<C: deadpool_postgres::GenericClient>(
+    tx: &C,
     writer: Writer<'_>,
     row: &NewRow<'_>,
 ) -> Result<(), StorageError> {
@@ -394,13 +465,18 @@ async fn insert_row(
     Ok(())
 }
 
-/// The content type to store: the given one (lower-cased, checked against the bucket's
-/// allow-list) or the default.
-pub(crate) fn content_type(given: Option<&str>, bucket: &Bucket) -> Result<String, StorageError> {
-    let mime = given
+/// The content type asked for: the given one, trimmed, or the default.
+fn requested_type(given: Option<&str>) -> &str {
+    given
         .map(str::trim)
         .filter(|m| !m.is_empty())
-        .unwrap_or(DEFAULT_CONTENT_TYPE);
+        .unwrap_or(DEFAULT_CONTENT_TYPE)
+}
+
+/// The content type to store: the given one (checked against the bucket's allow-list) or
+/// the default.
+pub(crate) fn content_type(given: Option<&str>, bucket: &Bucket) -> Result<String, StorageError> {
+    let mime = requested_type(given);
     if mime.len() > 255 || mime.chars().any(|c| c.is_control()) || !mime.contains('/') {
         return Err(StorageError::InvalidInput {
             field: "content-type",

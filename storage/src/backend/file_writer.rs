@@ -2,10 +2,14 @@
 //! per upload, fed through a bounded channel, so the file writes overlap with receiving
 //! (and hashing) the next chunks, with no part buffers and no hop per chunk.
 //!
-//! Durability costs one `fdatasync` of the file and one `fsync` of its directory, at the
-//! end, before the row that makes the object visible is committed. (Starting write-back
-//! early with `sync_file_range` was measured and dropped: on a busy disk the hint itself
-//! blocks, and the whole upload got slower; see BENCHMARKS.md.)
+//! Durability costs one `fdatasync` of the file and one `fsync` of its directory, both
+//! done before the row that makes the object visible is committed, but not one after the
+//! other at the end: the directory's fsync (the new entry) starts as soon as the file is
+//! created, on another thread, while the body streams; and past [`FLUSH_STEP`] bytes a
+//! flushing thread starts write-back of each written stretch (`sync_file_range`), so the
+//! final `fdatasync` finds little left to write instead of the whole file — write-back
+//! overlaps the transfer, as hashing does. (The hint runs on its own thread: issued by
+//! the writing thread it blocked on a busy disk and slowed the upload down.)
 //!
 //! The file is written at its final key: keys are fresh versions no row names yet, so a
 //! half-written file is invisible, removed on failure, and — after a crash — an orphan
@@ -13,7 +17,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc as sync_mpsc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -25,6 +31,10 @@ use crate::error::StorageError;
 
 /// Batches waiting for the writing thread (each about 256 KiB, or one larger chunk).
 const WRITE_QUEUE: usize = 4;
+
+/// Bytes written between two write-back starts (and before the first: a small upload
+/// starts no flushing thread).
+const FLUSH_STEP: u64 = 8 * 1024 * 1024;
 
 /// What the writing thread is told.
 enum Order {
@@ -125,6 +135,9 @@ fn write_loop(path: &Path, mut orders: mpsc::Receiver<Order>) -> Result<(u64, bo
         .create_new(true)
         .open(path)
         .map_err(before)?;
+    let entry = sync_parent_meanwhile(path);
+    let mut flusher: Option<sync_mpsc::Sender<(u64, u64)>> = None;
+    let mut flushed = 0u64;
     let mut written = 0u64;
     while let Some(order) = orders.blocking_recv() {
         match order {
@@ -133,16 +146,66 @@ fn write_loop(path: &Path, mut orders: mpsc::Receiver<Order>) -> Result<(u64, bo
                     file.write_all(&chunk).map_err(after)?;
                     written += chunk.len() as u64;
                 }
+                if written - flushed >= FLUSH_STEP {
+                    if flusher.is_none() {
+                        flusher = start_flusher(&file);
+                    }
+                    if let Some(flusher) = &flusher {
+                        let _ = flusher.send((flushed, written - flushed));
+                    }
+                    flushed = written;
+                }
             }
             Order::Commit => {
+                drop(flusher);
                 file.sync_data().map_err(after)?;
                 drop(file);
-                fsync_parent(path).map_err(after)?;
+                entry
+                    .recv()
+                    .unwrap_or_else(|_| Err(io::Error::other("the directory fsync stopped")))
+                    .map_err(after)?;
                 return Ok((written, true));
             }
         }
     }
     Ok((written, false))
+}
+
+/// Fsyncs the directory holding `path` on another thread, now; the answer comes later.
+fn sync_parent_meanwhile(path: &Path) -> sync_mpsc::Receiver<io::Result<()>> {
+    let (tx, rx) = sync_mpsc::sync_channel(1);
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.send(fsync_parent(&path));
+    });
+    rx
+}
+
+/// A thread starting write-back of the stretches (offset, length) it is sent, until the
+/// sender is dropped; `None` if the file cannot be shared with it (then the final
+/// `fdatasync` does all the writing, as it would anyway).
+fn start_flusher(file: &File) -> Option<sync_mpsc::Sender<(u64, u64)>> {
+    let file = file.try_clone().ok()?;
+    let (tx, rx) = sync_mpsc::channel::<(u64, u64)>();
+    tokio::task::spawn_blocking(move || {
+        while let Ok((offset, length)) = rx.recv() {
+            // SAFETY: a valid open descriptor; the call only starts write-back of dirty
+            // pages in the range (no data is read or written through pointers).
+            let rc = unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    offset as libc::off64_t,
+                    length as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if rc != 0 {
+                // Only a hint: the final fdatasync writes what is left and reports errors.
+                return;
+            }
+        }
+    });
+    Some(tx)
 }
 
 /// Creates the missing directories above `path`, each made durable (its parent fsynced),
@@ -237,6 +300,30 @@ mod tests {
             b"abcd",
             "the existing file stays"
         );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// Past FLUSH_STEP the flushing thread runs alongside the writes; the file is the body.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_past_the_flush_step_is_written_whole() {
+        let root = temp();
+        let path = root.join("big");
+        let piece: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let pieces = (2 * FLUSH_STEP / piece.len() as u64 + 1) as usize;
+        let chunks: Vec<Result<Bytes, StorageError>> = (0..pieces)
+            .map(|_| Ok(Bytes::from(piece.clone())))
+            .collect();
+        let out = write_file(
+            path.clone(),
+            futures_util::stream::iter(chunks).boxed(),
+            OnBodyError::Discard,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.written, (pieces * piece.len()) as u64);
+        let stored = std::fs::read(&path).unwrap();
+        assert_eq!(stored.len(), pieces * piece.len());
+        assert!(stored.chunks(piece.len()).all(|c| c == piece.as_slice()));
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -17,16 +17,12 @@ use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
     Backend, BackendHealth, BodyStream, ByteStream, OnBodyError, PutOutcome, StoredKey,
-    file_writer, get_streaming, list_keys, missing_or_backend, probe_round_trip,
+    file_reader, file_writer, list_keys, missing_or_backend, probe_round_trip,
 };
 use crate::error::StorageError;
-
-/// Read size of downloads.
-const READ_SIZE: usize = 256 * 1024;
 
 /// Objects in a directory.
 #[derive(Debug, Clone)]
@@ -132,7 +128,7 @@ impl Backend for LocalBackend {
 
     async fn get(&self, key: &Path, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
         self.guard(key)?;
-        get_streaming(self.store.as_ref(), key, range, READ_SIZE).await
+        file_reader::read_file(self.path_of(key), range).await
     }
 
     async fn delete(&self, key: &Path) -> Result<(), StorageError> {
@@ -194,33 +190,6 @@ impl Backend for LocalBackend {
         .await
         .map_err(|err| StorageError::Internal(format!("staging sweep task: {err}")))
     }
-}
-
-/// Streams `range` of an open file in reads of `read_size` bytes.
-pub(crate) fn file_stream(file: std::fs::File, range: Range<u64>, read_size: usize) -> ByteStream {
-    let file = tokio::fs::File::from_std(file);
-    futures_util::stream::once(async move {
-        let mut file = file;
-        file.seek(std::io::SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.end - range.start);
-        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
-            reader, read_size,
-        ))
-    })
-    .map(|opened| match opened {
-        Ok(stream) => stream.boxed(),
-        Err(err) => futures_util::stream::once(async move { Err(err) }).boxed(),
-    })
-    .flatten()
-    .map(|item| {
-        item.map_err(|err| {
-            StorageError::Backend(object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(err),
-            })
-        })
-    })
-    .boxed()
 }
 
 /// Deletes `object_store`'s staging files (`<name>#<digits>`) older than `cutoff`, never

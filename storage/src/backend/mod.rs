@@ -7,6 +7,7 @@
 //! two-hex-digit fan-out and a version uuid, or the hidden `.fluxbase/` area. An object's
 //! name is never part of a key.
 
+mod file_reader;
 mod file_writer;
 mod local;
 mod s3;
@@ -259,13 +260,12 @@ pub(crate) async fn put_streaming(
     })
 }
 
-/// Reads `key` through `object_store`, turning a local file into a stream of large reads
-/// (object_store's own file stream reads 8 KiB at a time).
+/// Reads `key` through `object_store` (a local file, should one come back, is read by
+/// [`file_reader`] in large reads: object_store's own file stream reads 8 KiB at a time).
 pub(crate) async fn get_streaming(
     store: &dyn ObjectStore,
     key: &Path,
     range: Option<Range<u64>>,
-    read_size: usize,
 ) -> Result<ByteStream, StorageError> {
     let options = GetOptions {
         range: range.map(GetRange::Bounded),
@@ -277,7 +277,7 @@ pub(crate) async fn get_streaming(
         .map_err(|err| missing_or_backend(err, key))?;
     let range = result.range.clone();
     match result.payload {
-        GetResultPayload::File(file, _) => Ok(local::file_stream(file, range, read_size)),
+        GetResultPayload::File(file, _) => Ok(file_reader::stream(file, range)),
         GetResultPayload::Stream(stream) => Ok(stream.map_err(StorageError::Backend).boxed()),
     }
 }

@@ -111,7 +111,7 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &Path, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
-        get_streaming(self.store.as_ref(), key, range, PART_SIZE).await
+        get_streaming(self.store.as_ref(), key, range).await
     }
 
     async fn delete(&self, key: &Path) -> Result<(), StorageError> {
