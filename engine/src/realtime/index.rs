@@ -259,6 +259,7 @@ impl Index {
         self.add_shared(Arc::new(sub));
     }
 
+    /// Adds a subscription already shared (re-indexing keeps the same `Arc`).
     fn add_shared(&mut self, sub: Arc<Subscription>) {
         let route = self
             .table(&sub.schema, &sub.table)
@@ -555,6 +556,38 @@ mod tests {
         assert_eq!(&*index.remove(1, Some("c"), None)[0], "all");
         assert_eq!(index.len(), 2);
         assert_eq!(index.count_of(1), 0);
+    }
+
+    /// The dispatcher groups a connection's matches by adjacency: whatever the order of
+    /// subscribing, and whether they come from the unfiltered set (already in connection
+    /// order) or also from equality buckets, matches come out in connection order.
+    #[test]
+    fn matches_come_in_connection_order() {
+        let conns: Vec<_> = [3, 1, 2]
+            .into_iter()
+            .map(|n| conn_as(n, AuthContext::anon()))
+            .collect();
+        let mut index = Index::default();
+        for (i, conn) in conns.iter().enumerate() {
+            index.add(sub(&format!("all{i}"), conn, "*", None));
+        }
+        index.add(sub("eq-on-3", &conns[0], "INSERT", Some("user_id=eq.42")));
+        index.add(sub("again-on-1", &conns[1], "*", None));
+        let seqs = |index: &Index, row: Value| -> Vec<u64> {
+            let row = row.as_object().unwrap().clone();
+            index
+                .recipients("public", "todos", RowOp::Insert, Some(RowRef::plain(&row)))
+                .iter()
+                .map(|s| s.conn.seq)
+                .collect()
+        };
+        // Unfiltered only: the ordered set alone.
+        assert_eq!(seqs(&index, json!({"user_id": 7})), [1, 1, 2, 3]);
+        // An equality match first, then the unfiltered set: sorted again.
+        assert_eq!(seqs(&index, json!({"user_id": 42})), [1, 1, 2, 3, 3]);
+        // Removing one of a connection's subscriptions leaves the others.
+        assert_eq!(index.remove(1, None, Some("again-on-1")).len(), 1);
+        assert_eq!(seqs(&index, json!({"user_id": 7})), [1, 2, 3]);
     }
 
     #[test]
