@@ -4,7 +4,7 @@
 //! channels live elsewhere ([`super::connections`], [`super::channels`]); a subscription
 //! holds its connection, so matching needs no second lookup.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::connection::ConnShared;
@@ -103,20 +103,25 @@ pub struct Subscription {
     pub envelope: Arc<str>,
 }
 
-/// Subscriptions of one (table, event).
+/// Subscriptions without an equality filter, in connection order (`ConnShared::seq`, then
+/// id): iterating yields matches already sorted, so the common fan-out to every socket of
+/// a table sorts nothing; removing one of many thousands is a tree lookup, not a scan.
+type ByConn = BTreeMap<(u64, Arc<str>), Arc<Subscription>>;
+
+/// Subscriptions of one (table, event). Buckets hold the subscriptions themselves, not
+/// their ids: matching a change hashes nothing per recipient.
 #[derive(Debug, Default)]
 struct EventIndex {
-    /// Equality filters: column → value text → subscription ids.
-    eq: HashMap<String, HashMap<String, Vec<Arc<str>>>>,
-    /// No filter, or a filter other than `eq`: checked one by one. A set: removing one of
-    /// many thousands must not cost a scan.
-    rest: HashSet<Arc<str>>,
+    /// Equality filters: column → value text → subscriptions.
+    eq: HashMap<String, HashMap<String, Vec<Arc<Subscription>>>>,
+    /// No filter, or a filter other than `eq`: checked one by one.
+    rest: ByConn,
     /// Owner-routed subscriptions (the table's policies are owner-only and the
     /// subscriber's role is subject to them), by the subscriber's `auth.uid()`.
-    owners: HashMap<u128, Vec<Arc<str>>>,
+    owners: HashMap<u128, Vec<Arc<Subscription>>>,
     /// Owner-routed subscriptions whose context owns no row (no `sub`): they only see rows
     /// whose owner cannot be read from the change.
-    ownerless: Vec<Arc<str>>,
+    ownerless: ByConn,
 }
 
 /// Where a subscription sits in its table's index.
@@ -130,11 +135,19 @@ enum Slot {
     Ownerless,
 }
 
+/// The key of a subscription in a [`ByConn`] set.
+fn by_conn_key(sub: &Subscription) -> (u64, Arc<str>) {
+    (sub.conn.seq, sub.id.clone())
+}
+
 impl EventIndex {
-    fn insert(&mut self, sub: &Subscription, slot: Slot) {
+    fn insert(&mut self, sub: &Arc<Subscription>, slot: Slot) {
         match slot {
-            Slot::Owner(key) => return self.owners.entry(key).or_default().push(sub.id.clone()),
-            Slot::Ownerless => return self.ownerless.push(sub.id.clone()),
+            Slot::Owner(key) => return self.owners.entry(key).or_default().push(sub.clone()),
+            Slot::Ownerless => {
+                self.ownerless.insert(by_conn_key(sub), sub.clone());
+                return;
+            }
             Slot::Unrouted => {}
         }
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
@@ -144,9 +157,9 @@ impl EventIndex {
                 .or_default()
                 .entry(key.to_string())
                 .or_default()
-                .push(sub.id.clone()),
+                .push(sub.clone()),
             None => {
-                self.rest.insert(sub.id.clone());
+                self.rest.insert(by_conn_key(sub), sub.clone());
             }
         }
     }
@@ -154,23 +167,26 @@ impl EventIndex {
     fn remove(&mut self, sub: &Subscription, slot: Slot) {
         match slot {
             Slot::Owner(key) => {
-                if let Some(ids) = self.owners.get_mut(&key) {
-                    ids.retain(|id| id != &sub.id);
-                    if ids.is_empty() {
+                if let Some(subs) = self.owners.get_mut(&key) {
+                    subs.retain(|s| s.id != sub.id);
+                    if subs.is_empty() {
                         self.owners.remove(&key);
                     }
                 }
                 return;
             }
-            Slot::Ownerless => return self.ownerless.retain(|id| id != &sub.id),
+            Slot::Ownerless => {
+                self.ownerless.remove(&by_conn_key(sub));
+                return;
+            }
             Slot::Unrouted => {}
         }
         match sub.filter.as_ref().and_then(|f| f.eq_key().map(|k| (f, k))) {
             Some((f, key)) => {
                 if let Some(values) = self.eq.get_mut(&f.column) {
-                    if let Some(ids) = values.get_mut(&key) {
-                        ids.retain(|id| id != &sub.id);
-                        if ids.is_empty() {
+                    if let Some(subs) = values.get_mut(&key) {
+                        subs.retain(|s| s.id != sub.id);
+                        if subs.is_empty() {
                             values.remove(&key);
                         }
                     }
@@ -180,7 +196,7 @@ impl EventIndex {
                 }
             }
             None => {
-                self.rest.remove(&sub.id);
+                self.rest.remove(&by_conn_key(sub));
             }
         }
     }
@@ -207,7 +223,8 @@ pub struct Index {
     subs: HashMap<Arc<str>, Arc<Subscription>>,
     /// Where each subscription is indexed (its slot depends on the route and its context).
     slots: HashMap<Arc<str>, Slot>,
-    tables: HashMap<(Arc<str>, Arc<str>), TableIndex>,
+    /// Schema → table → index: looked up by `&str` on every change, without allocating.
+    tables: HashMap<Arc<str>, HashMap<Arc<str>, TableIndex>>,
 }
 
 impl Index {
@@ -223,12 +240,32 @@ impl Index {
         OwnerIndex::context_owner(&ctx).map_or(Slot::Ownerless, Slot::Owner)
     }
 
+    /// A table's index, if it has one.
+    fn table(&self, schema: &str, table: &str) -> Option<&TableIndex> {
+        self.tables.get(schema)?.get(table)
+    }
+
+    /// A table's index, created when new.
+    fn table_mut(&mut self, schema: &Arc<str>, table: &Arc<str>) -> &mut TableIndex {
+        self.tables
+            .entry(schema.clone())
+            .or_default()
+            .entry(table.clone())
+            .or_default()
+    }
+
     /// Adds a subscription.
     pub fn add(&mut self, sub: Subscription) {
-        let key = (sub.schema.clone(), sub.table.clone());
-        let route = self.tables.get(&key).and_then(|t| t.route.clone());
+        self.add_shared(Arc::new(sub));
+    }
+
+    /// Adds a subscription already shared (re-indexing keeps the same `Arc`).
+    fn add_shared(&mut self, sub: Arc<Subscription>) {
+        let route = self
+            .table(&sub.schema, &sub.table)
+            .and_then(|t| t.route.clone());
         let slot = Self::slot_for(&sub, route.as_ref());
-        let table = self.tables.entry(key).or_default();
+        let table = self.table_mut(&sub.schema, &sub.table);
         for event in sub.events.slots() {
             table.events[event].insert(&sub, slot);
         }
@@ -238,21 +275,25 @@ impl Index {
             .or_default()
             .push(sub.id.clone());
         self.slots.insert(sub.id.clone(), slot);
-        self.subs.insert(sub.id.clone(), Arc::new(sub));
+        self.subs.insert(sub.id.clone(), sub);
     }
 
     /// Unindexes one subscription (not from `conn_subs`: callers do).
-    fn unindex(&mut self, id: &str) -> Option<Subscription> {
-        let sub = Arc::unwrap_or_clone(self.subs.remove(id)?);
+    fn unindex(&mut self, id: &str) -> Option<Arc<Subscription>> {
+        let sub = self.subs.remove(id)?;
         let slot = self.slots.remove(id).unwrap_or(Slot::Unrouted);
-        let key = (sub.schema.clone(), sub.table.clone());
-        if let Some(table) = self.tables.get_mut(&key) {
-            for event in sub.events.slots() {
-                table.events[event].remove(&sub, slot);
+        if let Some(tables) = self.tables.get_mut(&sub.schema) {
+            if let Some(table) = tables.get_mut(&sub.table) {
+                for event in sub.events.slots() {
+                    table.events[event].remove(&sub, slot);
+                }
+                table.subs.remove(&sub.id);
+                if table.subs.is_empty() && table.route.is_none() {
+                    tables.remove(&sub.table);
+                }
             }
-            table.subs.remove(&sub.id);
-            if table.subs.is_empty() && table.route.is_none() {
-                self.tables.remove(&key);
+            if tables.is_empty() {
+                self.tables.remove(&sub.schema);
             }
         }
         Some(sub)
@@ -261,39 +302,40 @@ impl Index {
     /// Sets a table's owner route (from its RLS policies) and re-indexes its subscriptions
     /// when it changed.
     pub fn set_route(&mut self, schema: &str, table: &str, route: Option<OwnerRoute>) {
-        let key: (Arc<str>, Arc<str>) = (Arc::from(schema), Arc::from(table));
-        let current = self.tables.get(&key).and_then(|t| t.route.clone());
-        if current == route {
+        let current = self.table(schema, table).and_then(|t| t.route.as_ref());
+        if current == route.as_ref() {
             return;
         }
         let ids: Vec<Arc<str>> = self
-            .tables
-            .get(&key)
+            .table(schema, table)
             .map(|t| t.subs.iter().cloned().collect())
             .unwrap_or_default();
-        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.unindex(id)).collect();
+        let subs: Vec<Arc<Subscription>> = ids.iter().filter_map(|id| self.unindex(id)).collect();
         for sub in &subs {
             if let Some(list) = self.conn_subs.get_mut(&sub.conn.seq) {
                 list.retain(|s| s != &sub.id);
             }
         }
-        self.tables.entry(key).or_default().route = route;
+        self.table_mut(&Arc::from(schema), &Arc::from(table)).route = route;
         for sub in subs {
-            self.add(sub);
+            self.add_shared(sub);
         }
     }
 
     /// Tables with subscriptions or a route: (schema, table).
     pub fn tables(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        self.tables.keys().cloned().collect()
+        self.tables
+            .iter()
+            .flat_map(|(schema, tables)| tables.keys().map(|t| (schema.clone(), t.clone())))
+            .collect()
     }
 
     /// Re-indexes a connection's subscriptions (its context changed).
     pub fn reindex_conn(&mut self, conn: u64) {
         let ids = self.conn_subs.remove(&conn).unwrap_or_default();
-        let subs: Vec<Subscription> = ids.iter().filter_map(|id| self.unindex(id)).collect();
+        let subs: Vec<Arc<Subscription>> = ids.iter().filter_map(|id| self.unindex(id)).collect();
         for sub in subs {
-            self.add(sub);
+            self.add_shared(sub);
         }
     }
 
@@ -328,7 +370,7 @@ impl Index {
     /// The columns the filters of a table's subscriptions read (to recover unchanged TOAST
     /// values only when a filter needs them).
     pub fn filter_columns(&self, schema: &str, table: &str) -> Vec<String> {
-        let Some(index) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
+        let Some(index) = self.table(schema, table) else {
             return Vec::new();
         };
         let mut out: Vec<String> = index
@@ -352,59 +394,63 @@ impl Index {
         op: RowOp,
         row: Option<RowRef<'_>>,
     ) -> Matches {
-        let Some(table_index) = self.tables.get(&(Arc::from(schema), Arc::from(table))) else {
+        let Some(table_index) = self.table(schema, table) else {
             return Vec::new();
         };
         let index = &table_index.events[op as usize];
-        let mut matched: Vec<&Arc<str>> = Vec::new();
+        let mut matched: Matches = Vec::new();
         if op == RowOp::Truncate {
-            matched.extend(index.eq.values().flat_map(HashMap::values).flatten());
-            matched.extend(index.rest.iter());
-            matched.extend(index.owners.values().flatten());
-            matched.extend(index.ownerless.iter());
-            return self.collect(matched);
+            matched.extend(
+                index
+                    .eq
+                    .values()
+                    .flat_map(HashMap::values)
+                    .flatten()
+                    .cloned(),
+            );
+            matched.extend(index.rest.values().cloned());
+            matched.extend(index.owners.values().flatten().cloned());
+            matched.extend(index.ownerless.values().cloned());
+            return sorted(matched);
         }
         if let Some(row) = row {
             for (column, values) in &index.eq {
                 if let Some(value) = row.values.get(column).filter(|v| !v.is_null())
-                    && let Some(ids) = values.get(&value_text(value))
+                    && let Some(subs) = values.get(&value_text(value))
                 {
-                    matched.extend(ids);
+                    matched.extend(subs.iter().cloned());
                 }
             }
         }
         // Filters PostgreSQL must decide stay candidates; the dispatcher asks it.
-        let passes = |id: &Arc<str>| match (&self.subs[id].filter, row) {
+        let passes = |sub: &&Arc<Subscription>| match (&sub.filter, row) {
             (None, _) => true,
             (Some(f), Some(row)) => f.verdict(row) != FilterVerdict::NoMatch,
             (Some(_), None) => false,
         };
-        matched.extend(index.rest.iter().filter(|id| passes(id)));
+        if matched.is_empty() && table_index.route.is_none() {
+            // The common fan-out (one table to every socket): already in connection order.
+            matched.reserve(index.rest.len());
+            matched.extend(index.rest.values().filter(passes).cloned());
+            return matched;
+        }
+        matched.extend(index.rest.values().filter(passes).cloned());
         if let Some(route) = &table_index.route {
             let owner = row.map_or(RowOwner::Unknown, |r| route.index.row_owner(r.values));
             match owner {
                 RowOwner::Owner(key) => {
-                    if let Some(ids) = index.owners.get(&key) {
-                        matched.extend(ids.iter().filter(|id| passes(id)));
+                    if let Some(subs) = index.owners.get(&key) {
+                        matched.extend(subs.iter().filter(passes).cloned());
                     }
                 }
                 RowOwner::Nobody => {}
                 RowOwner::Unknown => {
-                    matched.extend(index.owners.values().flatten().filter(|id| passes(id)));
-                    matched.extend(index.ownerless.iter().filter(|id| passes(id)));
+                    matched.extend(index.owners.values().flatten().filter(passes).cloned());
+                    matched.extend(index.ownerless.values().filter(passes).cloned());
                 }
             }
         }
-        self.collect(matched)
-    }
-
-    fn collect(&self, matched: Vec<&Arc<str>>) -> Matches {
-        let mut out: Matches = matched
-            .into_iter()
-            .map(|id| self.subs[id].clone())
-            .collect();
-        out.sort_unstable_by_key(|sub| sub.conn.seq);
-        out
+        sorted(matched)
     }
 
     /// Number of subscriptions.
@@ -421,6 +467,14 @@ impl Index {
     pub fn count_of(&self, conn: u64) -> usize {
         self.conn_subs.get(&conn).map_or(0, Vec::len)
     }
+}
+
+/// Matches in connection order (a connection's subscriptions adjacent); most already are.
+fn sorted(mut matches: Matches) -> Matches {
+    if !matches.is_sorted_by_key(|sub| sub.conn.seq) {
+        matches.sort_unstable_by_key(|sub| sub.conn.seq);
+    }
+    matches
 }
 
 #[cfg(test)]
@@ -502,6 +556,38 @@ mod tests {
         assert_eq!(&*index.remove(1, Some("c"), None)[0], "all");
         assert_eq!(index.len(), 2);
         assert_eq!(index.count_of(1), 0);
+    }
+
+    /// The dispatcher groups a connection's matches by adjacency: whatever the order of
+    /// subscribing, and whether they come from the unfiltered set (already in connection
+    /// order) or also from equality buckets, matches come out in connection order.
+    #[test]
+    fn matches_come_in_connection_order() {
+        let conns: Vec<_> = [3, 1, 2]
+            .into_iter()
+            .map(|n| conn_as(n, AuthContext::anon()))
+            .collect();
+        let mut index = Index::default();
+        for (i, conn) in conns.iter().enumerate() {
+            index.add(sub(&format!("all{i}"), conn, "*", None));
+        }
+        index.add(sub("eq-on-3", &conns[0], "INSERT", Some("user_id=eq.42")));
+        index.add(sub("again-on-1", &conns[1], "*", None));
+        let seqs = |index: &Index, row: Value| -> Vec<u64> {
+            let row = row.as_object().unwrap().clone();
+            index
+                .recipients("public", "todos", RowOp::Insert, Some(RowRef::plain(&row)))
+                .iter()
+                .map(|s| s.conn.seq)
+                .collect()
+        };
+        // Unfiltered only: the ordered set alone.
+        assert_eq!(seqs(&index, json!({"user_id": 7})), [1, 1, 2, 3]);
+        // An equality match first, then the unfiltered set: sorted again.
+        assert_eq!(seqs(&index, json!({"user_id": 42})), [1, 1, 2, 3, 3]);
+        // Removing one of a connection's subscriptions leaves the others.
+        assert_eq!(index.remove(1, None, Some("again-on-1")).len(), 1);
+        assert_eq!(seqs(&index, json!({"user_id": 7})), [1, 2, 3]);
     }
 
     #[test]

@@ -22,6 +22,10 @@ use super::engine::Engine;
 use super::error::RealtimeError;
 use super::hub::Session;
 
+/// Most frames taken off a connection's queue at once: as many as the WebSocket writer's
+/// own channel holds, so a batch never waits for the writer halfway.
+const BATCH: usize = 32;
+
 /// Closes the WebSocket with `reason`.
 async fn close_with(ws: WsSession, reason: &CloseReason) {
     let _ = ws
@@ -131,13 +135,27 @@ impl Engine {
         let (ping_interval, pong_timeout) = (settings.ping_interval, settings.pong_timeout);
         let mut ping = tokio::time::interval(ping_interval);
         ping.tick().await;
-        let mut pong_deadline: Option<Instant> = None;
-        // The `exp` whose expiry was already handled: not again until a new token.
-        let mut expired_for: Option<u64> = None;
-        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        // The timers live across iterations and are re-armed only when their deadline
+        // changes: a delivered frame costs no clock read and no timer set-up.
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let pong = sleep_until(far);
+        tokio::pin!(pong);
+        let mut pong_armed = false;
+        let expiry = sleep_until(far);
+        tokio::pin!(expiry);
+        // The `exp` the expiry timer is armed for, and the one whose expiry was already
+        // handled: not again until a new token.
+        let (mut armed_for, mut expired_for): (Option<u64>, Option<u64>) = (None, None);
+        let mut batch: Vec<Outbound> = Vec::with_capacity(BATCH);
         let session = Session::new(self, conn);
         let label: &'static str = loop {
             let exp = conn.expires_at().filter(|e| expired_for != Some(*e));
+            if exp != armed_for {
+                armed_for = exp;
+                if let Some(e) = exp {
+                    expiry.as_mut().reset(expiry_instant(e));
+                }
+            }
             tokio::select! {
                 // Close first; then frames already queued, so a reply to a later client
                 // request never overtakes them; then the client.
@@ -149,20 +167,17 @@ impl Engine {
                     close_with(ws, &reason).await;
                     return reason.label;
                 }
-                item = queue.recv() => match item {
-                    Some(item) => {
-                        let len = item.approx_len();
-                        let sent = match encode(codec, item) {
-                            Some(frame) => send(&mut ws, conn, frame).await,
-                            None => Ok(()),
-                        };
-                        conn.written(len);
-                        if sent.is_err() {
-                            break "client_closed";
-                        }
+                // Everything queued (up to a batch) goes out together: the frames reach the
+                // WebSocket's writer before it runs, so it puts them in one buffer and one
+                // write.
+                n = queue.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break "closed";
                     }
-                    None => break "closed",
-                },
+                    if self.write_batch(&mut ws, conn, codec, &mut batch).await.is_err() {
+                        break "client_closed";
+                    }
+                }
                 msg = futures_util::StreamExt::next(&mut stream) => match msg {
                     None => break "client_closed",
                     Some(Ok(AggregatedMessage::Text(text))) => {
@@ -178,7 +193,7 @@ impl Engine {
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         let _ = ws.pong(&bytes).await;
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => pong_deadline = None,
+                    Some(Ok(AggregatedMessage::Pong(_))) => pong_armed = false,
                     Some(Ok(AggregatedMessage::Close(_))) => break "client_closed",
                     Some(Err(err)) => {
                         let reason = if matches!(err, actix_ws::ProtocolError::Overflow) {
@@ -198,9 +213,12 @@ impl Engine {
                     if ws.ping(b"").await.is_err() {
                         break "client_closed";
                     }
-                    pong_deadline.get_or_insert_with(|| Instant::now() + pong_timeout);
+                    if !pong_armed {
+                        pong_armed = true;
+                        pong.as_mut().reset(Instant::now() + pong_timeout);
+                    }
                 }
-                _ = sleep_until(pong_deadline.unwrap_or_else(far)), if pong_deadline.is_some() => {
+                _ = &mut pong, if pong_armed => {
                     let reason = CloseReason {
                         code: close::PONG_TIMEOUT,
                         reason: format!("no pong within {}s (realtime.pong_timeout)", pong_timeout.as_secs()),
@@ -209,7 +227,7 @@ impl Engine {
                     close_with(ws, &reason).await;
                     return reason.label;
                 }
-                _ = sleep_until(exp.map_or_else(far, expiry_instant)), if exp.is_some() => {
+                _ = &mut expiry, if exp.is_some() => {
                     expired_for = exp;
                     let (subscriptions, channels) = self.expire(conn).await;
                     for notice in codec.notices(&Notice::Expired { subscriptions, channels }) {
@@ -222,6 +240,31 @@ impl Engine {
         };
         let _ = ws.close(None).await;
         label
+    }
+
+    /// Writes a batch taken off the queue, in order, and counts its bytes as written once
+    /// they all are (until then they stay "not yet written" for the byte limit). Stops at
+    /// a close: the loop sees it next.
+    async fn write_batch<C: Codec>(
+        &self,
+        ws: &mut WsSession,
+        conn: &ConnShared,
+        codec: &mut C,
+        batch: &mut Vec<Outbound>,
+    ) -> Result<(), ()> {
+        let mut len = 0;
+        let mut sent = Ok(());
+        for item in batch.drain(..) {
+            len += item.approx_len();
+            if sent.is_err() || conn.is_closing() {
+                continue;
+            }
+            if let Some(frame) = encode(codec, item) {
+                sent = send(ws, conn, frame).await;
+            }
+        }
+        conn.written(len);
+        sent
     }
 
     /// Hands one client frame to the codec and sends its replies.

@@ -107,6 +107,28 @@ pub enum OldRecord<'a> {
     Full(&'a Map<String, Value>),
 }
 
+/// An old record as a format writes it: `null` when the event has none (INSERT), `{}` for
+/// a key the change lacks, else the key or row. Serialized straight from the change, never
+/// cloned into a `Value` first.
+#[derive(Debug, Clone, Copy)]
+pub struct OldJson<'a>(pub OldRecord<'a>);
+
+impl serde::Serialize for OldJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            OldRecord::None => serializer.serialize_none(),
+            OldRecord::Key(None) => serializer.serialize_map(Some(0))?.end(),
+            OldRecord::Key(Some(row)) | OldRecord::Full(row) => row.serialize(serializer),
+        }
+    }
+}
+
+/// Whether a list of column names is empty (the formats leave such lists out).
+pub(crate) fn no_columns(columns: &&[String]) -> bool {
+    columns.is_empty()
+}
+
 /// One change as the hub hands it to formats: what the event may show is decided here
 /// (which rows, which parts), so no codec re-implements visibility.
 #[derive(Debug, Clone, Copy)]
@@ -291,5 +313,115 @@ pub trait Codec: 'static {
     /// joined topic when the token expires); by default the one [`Codec::notice`] frame.
     fn notices(&mut self, notice: &Notice<'_>) -> Vec<Frame> {
         vec![self.notice(notice)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fluxbase_replication::{Change, Column, Lsn, Op, Timestamp, Transaction};
+    use serde_json::{Map, Value, json};
+
+    use super::phoenix::format::PHOENIX_V2;
+    use super::{ChangeView, Detail, EventFormat, native::NATIVE};
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().expect("object").clone()
+    }
+
+    fn change(op: Op) -> (Transaction, Change) {
+        let change = Change {
+            op,
+            schema: Arc::from("public"),
+            table: Arc::from("t"),
+            relation_id: 1,
+            columns: Arc::from(vec![Column {
+                name: "id".into(),
+                type_name: "int8".into(),
+            }]),
+            record: Some(object(json!({"id": 1, "meta": null, "z": "\"quoted\""}))),
+            old_record: Some(object(json!({"id": 1, "meta": {"a": [1, 2]}}))),
+            primary_key: Some(object(json!({"id": 1}))),
+            unchanged_toast: vec!["big".into()],
+            json_nulls: vec!["meta".into()],
+            old_json_nulls: vec!["other".into()],
+            message: None,
+        };
+        let tx = Transaction {
+            xid: 1,
+            begin_lsn: Lsn(0x100),
+            commit_lsn: Lsn(0x200),
+            end_lsn: Lsn(0x208),
+            commit_timestamp: Timestamp::from_pg_micros(817_000_000_000_000),
+            changes: Vec::new(),
+        };
+        (tx, change)
+    }
+
+    /// The bodies are serialized from borrowed structs; their text must be exactly what the
+    /// `json!` values they replaced wrote (keys sorted, same nulls and omissions).
+    #[test]
+    fn bodies_are_the_text_the_json_values_wrote() {
+        for (op, detail) in [
+            (Op::Insert, Detail::Full),
+            (Op::Update, Detail::Full),
+            (Op::Delete, Detail::Full),
+            (Op::Delete, Detail::KeyOnly),
+            (Op::Truncate, Detail::Full),
+        ] {
+            let (tx, change) = change(op);
+            let view = ChangeView::new(&tx, &change, detail).unwrap();
+            let mut native = json!({
+                "type": view.kind().as_str(),
+                "schema": view.schema(),
+                "table": view.table(),
+                "commit_timestamp": view.commit_timestamp(),
+                "lsn": view.lsn(),
+                "columns": view.columns(),
+                "record": view.record().map_or(Value::Null, |r| Value::Object(r.clone())),
+                "old_record": match view.old_record() {
+                    super::OldRecord::None => Value::Null,
+                    super::OldRecord::Key(k) => Value::Object(k.cloned().unwrap_or_default()),
+                    super::OldRecord::Full(o) => Value::Object(o.clone()),
+                },
+            });
+            let mut phoenix = json!({
+                "schema": view.schema(),
+                "table": view.table(),
+                "commit_timestamp": view.commit_timestamp(),
+                "eventType": view.kind().as_str(),
+                "type": view.kind().as_str(),
+                "columns": view.columns(),
+                "errors": null,
+            });
+            if let Some(r) = view.record() {
+                phoenix["record"] = Value::Object(r.clone());
+            }
+            if !matches!(view.old_record(), super::OldRecord::None) {
+                phoenix["old_record"] = native["old_record"].clone();
+            }
+            for body in [&mut native, &mut phoenix] {
+                if !view.unchanged_toast().is_empty() {
+                    body["unchanged_toast"] = json!(view.unchanged_toast());
+                }
+                if !view.json_nulls().is_empty() {
+                    body["json_nulls"] = json!(view.json_nulls());
+                }
+                if !view.old_json_nulls().is_empty() {
+                    body["old_json_nulls"] = json!(view.old_json_nulls());
+                }
+            }
+            assert_eq!(
+                &*NATIVE.change_body(&view),
+                native.to_string(),
+                "{op:?} {detail:?}"
+            );
+            assert_eq!(
+                &*PHOENIX_V2.change_body(&view),
+                phoenix.to_string(),
+                "{op:?} {detail:?}"
+            );
+        }
     }
 }

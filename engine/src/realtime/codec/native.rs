@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ChangeView, ChannelEvent, ChannelEventKind, Codec, EventFormat, Frame, Notice, OldRecord,
-    Payload, Presence, Session, SubscribeRequest,
+    ChangeView, ChannelEvent, ChannelEventKind, Codec, EventFormat, Frame, Notice, OldJson,
+    Payload, Presence, Session, SubscribeRequest, no_columns,
 };
 use crate::realtime::error::RealtimeError;
 use fluxbase_migrations::{Code, ErrorCode};
@@ -375,45 +375,53 @@ impl Codec for Native {
     }
 }
 
+/// The `payload` of a native change frame, borrowed from the change: no row is cloned per
+/// change. Fields in alphabetical order, as the `serde_json::Map` this replaced wrote them,
+/// so the text is unchanged.
+#[derive(serde::Serialize)]
+struct NativeBody<'a> {
+    columns: &'a [fluxbase_replication::Column],
+    commit_timestamp: String,
+    #[serde(skip_serializing_if = "no_columns")]
+    json_nulls: &'a [String],
+    lsn: String,
+    #[serde(skip_serializing_if = "no_columns")]
+    old_json_nulls: &'a [String],
+    old_record: OldJson<'a>,
+    record: Option<&'a Map<String, Value>>,
+    schema: &'a str,
+    table: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "no_columns")]
+    unchanged_toast: &'a [String],
+}
+
 impl EventFormat for NativeFormat {
     fn name(&self) -> &'static str {
         "native"
     }
 
-    /// The `payload` object of a `postgres_changes` frame.
+    /// The `payload` object of a `postgres_changes` frame, serialized straight from the
+    /// change (see [`NativeBody`]).
     fn change_body(&self, change: &ChangeView<'_>) -> Arc<str> {
-        let key = |k: Option<&Map<String, Value>>| Value::Object(k.cloned().unwrap_or_default());
-        let old_record = match change.old_record() {
-            OldRecord::None => Value::Null,
-            OldRecord::Key(k) => key(k),
-            OldRecord::Full(old) => Value::Object(old.clone()),
+        let body = NativeBody {
+            columns: change.columns(),
+            commit_timestamp: change.commit_timestamp(),
+            // JSON `null` literals of json/jsonb columns are `null` in the records, as SQL
+            // NULL is (records stay plain JSON for Supabase-shaped clients); these lists
+            // tell them apart.
+            json_nulls: change.json_nulls(),
+            lsn: change.lsn(),
+            old_json_nulls: change.old_json_nulls(),
+            old_record: OldJson(change.old_record()),
+            record: change.record(),
+            schema: change.schema(),
+            table: change.table(),
+            kind: change.kind().as_str(),
+            unchanged_toast: change.unchanged_toast(),
         };
-        let record = change
-            .record()
-            .map_or(Value::Null, |r| Value::Object(r.clone()));
-        let mut body = json!({
-            "type": change.kind().as_str(),
-            "schema": change.schema(),
-            "table": change.table(),
-            "commit_timestamp": change.commit_timestamp(),
-            "lsn": change.lsn(),
-            "columns": change.columns(),
-            "record": record,
-            "old_record": old_record,
-        });
-        if !change.unchanged_toast().is_empty() {
-            body["unchanged_toast"] = json!(change.unchanged_toast());
-        }
-        // JSON `null` literals of json/jsonb columns are `null` in the records, as SQL NULL
-        // is (records stay plain JSON for Supabase-shaped clients); these lists tell them
-        // apart.
-        if !change.json_nulls().is_empty() {
-            body["json_nulls"] = json!(change.json_nulls());
-        }
-        if !change.old_json_nulls().is_empty() {
-            body["old_json_nulls"] = json!(change.old_json_nulls());
-        }
-        Arc::from(body.to_string())
+        Arc::from(serde_json::to_string(&body).expect("a change body serializes"))
     }
 
     fn change_suffix(&self) -> &'static str {

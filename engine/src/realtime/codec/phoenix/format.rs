@@ -14,7 +14,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::super::{
-    ChangeView, ChannelEvent, ChannelEventKind, EventFormat, Frame, OldRecord, Payload, Presence,
+    ChangeView, ChannelEvent, ChannelEventKind, EventFormat, Frame, OldJson, OldRecord, Payload,
+    Presence, no_columns,
 };
 use super::wire::{self, Vsn};
 
@@ -76,6 +77,35 @@ pub fn presence_map(presences: &[Presence]) -> Value {
     Value::Object(map)
 }
 
+/// The `data` of a Phoenix `postgres_changes` message, borrowed from the change: no row is
+/// cloned per change. Fields in alphabetical order, as the `serde_json::Map` this replaced
+/// wrote them, so the text is unchanged. `json_nulls`, `old_json_nulls` and
+/// `unchanged_toast` are Fluxbase's additions (realtime-js ignores them): json/jsonb
+/// columns holding the JSON `null` literal rather than SQL NULL, and columns left out of
+/// `record` because their TOASTed value did not change.
+#[derive(serde::Serialize)]
+struct PhoenixBody<'a> {
+    columns: &'a [fluxbase_replication::Column],
+    commit_timestamp: String,
+    errors: (),
+    #[serde(rename = "eventType")]
+    event_type: &'static str,
+    #[serde(skip_serializing_if = "no_columns")]
+    json_nulls: &'a [String],
+    #[serde(skip_serializing_if = "no_columns")]
+    old_json_nulls: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_record: Option<OldJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a Map<String, Value>>,
+    schema: &'a str,
+    table: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "no_columns")]
+    unchanged_toast: &'a [String],
+}
+
 impl EventFormat for PhoenixFormat {
     fn name(&self) -> &'static str {
         match self.vsn {
@@ -84,41 +114,26 @@ impl EventFormat for PhoenixFormat {
         }
     }
 
-    /// The `data` object of a `postgres_changes` message, as realtime-js reads it.
+    /// The `data` object of a `postgres_changes` message, as realtime-js reads it,
+    /// serialized straight from the change (see [`PhoenixBody`]).
     fn change_body(&self, change: &ChangeView<'_>) -> Arc<str> {
         let kind = change.kind().as_str();
-        let mut body = json!({
-            "schema": change.schema(),
-            "table": change.table(),
-            "commit_timestamp": change.commit_timestamp(),
-            "eventType": kind,
-            "type": kind,
-            "columns": change.columns(),
-            "errors": null,
-        });
-        if let Some(record) = change.record() {
-            body["record"] = Value::Object(record.clone());
-        }
-        match change.old_record() {
-            OldRecord::None => {}
-            OldRecord::Key(key) => {
-                body["old_record"] = Value::Object(key.cloned().unwrap_or_default());
-            }
-            OldRecord::Full(old) => body["old_record"] = Value::Object(old.clone()),
-        }
-        // Fluxbase's additions (realtime-js ignores them): columns left out of `record`
-        // because their TOASTed value did not change, and json/jsonb columns holding the
-        // JSON `null` literal rather than SQL NULL.
-        if !change.unchanged_toast().is_empty() {
-            body["unchanged_toast"] = json!(change.unchanged_toast());
-        }
-        if !change.json_nulls().is_empty() {
-            body["json_nulls"] = json!(change.json_nulls());
-        }
-        if !change.old_json_nulls().is_empty() {
-            body["old_json_nulls"] = json!(change.old_json_nulls());
-        }
-        Arc::from(body.to_string())
+        let old = change.old_record();
+        let body = PhoenixBody {
+            columns: change.columns(),
+            commit_timestamp: change.commit_timestamp(),
+            errors: (),
+            event_type: kind,
+            json_nulls: change.json_nulls(),
+            old_json_nulls: change.old_json_nulls(),
+            old_record: (!matches!(old, OldRecord::None)).then_some(OldJson(old)),
+            record: change.record(),
+            schema: change.schema(),
+            table: change.table(),
+            kind,
+            unchanged_toast: change.unchanged_toast(),
+        };
+        Arc::from(serde_json::to_string(&body).expect("a change body serializes"))
     }
 
     fn change_suffix(&self) -> &'static str {
