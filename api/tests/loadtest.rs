@@ -210,4 +210,31 @@ async fn rest_cases_and_their_sql_baselines_are_clean() {
             report.render()
         );
     }
+
+    // `--sessions`: signed-in users (auth.users + a live auth.sessions row each, tokens
+    // naming them), so the server's in-transaction session probe runs on every request and
+    // the baseline runs the same probe. A probe that refused would answer 401s (HTTP) or
+    // fail with 22012 (SQL): both count as errors. The users go when the run ends.
+    for baseline in [Baseline::Http, Baseline::Sql] {
+        let mut c = case(RestCase::GetByKey, baseline, 1);
+        c.rest_sessions = true;
+        let report = run(&c).await.unwrap();
+        assert!(
+            report.is_clean(),
+            "get-by-key --sessions ({baseline:?}) not clean:\n{}",
+            report.render()
+        );
+        assert!(report.requests.as_ref().unwrap().ok > 0);
+        let left: i64 = db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM auth.users WHERE email LIKE 'loadtest-%@loadtest.invalid'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "the run's users and sessions are deleted after it");
+    }
 }

@@ -233,6 +233,11 @@ pub struct ScenarioConfig {
     pub baseline: Baseline,
     /// `rest --case` over HTTP: which mount.
     pub rest_api: RestApi,
+    /// `rest --case`: signed-in users — a row of `auth.users` and a live session in
+    /// `auth.sessions` each, their tokens naming it — so the server's in-transaction
+    /// session probe runs (and the SQL baseline runs the same probe). Without it the
+    /// tokens name no session and the probe does not run.
+    pub rest_sessions: bool,
     /// `ws-ceiling`: the harness binary to start as the bare WebSocket server; `None` is
     /// this process's own executable (the `fluxbase-loadtest` binary).
     pub ceiling_exe: Option<std::path::PathBuf>,
@@ -284,6 +289,7 @@ impl ScenarioConfig {
             rest_case: None,
             baseline: Baseline::Http,
             rest_api: RestApi::PostgRest,
+            rest_sessions: false,
             ceiling_exe: None,
             progress: false,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
@@ -454,6 +460,12 @@ impl ScenarioConfig {
                 "--baseline sql needs --case (get-by-key, list-embed or insert): the baseline is the SQL of a known request",
             ));
         }
+        if self.rest_sessions && self.rest_case.is_none() {
+            return Err(Error::config(
+                "rest_sessions",
+                "--sessions needs --case: the cases' users are the ones given sessions",
+            ));
+        }
         if self.rest_case.is_some() && self.rest_path != DEFAULT_REST_PATH {
             return Err(Error::config(
                 "rest_path",
@@ -559,6 +571,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn sessions_go_with_a_case() {
+        let mut c = ScenarioConfig::new(Scenario::Rest);
+        c.rest_sessions = true;
+        assert!(matches!(
+            c.validate(),
+            Err(Error::Config {
+                key: "rest_sessions",
+                ..
+            })
+        ));
+        c.rest_case = Some(RestCase::GetByKey);
+        c.database_url = Some("postgres://u@127.0.0.1/db".into());
+        c.jwt_secret = Some("secret".into());
+        c.validate().unwrap();
+        assert!(
+            serde_json::to_string(&c)
+                .unwrap()
+                .contains("\"rest_sessions\":true")
+        );
     }
 
     #[test]

@@ -117,6 +117,11 @@ struct Cli {
     /// rest --case over HTTP: /rest/v1 (PostgREST) or /api/v1/tables (Fluxbase).
     #[arg(long, value_enum, default_value = "rest-v1")]
     api: ApiArg,
+    /// rest --case: signed-in users (auth.users rows and live auth.sessions, tokens naming
+    /// them), so the server's in-transaction session probe runs; the SQL baseline runs the
+    /// same probe.
+    #[arg(long)]
+    sessions: bool,
     /// ws-ceiling: the harness binary to start as the bare WebSocket server (default: this one).
     #[arg(long)]
     ceiling_exe: Option<PathBuf>,
@@ -233,6 +238,7 @@ impl Cli {
             ApiArg::RestV1 => RestApi::PostgRest,
             ApiArg::ApiV1 => RestApi::Fluxbase,
         };
+        c.rest_sessions = self.sessions;
         c.ceiling_exe = self.ceiling_exe.clone();
         c.progress = !self.quiet;
         Ok(c)

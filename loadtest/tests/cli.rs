@@ -68,4 +68,5 @@ fn rest_baselines_need_a_case() {
         "--path and --case",
     );
     refused(&["ws-ceiling", "--case", "insert"], "--case");
+    refused(&["rest", db, "--sessions"], "--sessions needs --case");
 }

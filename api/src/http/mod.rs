@@ -68,6 +68,11 @@ pub fn build_app(
         .wrap(from_fn(middleware::body_timeout::body_timeout))
         .wrap(from_fn(middleware::observe::observe))
         .configure(health::routes)
+        // REST first: the busiest routes, each surface one scope with a static prefix, so
+        // a REST request is not matched against every other route's pattern (regexes)
+        // before its own, and other requests skip REST's with a string comparison.
+        .configure(supabase::rest::configure)
+        .configure(v1::rest_routes)
         .configure(v1::routes)
         .configure(supabase::routes)
         .default_service(web::to(resource::not_found))

@@ -65,8 +65,19 @@ pub(crate) struct Caller<'a> {
     /// Whether the caller had credentials (401 or 403 on a refusal).
     pub authed: bool,
     /// An application user's token: the role switch also asserts that the session its
-    /// claims name (`session_id`, `sub`) is live, in the same round trip.
-    pub session: bool,
+    /// claims name is live, in the same round trip. Its claims' `session_id` and `sub`,
+    /// verified and checked to be uuids.
+    pub session: Option<SessionIds<'a>>,
+}
+
+/// The session an application user's token names: its `session_id` and `sub` claims, bound
+/// as parameters of the probe (PostgreSQL then need not parse the claims' JSON for them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionIds<'a> {
+    /// `session_id`: `auth.sessions.id`.
+    pub session_id: &'a str,
+    /// `sub`: `auth.sessions.user_id`.
+    pub user_id: &'a str,
 }
 
 /// Switches role, claims and statement timeout (and time zone) in one statement.
@@ -80,7 +91,8 @@ const ACT_TZ: &str = "SELECT true, true, pg_catalog.set_config('role', $1, true)
      pg_catalog.set_config('statement_timeout', $3, true), \
      pg_catalog.set_config('timezone', $4, true)";
 
-/// The session probe of [`ACT_SESSION`]: the session the claims name is live. Its
+/// The session probe of [`ACT_SESSION`]: the session the claims name (its id and user
+/// bound as the parameters the macro is given, as text) is live. Its
 /// `1 / 0` when the row is gone is the only division in the statement, so a 22012 from it
 /// can only mean "session ended" (a refusal by a raised error aborts the transaction: the
 /// request's statement never runs, the `COMMIT` pipelined behind it rolls back). The claims
@@ -88,17 +100,21 @@ const ACT_TZ: &str = "SELECT true, true, pg_catalog.set_config('role', $1, true)
 /// probe runs as the login role, whose privileges are checked when the statement starts,
 /// before any `set_config`.
 macro_rules! session_probe {
-    () => {
-        "1 / (EXISTS (SELECT 1 FROM auth.sessions s \
-         WHERE s.id = (($2::text)::pg_catalog.json ->> 'session_id')::uuid \
-         AND s.user_id = (($2::text)::pg_catalog.json ->> 'sub')::uuid))::int = 1"
+    ($id:literal, $user:literal) => {
+        concat!(
+            "1 / (EXISTS (SELECT 1 FROM auth.sessions s WHERE s.id = ",
+            $id,
+            "::text::uuid AND s.user_id = ",
+            $user,
+            "::text::uuid))::int = 1"
+        )
     };
 }
 
 /// [`ACT`] for an application user's token: fails with 22012 when its session ended.
 const ACT_SESSION: &str = concat!(
     "SELECT ",
-    session_probe!(),
+    session_probe!("$4", "$5"),
     ", true, pg_catalog.set_config('role', $1, true), \
      pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('statement_timeout', $3, true)"
@@ -107,7 +123,7 @@ const ACT_SESSION: &str = concat!(
 /// [`ACT_SESSION`] with `Prefer: timezone=`.
 const ACT_SESSION_TZ: &str = concat!(
     "SELECT ",
-    session_probe!(),
+    session_probe!("$5", "$6"),
     ", true, pg_catalog.set_config('role', $1, true), \
      pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('statement_timeout', $3, true), \
@@ -143,7 +159,7 @@ const ACT_CUSTOM_TZ: &str = "SELECT r.found, r.granted, pg_catalog.set_config('r
 impl Caller<'_> {
     /// The role-switch statement.
     fn sql(&self) -> &'static str {
-        match (self.custom, self.session, self.timezone.is_some()) {
+        match (self.custom, self.session.is_some(), self.timezone.is_some()) {
             (true, _, false) => ACT_CUSTOM,
             (true, _, true) => ACT_CUSTOM_TZ,
             (false, true, false) => ACT_SESSION,
@@ -262,6 +278,10 @@ impl Executor {
         if let Some(tz) = &caller.timezone {
             act_params.push(tz);
         }
+        if let Some(ids) = &caller.session {
+            act_params.push(&ids.session_id);
+            act_params.push(&ids.user_id);
+        }
         let main_params = params(&plan.main);
         let explain_params = plan.explain.as_ref().map(params).unwrap_or_default();
         let begin = if plan.read_only {
@@ -296,7 +316,7 @@ impl Executor {
             // COMMIT was sent: it committed, or (after an error) rolled back.
             held.open = false;
         }
-        if caller.session
+        if caller.session.is_some()
             && let Err(err) = &acted
             && err.code().map(|c| c.code()) == Some(SESSION_ENDED)
         {

@@ -27,7 +27,7 @@ use tokio::sync::OnceCell;
 
 use super::build::{BuildSettings, build};
 use super::error::RestError;
-use super::exec::{Caller, Executor};
+use super::exec::{Caller, Executor, SessionIds};
 use super::failure::Failure;
 use super::limits::Limits;
 use super::payload::Payload;
@@ -317,6 +317,10 @@ impl RestService {
         };
         let plan = build(&request, payload, &snapshot, &settings)?;
         let role = auth.role();
+        let session = match session {
+            SessionCheck::Done => None,
+            SessionCheck::InTransaction => Some(session_ids(auth)?),
+        };
         let caller = Caller {
             role: role.as_str(),
             custom: matches!(role, Role::Custom(_)),
@@ -327,9 +331,9 @@ impl RestService {
                 .as_millis() as u64,
             timezone,
             authed,
-            session: session == SessionCheck::InTransaction,
+            session,
         };
-        if caller.session && caller.custom {
+        if caller.session.is_some() && caller.custom {
             // Application users' tokens have the role `authenticated` (the HTTP layer only
             // defers their check): a custom role's switch has no session probe, so refuse
             // rather than run unchecked.
@@ -390,5 +394,23 @@ impl RestService {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// The session an application user's token names (`session_id`, `sub`), both uuids: what
+/// the request's transaction asserts. A token without them names no session that could be
+/// live, and is refused as one that ended (401), as the probe itself would refuse it.
+fn session_ids(auth: &AuthContext) -> Result<SessionIds<'_>, Failure> {
+    let uuid = |name: &str| {
+        auth.claim(name)
+            .and_then(|v| v.as_str())
+            .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+    };
+    match (uuid("session_id"), uuid("sub")) {
+        (Some(session_id), Some(user_id)) => Ok(SessionIds {
+            session_id,
+            user_id,
+        }),
+        _ => Err(Failure::Auth(fluxbase_auth::AuthError::SessionEnded)),
     }
 }

@@ -218,14 +218,29 @@ async fn an_ended_session_is_refused_at_once_on_reads_and_writes() {
     assert_postgrest_error(&got, 401, "PGRST301", "session");
     assert_eq!(api.count("SELECT count(*) FROM public.todos").await, 1);
 
-    // Bob is unaffected — until the runbook's SQL ends his sessions.
+    // Bob is unaffected — until the runbook's SQL ends his sessions. With a time zone the
+    // role switch is another statement, with the same probe.
+    let zoned = [
+        ("Authorization", b.as_str()),
+        ("Prefer", "timezone=Asia/Tokyo"),
+    ];
     let got = api.get("/rest/v1/todos", &[("Authorization", &b)]).await;
     assert_eq!(got.status, 200, "{}", got.body);
+    let got = api.get("/rest/v1/todos", &zoned).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(
+        got.header("preference-applied"),
+        Some("timezone=Asia/Tokyo"),
+        "{}",
+        got.body
+    );
     api.sql(&format!(
         "DELETE FROM auth.sessions WHERE user_id = '{}'",
         bob.id
     ))
     .await;
     let got = api.get("/rest/v1/todos", &[("Authorization", &b)]).await;
+    assert_postgrest_error(&got, 401, "PGRST301", "session");
+    let got = api.get("/rest/v1/todos", &zoned).await;
     assert_postgrest_error(&got, 401, "PGRST301", "session");
 }

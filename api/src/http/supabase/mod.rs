@@ -11,10 +11,10 @@ pub mod storage;
 
 use actix_web::web;
 
-/// Registers every Supabase surface.
+/// Registers every Supabase surface but REST's (`rest::configure`, which the app registers
+/// first).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(rest::configure)
-        .configure(storage::routes)
+    cfg.configure(storage::routes)
         .configure(auth::routes)
         .configure(realtime::routes);
 }

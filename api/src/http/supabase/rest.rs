@@ -12,12 +12,20 @@ use crate::rest::Flavour;
 /// Where the API is mounted (the OpenAPI `basePath`).
 const BASE: &str = "/rest/v1";
 
-/// Registers `/rest/v1*`.
+/// Registers `/rest/v1*` as one scope: its static prefix is compared as a string, so the
+/// app's router skips it for every other path, and a REST request meets no other route's
+/// pattern (the app registers this scope before the others). `/{table}` comes first: a
+/// table request is matched by one pattern (`/rpc/{function}` never matches a single
+/// segment, so the order decides nothing else). Paths matching none of these fall through
+/// to the app's default service, as before.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/rest/v1", web::route().to(openapi))
-        .route("/rest/v1/", web::route().to(openapi))
-        .route("/rest/v1/rpc/{function}", web::route().to(call))
-        .route("/rest/v1/{table}", web::route().to(table));
+    cfg.service(
+        web::scope(BASE)
+            .route("", web::route().to(openapi))
+            .route("/", web::route().to(openapi))
+            .route("/{table}", web::route().to(table))
+            .route("/rpc/{function}", web::route().to(call)),
+    );
 }
 
 /// A table.

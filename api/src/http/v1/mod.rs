@@ -12,14 +12,19 @@ pub mod tables;
 
 use actix_web::web;
 
-/// Registers every v1 surface.
+/// Registers every v1 surface but REST's (`tables`, `rpc`: see [`rest_routes`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(realtime::routes)
         .configure(auth::routes)
         .configure(service_keys::routes)
         .configure(dashboard::routes)
-        .configure(tables::routes)
-        .configure(rpc::routes)
         .configure(storage::routes)
         .configure(jobs::routes);
+}
+
+/// Registers the REST surfaces (`/api/v1/tables`, `/api/v1/rpc`): the app registers them
+/// first, as the busiest routes, so their requests are not matched against every other
+/// route's pattern first.
+pub fn rest_routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(tables::routes).configure(rpc::routes);
 }

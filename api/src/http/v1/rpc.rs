@@ -8,10 +8,14 @@ use crate::http::rest::{self, RestPath};
 use crate::http::state::AppState;
 use crate::rest::Flavour;
 
-/// Registers `/api/v1/rpc/*`.
+/// Registers `/api/v1/rpc/*` as one scope (a static prefix, compared as a string; the app
+/// registers it before the other `/api/v1` routes).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/rpc/{function}", web::route().to(call))
-        .route("/api/v1/rpc/{schema}/{function}", web::route().to(call));
+    cfg.service(
+        web::scope("/api/v1/rpc")
+            .route("/{function}", web::route().to(call))
+            .route("/{schema}/{function}", web::route().to(call)),
+    );
 }
 
 /// A function call.

@@ -15,16 +15,19 @@ use crate::http::rest::{self, RestPath};
 use crate::http::state::AppState;
 use crate::rest::Flavour;
 
-/// Registers `/api/v1/tables*`.
+/// Registers `/api/v1/tables*` as one scope (a static prefix, compared as a string; the
+/// app registers it before the other `/api/v1` routes, so a REST request meets no other
+/// route's pattern). Paths matching none of these fall through to the app's default
+/// service, as before.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/tables", web::route().to(openapi))
-        .route("/api/v1/tables/", web::route().to(openapi))
-        .route("/api/v1/tables/{table}", web::route().to(table))
-        .route("/api/v1/tables/{schema}/{table}", web::route().to(table))
-        .route(
-            "/api/v1/tables/{schema}/{table}/{key}",
-            web::route().to(table),
-        );
+    cfg.service(
+        web::scope("/api/v1/tables")
+            .route("", web::route().to(openapi))
+            .route("/", web::route().to(openapi))
+            .route("/{table}", web::route().to(table))
+            .route("/{schema}/{table}", web::route().to(table))
+            .route("/{schema}/{table}/{key}", web::route().to(table)),
+    );
 }
 
 /// A table or one of its rows.

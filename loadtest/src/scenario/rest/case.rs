@@ -1,6 +1,9 @@
 //! Issue 12's cases over HTTP, as `@supabase/postgrest-js` sends them: each connection is
 //! one user (`Authorization: Bearer <user token>`, plus `apikey: <anon key>` on `/rest/v1`)
-//! reading or writing only its own rows.
+//! reading or writing only its own rows. With `--sessions` the user token is an access
+//! token as the server issues them, naming the user's seeded session (the server then
+//! asserts that session in each request's transaction); without, it carries `sub` and
+//! `role` only.
 //!
 //! - `get-by-key`: `GET {base}/lt_todos_x?id=eq.{id}` → 200, a one-row array;
 //! - `list-embed`: `GET {base}/lt_todos_x?select=id,title,done,created_at,list:lt_lists_x(id,name)&order=id&limit=100`
@@ -14,6 +17,7 @@ use rand::Rng;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::sessions::Sessions;
 use super::{Answer, LIST_ROWS, Requester, drive};
 use crate::config::{RestApi, RestCase, ScenarioConfig};
 use crate::error::{Error, Result};
@@ -107,6 +111,7 @@ pub async fn run(
     report: &mut Report,
     shape: &Shape,
     users: &[Uuid],
+    sessions: Option<&Sessions>,
 ) -> Result<()> {
     // Tokens outlive the run by an hour, so none expires mid-test.
     let minter = TokenMinter::new(
@@ -120,10 +125,11 @@ pub async fn run(
     };
     let mut requesters = Vec::with_capacity(users.len());
     for (c, user) in users.iter().enumerate() {
-        let mut headers = vec![(
-            "Authorization".to_owned(),
-            format!("Bearer {}", minter.user(*user)?),
-        )];
+        let token = match sessions {
+            Some(sessions) => minter.app_user(*user, sessions.of(c))?,
+            None => minter.user(*user)?,
+        };
+        let mut headers = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
         if config.rest_api == RestApi::PostgRest {
             headers.push(("apikey".to_owned(), anon_key.clone()));
         }

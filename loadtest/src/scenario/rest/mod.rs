@@ -2,9 +2,11 @@
 //! flight per connection). Either a `--path` template (any endpoint), or one of issue 12's
 //! cases (`--case`) on seeded todo tables, sent to the server over HTTP or — as the
 //! baseline REST is a ratio of — the same transaction straight to PostgreSQL
-//! (`--baseline sql`).
+//! (`--baseline sql`). With `--sessions` the cases' users are signed in: each has a row
+//! in `auth.users` and a live session in `auth.sessions` that its token names.
 
 mod case;
+mod sessions;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use self::sessions::Sessions;
 use super::{Context, Samplers};
 use crate::config::{Baseline, RestCase, ScenarioConfig};
 use crate::error::{Error, Result};
@@ -139,6 +142,19 @@ async fn run_case(
     let tables = TodoTables::new(&suffix(config));
     let rows = seeded_rows(config, case);
     tables.create(&client, users, rows).await?;
+    let sessions = if config.rest_sessions {
+        match Sessions::create(&client, users).await {
+            Ok(sessions) => Some(sessions),
+            Err(err) => {
+                if !config.keep_tables {
+                    tables.drop_tables(&client).await;
+                }
+                return Err(err);
+            }
+        }
+    } else {
+        None
+    };
     let shape = case::Shape {
         case,
         tables: tables.clone(),
@@ -153,11 +169,28 @@ async fn run_case(
     let mut report = ctx.report(config);
     report.table = Some(format!("{} (+ {})", tables.todos, tables.lists));
     let result = match config.baseline {
-        Baseline::Http => case::run(config, ctx, &mut report, &shape, users).await,
-        Baseline::Sql => sql::run(config, ctx, &mut report, &shape, users, &db_config).await,
+        Baseline::Http => {
+            case::run(config, ctx, &mut report, &shape, users, sessions.as_ref()).await
+        }
+        Baseline::Sql => {
+            let sessions = sessions.as_ref();
+            sql::run(
+                config,
+                ctx,
+                &mut report,
+                &shape,
+                users,
+                sessions,
+                &db_config,
+            )
+            .await
+        }
     };
     if !config.keep_tables {
         tables.drop_tables(&client).await;
+    }
+    if sessions.is_some() {
+        Sessions::remove(&client, users).await;
     }
     result.map(|()| report)
 }

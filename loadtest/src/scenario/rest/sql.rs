@@ -11,7 +11,10 @@
 //! COMMIT
 //! ```
 //!
-//! all four written before the first answer is read (one round trip). The statements are
+//! all four written before the first answer is read (one round trip). With `--sessions`
+//! the role switch is the server's `ACT_SESSION`: the same statement with the session
+//! probe (`auth.sessions` by id and user) in front, and the claims those of the user's
+//! access token, `session_id` included. The statements are
 //! the ones the server's builder writes for the cases' requests (`WITH … SELECT` of five
 //! columns, the body built by PostgreSQL), so the baseline differs from the server only
 //! by what the server adds: HTTP, parsing, auth, the pool, the response. REST's figure
@@ -24,17 +27,25 @@ use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use super::case::Shape;
+use super::sessions::Sessions;
 use super::{Answer, Requester, drive};
 use crate::config::{RestCase, ScenarioConfig};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::scenario::Context;
 use crate::table;
-use crate::token::Claims;
+use crate::token::{Claims, TokenMinter};
 use crate::writer::sql_kind;
 
 /// The server's role switch (its executor's `ACT`, verbatim).
 const ACT: &str = "SELECT true, true, pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('statement_timeout', $3, true)";
+
+/// The server's role switch for an application user's token (its executor's
+/// `ACT_SESSION`, verbatim): fails with 22012 unless the session the claims name is live.
+const ACT_SESSION: &str = "SELECT 1 / (EXISTS (SELECT 1 FROM auth.sessions s \
+     WHERE s.id = $4::text::uuid AND s.user_id = $5::text::uuid))::int = 1, true, pg_catalog.set_config('role', $1, true), \
      pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('statement_timeout', $3, true)";
 
@@ -87,9 +98,12 @@ pub async fn run(
     report: &mut Report,
     shape: &Shape,
     users: &[Uuid],
+    sessions: Option<&Sessions>,
     db_config: &tokio_postgres::Config,
 ) -> Result<()> {
     let text = statement(shape);
+    let act_text = if sessions.is_some() { ACT_SESSION } else { ACT };
+    let minter = TokenMinter::new("", config.duration.as_secs() + 3600);
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -99,7 +113,7 @@ pub async fn run(
     for (c, user) in users.iter().enumerate() {
         let client = table::connect(db_config).await?;
         let act = client
-            .prepare(ACT)
+            .prepare(act_text)
             .await
             .map_err(Error::database("preparing the role switch"))?;
         let main = client
@@ -107,17 +121,21 @@ pub async fn run(
             .await
             .map_err(Error::database("preparing the case's statement"))?;
         // The claims the server sets: those of the user's token.
-        let claims = serde_json::to_string(&Claims {
-            sub: user.to_string(),
-            role: "authenticated".to_owned(),
-            exp,
-        })
-        .unwrap_or_default();
+        let claims = match sessions {
+            Some(sessions) => minter.app_claims(*user, sessions.of(c)).to_json_text(),
+            None => serde_json::to_string(&Claims {
+                sub: user.to_string(),
+                role: "authenticated".to_owned(),
+                exp,
+            })
+            .unwrap_or_default(),
+        };
         requesters.push(SqlRequester {
             client,
             act,
             main,
             claims,
+            session: sessions.map(|s| (s.of(c).to_string(), user.to_string())),
             shape: shape.clone(),
             connection: c as u64,
         });
@@ -133,6 +151,8 @@ struct SqlRequester {
     main: Statement,
     /// The user's JWT claims as JSON text.
     claims: String,
+    /// With `--sessions`: the session id and user id the probe is given, as text.
+    session: Option<(String, String)>,
     shape: Shape,
     connection: u64,
 }
@@ -169,13 +189,16 @@ impl Requester for SqlRequester {
         let params: Vec<TextParam<'_>> = params.iter().map(|p| TextParam(p)).collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let mut act_params: Vec<&(dyn ToSql + Sync)> =
+            vec![&"authenticated", &self.claims, &STATEMENT_TIMEOUT_MS];
+        if let Some((session_id, user_id)) = &self.session {
+            act_params.push(session_id);
+            act_params.push(user_id);
+        }
         let client = &self.client;
         let (begun, acted, ran, ended) = join4(
             client.batch_execute(begin),
-            client.query(
-                &self.act,
-                &[&"authenticated", &self.claims, &STATEMENT_TIMEOUT_MS],
-            ),
+            client.query(&self.act, &act_params),
             client.query(&self.main, &params),
             client.batch_execute("COMMIT"),
         )
