@@ -58,8 +58,12 @@ impl Heartbeat {
     }
 }
 
-/// One beat.
+/// One beat (none once shutdown marked the worker stopped).
 async fn beat(shared: Arc<Shared>) -> Result<(), fluxbase_migrations::DbError> {
+    let stopped = shared.beats.lock().await;
+    if *stopped {
+        return Ok(());
+    }
     let settings = &shared.settings;
     let running = shared.running_ids();
     let mine = queue::heartbeat(

@@ -2,8 +2,8 @@
 //! jobs it runs now, its actors' addresses, the counters and the last counts read.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix::Addr;
@@ -64,6 +64,12 @@ pub(crate) struct Shared {
     pub(super) started: AtomicBool,
     /// `shutdown` began: claim and schedule nothing more.
     pub(super) draining: AtomicBool,
+    /// Held by each heartbeat for its whole beat; `true` once shutdown marked the worker
+    /// stopped, after which no beat runs — a beat in flight could otherwise land after the
+    /// `stopped` mark and set the worker `active` again.
+    pub(super) beats: tokio::sync::Mutex<bool>,
+    /// Claims sent and not yet turned into tracked jobs (see [`ClaimInFlight`]).
+    pub(super) claims: AtomicUsize,
     /// Stops the LISTEN connection.
     pub(super) shutdown: watch::Sender<bool>,
     /// A std lock: held only to clone or take an address.
@@ -81,6 +87,11 @@ pub(crate) struct Shared {
 impl Shared {
     pub(super) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether a claim is between the table and [`Shared::track`].
+    pub(super) fn claim_in_flight(&self) -> bool {
+        self.claims.load(Ordering::Acquire) > 0
     }
 
     pub(super) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunningJob>> {
@@ -171,5 +182,24 @@ impl Shared {
         super::stats::publish_local(&self.local_worker());
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
         Ok(counts)
+    }
+}
+
+/// A claim between the table and [`Shared::track`]: its jobs are `running` in `jobs.jobs`
+/// before this instance knows them, so shutdown waits for it to end (dropping it, once the
+/// claimed jobs are tracked or the claim failed, wakes shutdown's wait).
+pub(super) struct ClaimInFlight(Arc<Shared>);
+
+impl ClaimInFlight {
+    pub(super) fn new(shared: Arc<Shared>) -> ClaimInFlight {
+        shared.claims.fetch_add(1, Ordering::AcqRel);
+        ClaimInFlight(shared)
+    }
+}
+
+impl Drop for ClaimInFlight {
+    fn drop(&mut self) {
+        self.0.claims.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle.notify_waiters();
     }
 }

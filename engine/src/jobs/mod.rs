@@ -31,7 +31,7 @@ pub mod sql;
 mod stats;
 mod webhook;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,6 +158,8 @@ impl Jobs {
                 idle: Notify::new(),
                 started: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
+                beats: tokio::sync::Mutex::new(false),
+                claims: AtomicUsize::new(0),
                 shutdown: watch::channel(false).0,
                 actors: Mutex::default(),
                 webhooks,
@@ -240,13 +242,18 @@ impl Jobs {
         let deadline = tokio::time::Instant::now() + s.settings.shutdown_timeout;
         loop {
             let ended = s.idle.notified();
-            if s.running_count() == 0 {
+            // A claim in flight has jobs that are `running` in the table but not yet here:
+            // wait for it too, or they would be left `running` with no one running them.
+            if s.running_count() == 0 && !s.claim_in_flight() {
                 break;
             }
             if tokio::time::timeout_at(deadline, ended).await.is_err() {
                 break;
             }
         }
+        // No beat from here on (one in flight finishes first): nothing marks the worker
+        // active again once it is marked stopped below.
+        *s.beats.lock().await = true;
         let left = s.running_ids();
         if !left.is_empty() {
             s.abort(&left);

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::handler::{FailureReason, JobFailure, JobRun, Retry, RunResult};
+use super::instance::ClaimInFlight;
 use super::queue::{self, AfterFailure, Claimed};
 use super::scheduler::Tick;
 use crate::supervise;
@@ -72,6 +73,8 @@ impl Runner {
         self.claiming = true;
         self.again = false;
         let shared = self.shared.clone();
+        // Ends (dropped) when the closure below has tracked the claimed jobs.
+        let in_flight = ClaimInFlight::new(shared.clone());
         let claim = async move {
             let claimed = queue::claim(
                 &shared.db,
@@ -91,7 +94,8 @@ impl Runner {
         ctx.spawn(
             supervise::catch_async(claim)
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(move |result, act, ctx| {
+                    let _in_flight = in_flight;
                     act.claiming = false;
                     let poll = act.shared.settings.poll_interval;
                     let delay = match result {
