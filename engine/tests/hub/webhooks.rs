@@ -132,9 +132,9 @@ fn acknowledged(engine: &fluxbase_engine::realtime::Engine) -> Lsn {
         .map_or(Lsn::ZERO, |r| r.acknowledged_lsn)
 }
 
-#[actix::test]
-async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts() {
-    let db = TestDb::new().await;
+/// `public.orders` (readable by anon), jobs running, and a webhook rule on its INSERTs
+/// POSTing to a local receiver; returns a client, the jobs and what the receiver saw.
+async fn orders_with_webhook(db: &TestDb) -> (tokio_postgres::Client, Jobs, Seen) {
     let client = db.client().await;
     client
         .batch_execute(
@@ -145,7 +145,7 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
         .unwrap();
     let (url, seen) = receiver().await;
     let jobs = Jobs::new(
-        db_pool(&db),
+        db_pool(db),
         db.config(),
         jobs_settings(),
         Supervision::default(),
@@ -164,6 +164,36 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
     )
     .await
     .unwrap();
+    (client, jobs, seen)
+}
+
+/// Holds `jobs.jobs` in EXCLUSIVE mode until the transaction ends: webhooks' INSERT waits.
+/// Unlike ACCESS EXCLUSIVE (WAL-logged for hot standby) it takes no xid, so the other
+/// tests' slot creations, which wait for every xid-holding transaction in the shared
+/// cluster, do not wait for this one.
+async fn lock_jobs(locker: &mut tokio_postgres::Client) -> tokio_postgres::Transaction<'_> {
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    lock
+}
+
+/// Stops the engine and jobs, and drops the engine's slot (the tests share one cluster).
+async fn wind_down(engine: TestEngine, jobs: &Jobs, client: &tokio_postgres::Client) {
+    let slot = engine.slot.clone();
+    engine.stop().await;
+    jobs.shutdown().await;
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .ok();
+}
+
+#[actix::test]
+async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts() {
+    let db = TestDb::new().await;
+    let (client, jobs, seen) = orders_with_webhook(&db).await;
 
     let pool = fluxbase_engine::realtime::rls::fallback_pool(db.config(), 4);
     let first = TestEngine::new(&db, pool.clone(), RealtimeSettings::default()).await;
@@ -194,13 +224,7 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
     // Webhooks cannot enqueue (jobs.jobs locked): the slot is not acknowledged past the
     // row, though realtime delivered it. Meanwhile replication restarts, twice over.
     let mut locker = db.client().await;
-    let lock = locker.transaction().await.unwrap();
-    // EXCLUSIVE blocks the webhooks' INSERT; unlike ACCESS EXCLUSIVE (WAL-logged for hot
-    // standby) it takes no xid, so the other tests' slot creations, which wait for every
-    // xid-holding transaction in the shared cluster, do not wait for this one.
-    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = lock_jobs(&mut locker).await;
     let before = wal_lsn(&client).await;
     insert(4).await;
     // Realtime does not wait for webhooks: row 4 is delivered while they are blocked.
@@ -253,10 +277,7 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
 
     // Server restart while row 6 (and maybe row 5, whose webhook may not have enqueued
     // before the lock) is not taken yet: the new engine replays it.
-    let lock = locker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = lock_jobs(&mut locker).await;
     let before = wal_lsn(&client).await;
     insert(6).await;
     assert_eq!(next_change(&mut rx).await["payload"]["record"]["id"], 6);
@@ -287,56 +308,13 @@ async fn a_webhook_fires_once_per_change_across_replication_and_server_restarts(
         .get(0);
     assert_eq!(jobs_total, 7, "exactly one job per change");
     assert_eq!(*seen.lock().unwrap(), want, "each change POSTed once");
-    let slot = second.slot.clone();
-    second.stop().await;
-    jobs.shutdown().await;
-    client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-        .await
-        .ok();
-}
-
-/// Holds `jobs.jobs` in EXCLUSIVE mode (webhooks' INSERT waits; no xid taken, see above).
-async fn lock_jobs(locker: &mut tokio_postgres::Client) -> tokio_postgres::Transaction<'_> {
-    let lock = locker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE jobs.jobs IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    lock
+    wind_down(second, &jobs, &client).await;
 }
 
 #[actix::test]
 async fn delivery_never_waits_for_webhooks_that_cannot_enqueue() {
     let db = TestDb::new().await;
-    let client = db.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE public.orders (id int PRIMARY KEY, status text);
-             GRANT SELECT ON public.orders TO anon;",
-        )
-        .await
-        .unwrap();
-    let (url, seen) = receiver().await;
-    let jobs = Jobs::new(
-        db_pool(&db),
-        db.config(),
-        jobs_settings(),
-        Supervision::default(),
-    )
-    .unwrap();
-    jobs.start().await.unwrap();
-    jobs.create_webhook(
-        &Caller::Admin("ops".into()),
-        NewWebhookRule {
-            name: "orders".into(),
-            table: "orders".into(),
-            events: vec!["INSERT".into()],
-            url,
-            ..NewWebhookRule::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (client, jobs, seen) = orders_with_webhook(&db).await;
     let pool = fluxbase_engine::realtime::rls::fallback_pool(db.config(), 2);
     let engine = TestEngine::new(&db, pool, RealtimeSettings::default()).await;
     engine.engine.set_webhooks(jobs.webhooks());
@@ -377,11 +355,5 @@ async fn delivery_never_waits_for_webhooks_that_cannot_enqueue() {
     .await;
     let want: BTreeMap<i64, usize> = (1..=5).map(|id| (id, 1)).collect();
     assert_eq!(*seen.lock().unwrap(), want, "each change POSTed once");
-    let slot = engine.slot.clone();
-    engine.stop().await;
-    jobs.shutdown().await;
-    client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-        .await
-        .ok();
+    wind_down(engine, &jobs, &client).await;
 }

@@ -15,22 +15,19 @@
 //! Private channels are refused (403): their access is decided by `realtime.messages`
 //! policies, which Fluxbase does not evaluate.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use fluxbase_engine::realtime::RealtimeError;
 use fluxbase_engine::realtime::codec::phoenix::{Phoenix, Vsn};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, Code};
-use crate::http::extract::credentials::token_of;
 use crate::http::extract::json::SERVER_LIMIT;
 use crate::http::extract::{Anyone, Guard, Json};
 use crate::http::resource::{get, post};
 use crate::http::state::AppState;
-use crate::http::v1::realtime::{cap_send_buffer, engine};
+use crate::http::v1::realtime::{engine, upgrade};
 
 /// Registers `/realtime/v1*`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -65,30 +62,16 @@ async fn websocket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let engine = engine(&state)?;
+    // Realtime off answers 503 before the query string is looked at, as `/realtime` does.
+    engine(&state)?;
     let vsn = vsn_of(&req)?;
-    let ip = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
-        ApiError::new(
-            Code::BadRequest,
-            format!("/realtime/v1/websocket is a WebSocket endpoint: {err}"),
-        )
-    })?;
-    cap_send_buffer(&req, state.config.realtime.socket_send_buffer.0);
-    let token = token_of(&req);
-    let auth = state.auth.clone();
-    actix_web::rt::spawn(async move {
-        let context = auth
-            .authenticate(token.as_deref())
-            .await
-            .map_err(|err| RealtimeError::from_coded(&err));
-        engine
-            .serve(session, stream, ip, context, Phoenix::new(vsn))
-            .await;
-    });
-    Ok(response)
+    upgrade(
+        &req,
+        body,
+        &state,
+        "/realtime/v1/websocket",
+        Phoenix::new(vsn),
+    )
 }
 
 /// Body of `POST /realtime/v1/api/broadcast`.

@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use fluxbase_engine::realtime::codec::Codec;
 use fluxbase_engine::realtime::codec::native::Native;
 use fluxbase_engine::realtime::{Engine, RealtimeError};
 use serde::Deserialize;
@@ -83,31 +84,42 @@ async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let engine = engine(&state)?;
+    upgrade(&req, body, &state, "/realtime", Native)
+}
+
+/// Upgrades `req` (a request to `endpoint`) to a WebSocket the engine serves with `codec`:
+/// the socket's send buffer capped, the credential checked after the 101 — a refused one
+/// still upgrades, then gets the codec's error and a close with the reason.
+pub(crate) fn upgrade<C: Codec>(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    endpoint: &str,
+    codec: C,
+) -> Result<HttpResponse, actix_web::Error> {
+    let engine = engine(state)?;
     let ip = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
-    // A plain GET (no upgrade) gets our JSON error, like every other refusal.
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+    let (response, session, stream) = actix_ws::handle(req, body).map_err(|err| {
         ApiError::new(
             Code::BadRequest,
-            format!("/realtime is a WebSocket endpoint: {err}"),
+            format!("{endpoint} is a WebSocket endpoint: {err}"),
         )
     })?;
-    cap_send_buffer(&req, state.config.realtime.socket_send_buffer.0);
-    let token = token_of(&req);
+    cap_send_buffer(req, state.config.realtime.socket_send_buffer.0);
+    let token = token_of(req);
     let auth = state.auth.clone();
     actix_web::rt::spawn(async move {
         let context = auth
             .authenticate(token.as_deref())
             .await
             .map_err(|err| RealtimeError::from_coded(&err));
-        engine.serve(session, stream, ip, context, Native).await;
+        engine.serve(session, stream, ip, context, codec).await;
     });
     Ok(response)
 }
 
-/// Body of `POST /api/v1/realtime/broadcast`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BroadcastBody {

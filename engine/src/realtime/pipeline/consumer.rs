@@ -238,27 +238,3 @@ pub(crate) async fn dispatch(dispatcher: &Addr<Dispatcher>, tx: &Arc<Transaction
         }
     }
 }
-
-/// Until database webhooks (when jobs run) enqueued their jobs for `tx`.
-pub(crate) async fn offer_webhooks(engine: &Engine, tx: &Arc<Transaction>) {
-    let webhooks = engine
-        .inner
-        .webhooks
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let Some(webhooks) = webhooks else {
-        return;
-    };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match webhooks.take(tx).await {
-            Ok(_) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}

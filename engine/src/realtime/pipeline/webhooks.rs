@@ -10,12 +10,12 @@
 //! commit LSN, change index) make a second take of a transaction enqueue nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fluxbase_replication::{Lsn, Transaction};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::consumer::offer_webhooks;
 use crate::realtime::engine::Engine;
 
 /// Transactions webhooks may fall behind delivery before delivery waits for them.
@@ -72,5 +72,29 @@ impl Drop for WebhookLane {
     fn drop(&mut self) {
         // Whatever it still held is replayed by the slot.
         self.task.abort();
+    }
+}
+
+/// Until database webhooks (when jobs run) enqueued their jobs for `tx`.
+async fn offer_webhooks(engine: &Engine, tx: &Arc<Transaction>) {
+    let webhooks = engine
+        .inner
+        .webhooks
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(webhooks) = webhooks else {
+        return;
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match webhooks.take(tx).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, lsn = %tx.commit_lsn, "webhooks did not take the transaction; retrying before acknowledging it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
