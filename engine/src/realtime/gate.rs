@@ -38,6 +38,10 @@ pub struct Gate {
     /// The last access fingerprint the role watcher saw (std lock, never held across
     /// `.await`).
     access: Mutex<Option<String>>,
+    /// Held while a table's policies load: the subscribers of a table nobody has asked
+    /// for yet (a connect storm's first second) wait for one load instead of each running
+    /// its own on the small pool.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Gate {
@@ -55,6 +59,7 @@ impl Gate {
                 cache_ttl: ttl,
             }),
             access: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -91,15 +96,19 @@ impl Gate {
     /// The owner route of a table (loading its policies when new), if its policies are
     /// owner-only.
     pub async fn owner_route(&self, relid: u32) -> Option<OwnerRoute> {
-        // The common case (policies already loaded) needs no connection.
-        if self.decider.table(relid).is_none()
-            && let Err(err) = self
-                .decider
-                .add_relations(&mut Conn::pool(&self.fallback), &[RelationRef::Oid(relid)])
-                .await
-        {
-            tracing::warn!(error = %err, relid, "loading RLS policies failed");
-            return None;
+        // The common case (policies already loaded) needs no connection nor the lock.
+        if self.decider.table(relid).is_none() {
+            let _loading = self.loading.lock().await;
+            // Loaded while this waited: by the subscriber that held the lock.
+            if self.decider.table(relid).is_none()
+                && let Err(err) = self
+                    .decider
+                    .add_relations(&mut Conn::pool(&self.fallback), &[RelationRef::Oid(relid)])
+                    .await
+            {
+                tracing::warn!(error = %err, relid, "loading RLS policies failed");
+                return None;
+            }
         }
         self.decider.owner_route(relid)
     }

@@ -66,6 +66,10 @@ pub struct Tables {
     schemas: Vec<String>,
     /// A std lock, never held across `.await`.
     published: RwLock<Published>,
+    /// Held while a table the cache or the publication lacks is looked up: a connect
+    /// storm's first subscribers of a table wait for one lookup (one probe, one reload,
+    /// one publication check) instead of each running its own on the pool.
+    resolving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Tables {
@@ -96,6 +100,7 @@ impl Tables {
             publication: publication.into(),
             schemas,
             published: RwLock::default(),
+            resolving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -124,7 +129,14 @@ impl Tables {
         }
         let snapshot = match self.cache.snapshot() {
             s if s.relation(schema, table).is_some() => s,
-            _ => self.catch_up(pool, schema, table).await?,
+            _ => {
+                let _resolving = self.resolving.lock().await;
+                // Loaded while this waited, by the subscriber that held the lock.
+                match self.cache.snapshot() {
+                    s if s.relation(schema, table).is_some() => s,
+                    _ => self.catch_up(pool, schema, table).await?,
+                }
+            }
         };
         let Some(relation) = snapshot.relation(schema, table) else {
             return Err(unknown(schema, table));
@@ -153,11 +165,15 @@ impl Tables {
         if self.is_published(snapshot.version(), relid) {
             return Ok(info);
         }
+        let _resolving = self.resolving.lock().await;
+        if self.is_published(snapshot.version(), relid) {
+            return Ok(info);
+        }
         if !self.ensure_published(pool, schema, table, relid).await? {
             return Err(unknown(schema, table));
         }
         let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
-        if published.version != snapshot.version() {
+        if published.version < snapshot.version() {
             *published = Published {
                 version: snapshot.version(),
                 relids: HashSet::new(),
@@ -167,9 +183,12 @@ impl Tables {
         Ok(info)
     }
 
+    /// Whether `relid` was found published at `version` of the cache or a later one (a
+    /// check made under a newer cache is as good for an older snapshot: it saw the
+    /// publication as it is now).
     fn is_published(&self, version: u64, relid: u32) -> bool {
         let published = self.published.read().unwrap_or_else(|e| e.into_inner());
-        published.version == version && published.relids.contains(&relid)
+        published.version >= version && published.relids.contains(&relid)
     }
 
     /// The cache does not have the table: if the catalog does (created a moment ago), waits

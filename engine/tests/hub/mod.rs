@@ -1,6 +1,7 @@
 //! The engine in-process over a real database: started inside an actix system (its actors
 //! need one), with its own slot and publication, sockets stood in for by their queues.
 
+mod storm;
 mod webhooks;
 
 use std::sync::Arc;
