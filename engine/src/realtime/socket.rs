@@ -146,7 +146,8 @@ impl Engine {
         // The `exp` the expiry timer is armed for, and the one whose expiry was already
         // handled: not again until a new token.
         let (mut armed_for, mut expired_for): (Option<u64>, Option<u64>) = (None, None);
-        let mut batch: Vec<Outbound> = Vec::with_capacity(BATCH);
+        // Grows with the first frames, never past a batch: an idle socket holds none.
+        let mut batch: Vec<Outbound> = Vec::new();
         let session = Session::new(self, conn);
         let label: &'static str = loop {
             let exp = conn.expires_at().filter(|e| expired_for != Some(*e));
