@@ -176,7 +176,13 @@ impl CatalogError {
                  function overloading can be resolved"
                     .to_owned(),
             ),
-            CatalogError::TableNotFound { .. } | CatalogError::FunctionNotFound { .. } => Some(
+            // A table the catalog has is loaded before this is answered.
+            CatalogError::TableNotFound { .. } => Some(
+                "The database has no table or view of that name in this schema (it was asked, \
+                 not only the schema cache)."
+                    .to_owned(),
+            ),
+            CatalogError::FunctionNotFound { .. } => Some(
                 "If it was created in the database just now, it is reachable as soon as the \
                  schema cache reloads (about a second)."
                     .to_owned(),

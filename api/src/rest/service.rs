@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use fluxbase_auth::{AuthContext, Role};
-use fluxbase_migrations::{Db, SchemaCache};
+use fluxbase_migrations::{Db, Schema, SchemaCache};
 use tokio::sync::OnceCell;
 
 use super::build::{BuildSettings, build};
@@ -35,10 +35,14 @@ use super::prefer::{Handling, TxEnd};
 use super::request::{ApiRequest, Headers, ParserConfig, RequestParts, parse_request};
 use super::response::{Context, RestResponse, respond};
 use super::statements::{DEFAULT_STATEMENTS_PER_CONNECTION, PreparedStatements};
-use super::target::{Resource, is_never_exposed};
+use super::target::{Resource, Target, is_never_exposed};
 
 /// `rest.statement_timeout` when not configured.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request naming a table the catalog has and the cache not yet waits for the
+/// cache to load it.
+const CACHE_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// The `rest.*` settings.
 #[derive(Debug, Clone)]
@@ -310,7 +314,7 @@ impl RestService {
         };
         let authed = *auth.role() != Role::Anon;
         let timezone = self.timezone(&request, authed).await?;
-        let snapshot = inner.cache.snapshot();
+        let snapshot = self.snapshot_for(&request).await;
         let settings = BuildSettings {
             schemas: &inner.exposed,
             max_rows: inner.settings.max_rows,
@@ -362,6 +366,37 @@ impl RestService {
 
     /// The `timezone=` preference if it names a zone PostgreSQL knows; an unknown zone is
     /// ignored, or refused under `handling=strict`.
+    /// The cache's snapshot for `request`: when the table it names is not in the cache but
+    /// is in the catalog (created a moment ago, before the DDL notice reached the cache),
+    /// the cache reloads first, so a table is reachable from the first request after its
+    /// `CREATE TABLE` commits. A name the catalog lacks costs one probe and no reload.
+    async fn snapshot_for(&self, request: &ApiRequest) -> Arc<Schema> {
+        let cache = &self.inner.cache;
+        let snapshot = cache.snapshot();
+        let Target::Table { name, .. } = &request.target else {
+            return snapshot;
+        };
+        let schema = request.schema.as_str();
+        if snapshot.relation(schema, name).is_some() {
+            return snapshot;
+        }
+        // A probe that fails (pool exhausted, database down) leaves the request to the
+        // snapshot at hand: it then fails as it would have.
+        let exists = match self.inner.executor.db.pool().get().await {
+            Ok(client) => SchemaCache::catalog_has(&client, schema, name)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if !exists {
+            return snapshot;
+        }
+        cache
+            .load_relation(schema, name, CACHE_CATCH_UP)
+            .await
+            .unwrap_or(snapshot)
+    }
+
     async fn timezone<'r>(
         &self,
         request: &'r ApiRequest,

@@ -200,26 +200,17 @@ impl Tables {
         table: &str,
     ) -> Result<Arc<Schema>, RealtimeError> {
         let client = pool.get().await.map_err(unavailable)?;
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2",
-                &[&schema, &table],
-            )
+        let exists = SchemaCache::catalog_has(&client, schema, table)
             .await
-            .map_err(unavailable)?
-            .is_some();
+            .map_err(unavailable)?;
         drop(client);
         if !exists {
             return Err(unknown(schema, table));
         }
-        self.cache.request_reload();
-        tokio::time::timeout(
-            CACHE_CATCH_UP,
-            self.cache.wait_for(|s| s.relation(schema, table).is_some()),
-        )
-        .await
-        .map_err(|_| unavailable("the schema cache did not load a new table in time"))
+        self.cache
+            .load_relation(schema, table, CACHE_CATCH_UP)
+            .await
+            .ok_or_else(|| unavailable("the schema cache did not load a new table in time"))
     }
 
     /// Whether the table is in the publication, adding it when its schema is published on

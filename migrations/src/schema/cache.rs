@@ -235,6 +235,42 @@ impl SchemaCache {
             let _ = versions.changed().await;
         }
     }
+
+    /// Whether the catalog has the relation `schema.name`, asked through `client`: what a
+    /// caller checks before [`SchemaCache::load_relation`] when this cache lacks it (a table
+    /// created a moment ago, before its DDL notice reached the cache).
+    pub async fn catalog_has(
+        client: &Client,
+        schema: &str,
+        name: &str,
+    ) -> Result<bool, tokio_postgres::Error> {
+        Ok(client
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &name],
+            )
+            .await?
+            .is_some())
+    }
+
+    /// Reloads now and waits up to `wait` for a snapshot holding `schema.name` (the
+    /// current one if it already does); `None` when none came in time.
+    pub async fn load_relation(
+        &self,
+        schema: &str,
+        name: &str,
+        wait: Duration,
+    ) -> Option<Arc<Schema>> {
+        let has = |s: &Schema| s.relation(schema, name).is_some();
+        let snapshot = self.snapshot();
+        if has(&snapshot) {
+            return Some(snapshot);
+        }
+        self.request_reload();
+        tokio::time::timeout(wait, self.wait_for(has)).await.ok()
+    }
 }
 
 /// How to read: the loading connection (reconnected lazily) and the last fingerprint.
