@@ -72,6 +72,7 @@ struct Lanes {
     min: Vec<usize>,
     /// The next lane for a thread that claimed none.
     turn: AtomicUsize,
+    /// The `database.*` settings, as configured (totals, not a lane's share).
     settings: PoolSettings,
 }
 
