@@ -343,7 +343,13 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
         tracing::info!(applied = ?report.applied, "migrations applied");
     }
 
-    let db = Db::new(database.pg.clone(), config.database.pool_settings());
+    // One HTTP worker per core, each with its lane of the pool (`Db::claim_lane`).
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let db = Db::with_lanes(
+        database.pg.clone(),
+        config.database.pool_settings(),
+        workers,
+    );
     db.fill_to_min().await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = actix_web::rt::spawn(db.clone().maintenance_loop(shutdown_rx.clone()));
@@ -410,26 +416,29 @@ async fn run_server(config: Config, database: &Database) -> anyhow::Result<()> {
             limiters.prune();
         }
     });
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let server = actix_web::HttpServer::new(move || build_app(state.clone()))
-        // WebSocket upgrades cap their socket's send buffer (see `v1::realtime`).
-        .on_connect(|conn, data| {
-            use std::os::fd::AsRawFd;
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                data.insert(crate::http::v1::realtime::SocketFd(tcp.as_raw_fd()));
-            }
-        })
-        .workers(workers)
-        .shutdown_timeout(config.server.shutdown_timeout.get().as_secs())
-        // We handle SIGINT/SIGTERM: sockets get their close frame before HTTP drains.
-        .disable_signals()
-        .bind((config.server.host.as_str(), config.server.port))
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{} (server.host, server.port)",
-                config.server.host, config.server.port
-            )
-        })?;
+    let server = actix_web::HttpServer::new(move || {
+        // Runs on each worker as it starts: its requests use connections it drives.
+        state.db.claim_lane();
+        build_app(state.clone())
+    })
+    // WebSocket upgrades cap their socket's send buffer (see `v1::realtime`).
+    .on_connect(|conn, data| {
+        use std::os::fd::AsRawFd;
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            data.insert(crate::http::v1::realtime::SocketFd(tcp.as_raw_fd()));
+        }
+    })
+    .workers(workers)
+    .shutdown_timeout(config.server.shutdown_timeout.get().as_secs())
+    // We handle SIGINT/SIGTERM: sockets get their close frame before HTTP drains.
+    .disable_signals()
+    .bind((config.server.host.as_str(), config.server.port))
+    .with_context(|| {
+        format!(
+            "cannot listen on {}:{} (server.host, server.port)",
+            config.server.host, config.server.port
+        )
+    })?;
     crate::jobs::start(&jobs, &config)
         .await
         .context("start the job system")?;

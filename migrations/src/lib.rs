@@ -20,6 +20,7 @@ pub mod caller;
 pub mod cluster;
 pub mod code;
 pub mod error;
+mod lane;
 pub mod listen;
 pub mod pool;
 pub mod runner;

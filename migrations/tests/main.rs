@@ -3,5 +3,6 @@
 mod caller;
 mod cluster;
 mod listen;
+mod pool;
 mod runner;
 mod schema;

@@ -7,8 +7,9 @@
 //!   user's token is verified here (signature, `exp`, `nbf`) and its session is asserted by
 //!   the request's own transaction ([`SessionCheck::InTransaction`]): a user's request stays
 //!   one round trip, and an ended session is still refused (401 `session_not_found`) before
-//!   its statement runs. Every other credential goes through the auth service whole, as on
-//!   every other route;
+//!   its statement runs. A token naming no session is verified once, here. Every other
+//!   credential (service keys, admin tokens, none) goes through the auth service whole, as
+//!   on every other route;
 //! - **the path**, percent-decoded whole (`%2F` included) by actix's path deserializer;
 //! - **the body**, read up to `rest.body_limit` (413 beyond, 408 when it stalls);
 //! - **the answer**, success or error, in the flavour's shape.
@@ -127,8 +128,14 @@ async fn caller(
             let context = auth.keys()?.context(token)?;
             if app_user(&context) {
                 Some((context, SessionCheck::InTransaction))
-            } else {
+            } else if fluxbase_auth::dashboard::is_admin(&context) {
+                // An admin token's session is checked by the auth service.
                 None
+            } else {
+                // A token naming no session (`sub` and `role` only, or minted with the
+                // secret): the auth service would verify it again and return this same
+                // context (`identify_token`); verified once is enough.
+                Some((context, SessionCheck::Done))
             }
         }
         _ => None,

@@ -25,6 +25,9 @@ pub const QUEUE_LINES: usize = 16_384;
 /// waits at most this long more.
 const LINGER: Duration = Duration::from_millis(2);
 
+/// The writer's buffer: the lines of one drain are written together.
+const DRAIN_BUFFER: usize = 64 * 1024;
+
 /// How long process exit waits for the queue to drain.
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
 
@@ -87,18 +90,24 @@ impl LogPipe {
     }
 
     /// The writer thread: what is queued, then a [`LINGER`], then wait for more.
-    fn write_loop(&self, rx: Receiver<Message>, mut sink: Box<dyn Write + Send>) {
+    fn write_loop(&self, rx: Receiver<Message>, sink: Box<dyn Write + Send>) {
+        // The lines of one drain go out in as few writes as fit the buffer (one system
+        // call per line was one per HTTP request); whole lines only, flushed before the
+        // writer sleeps.
+        let mut sink = std::io::BufWriter::with_capacity(DRAIN_BUFFER, sink);
         while let Ok(first) = rx.recv() {
             self.handle(first, &mut sink);
             while let Ok(message) = rx.try_recv() {
                 self.handle(message, &mut sink);
             }
+            let _ = sink.flush();
             std::thread::sleep(LINGER);
         }
+        let _ = sink.flush();
     }
 
     /// Writes one line, or answers a flush.
-    fn handle(&self, message: Message, sink: &mut Box<dyn Write + Send>) {
+    fn handle(&self, message: Message, sink: &mut impl Write) {
         match message {
             Message::Line(line) => {
                 let _ = sink.write_all(&line);
