@@ -132,6 +132,7 @@ async fn open(
     tls: &MakeRustlsConnect,
     home: Option<&Handle>,
 ) -> Result<(Client, JoinHandle<()>), Error> {
+    let (tls_for_retry, pg_config_for_retry) = (tls.clone(), pg_config.clone());
     let tls = tls.clone();
     let pg_config = pg_config.clone();
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
@@ -159,8 +160,22 @@ async fn open(
     match opened_rx.await {
         Ok(Ok(client)) => Ok((client, driver)),
         Ok(Err(err)) => Err(err),
-        // The task ended without an answer: its runtime is shutting down. tokio-postgres
-        // has no public constructor for its errors; a timeout is the closest kind.
-        Err(_) => Err(Error::__private_api_timeout()),
+        // The task ended without an answer: the home runtime is shutting down. Open it
+        // here instead (driven by this thread), which answers with a real result.
+        Err(_) => open_here(pg_config_for_retry, tls_for_retry).await,
     }
+}
+
+/// Opens a connection from this task and drives it on this thread's runtime.
+async fn open_here(
+    pg_config: Config,
+    tls: MakeRustlsConnect,
+) -> Result<(Client, JoinHandle<()>), Error> {
+    let (client, connection) = pg_config.connect(tls).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "database connection closed with an error");
+        }
+    });
+    Ok((client, driver))
 }

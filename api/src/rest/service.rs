@@ -382,7 +382,7 @@ impl RestService {
         }
         // A probe that fails (pool exhausted, database down) leaves the request to the
         // snapshot at hand: it then fails as it would have.
-        let exists = match self.inner.executor.db.pool().get().await {
+        let exists = match self.inner.executor.db.conn().await {
             Ok(client) => SchemaCache::catalog_has(&client, schema, name)
                 .await
                 .unwrap_or(false),
