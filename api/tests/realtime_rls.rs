@@ -17,7 +17,7 @@ use tokio_postgres::GenericClient;
 use fluxbase_migrations::test_utils::TestDb;
 
 use crate::support::phoenix::Subscriber;
-use crate::support::{Ws, realtime_server, token};
+use crate::support::{Server, TempDir, Ws, realtime_server, token};
 
 /// What one socket should see of one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -945,9 +945,13 @@ async fn until_access(
     unreachable!()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn role_changes_are_seen_within_seconds() {
-    let db = TestDb::new().await;
+/// `public.rc` under RLS (markers for everyone, every row for `admin`), two roles unique
+/// to `db` (`role`, `admin`), a server started with `env`, and a socket of `role`
+/// subscribed to `rc`.
+async fn role_subject(
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> (tokio_postgres::Client, String, String, Ws, Server, TempDir) {
     let client = db.client().await;
     // Roles are cluster-wide: names unique to this test's database.
     let role = format!("rc_role_{}", db.name());
@@ -963,12 +967,19 @@ async fn role_changes_are_seen_within_seconds() {
         ))
         .await
         .unwrap();
-    let (server, _dir) = realtime_server(&db, &[]).await;
+    let (server, dir) = realtime_server(db, env).await;
     let mut subject = Ws::connect(&server.addr, Some(&token(json!({"role": role})))).await;
     assert_eq!(
         subject.subscribe("r", json!({"table": "rc"})).await["type"],
         "ack"
     );
+    (client, role, admin, subject, server, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_are_seen_within_seconds() {
+    let db = TestDb::new().await;
+    let (client, role, admin, mut subject, _server, _dir) = role_subject(&db, &[]).await;
     let mut next_id = 1;
     assert_eq!(
         until_access(&client, &mut subject, &mut next_id, false).await,
@@ -999,6 +1010,29 @@ async fn role_changes_are_seen_within_seconds() {
         .unwrap();
     until_access(&client, &mut subject, &mut next_id, false).await;
 
+    client
+        .batch_execute(&format!(
+            "DROP TABLE public.rc; DROP ROLE {role}; DROP ROLE {admin};"
+        ))
+        .await
+        .ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reread_after_a_role_change_is_retried() {
+    let db = TestDb::new().await;
+    // The first re-read after a role change fails (test fault of debug builds), as with
+    // the database away for a moment.
+    let env = [("FLUXBASE_TEST_FAULTS", "role_reload_fails_once")];
+    let (client, role, admin, mut subject, _server, _dir) = role_subject(&db, &env).await;
+    let mut next_id = 1;
+    until_access(&client, &mut subject, &mut next_id, false).await;
+    client
+        .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
+        .await
+        .unwrap();
+    // Retried on the next check: the change is applied, not forgotten with the failure.
+    until_access(&client, &mut subject, &mut next_id, true).await;
     client
         .batch_execute(&format!(
             "DROP TABLE public.rc; DROP ROLE {role}; DROP ROLE {admin};"

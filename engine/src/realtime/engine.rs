@@ -296,7 +296,8 @@ impl Engine {
     /// Reconnects replication now (`POST /api/v1/admin/realtime/restart`); policies are
     /// re-read too.
     pub async fn restart(&self) -> bool {
-        self.reload().await;
+        // A failed re-read is retried by the watcher's next tick.
+        let _ = self.reload().await;
         if let Some(cluster) = &self.inner.cluster {
             // Any instance: its bus reader reconnects (from its last position), and the
             // leader's stream too when this is the leader.
@@ -354,9 +355,12 @@ impl Engine {
     }
 
     /// Re-reads RLS policies (on DDL, on role changes), and re-routes subscriptions of
-    /// tables whose policies became (or stopped being) owner-only.
-    pub async fn reload(&self) {
-        self.inner.gate.reload().await;
+    /// tables whose policies became (or stopped being) owner-only; whether the policies
+    /// were re-read (when not, the caller retries).
+    pub async fn reload(&self) -> bool {
+        if !self.inner.gate.reload().await {
+            return false;
+        }
         let tables = self.inner.index.read().expect("index lock").tables();
         let snapshot = self.inner.tables.cache().snapshot();
         for (schema, table) in tables {
@@ -370,6 +374,7 @@ impl Engine {
                 .expect("index lock")
                 .set_route(&schema, &table, route);
         }
+        true
     }
 
     /// Closes every socket (1001) and stops the actors' loops and replication.

@@ -7,6 +7,8 @@
 //!   first time that change is dispatched) or `panic_always` (every time: a poison change).
 //! - `slow_restarts`: a failed actor waits 2 s before it runs again (tests observe the
 //!   degraded health in between without racing a 200 ms window).
+//! - `role_reload_fails_once`: the first re-read of RLS facts after a role change fails,
+//!   as it would with the database away (the watcher must retry, not keep old facts).
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -56,4 +58,12 @@ pub(crate) fn after_first_delivery(tx: &Transaction, index: u32, change: &Change
         Some("panic_always") => panic!("test fault: poison change at lsn {lsn} change {index}"),
         _ => {}
     }
+}
+
+/// Whether the re-read after a role change is to fail this time (`role_reload_fails_once`:
+/// the first time only).
+pub(crate) fn role_reload_fails() -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    armed("role_reload_fails_once") && !FAILED.swap(true, Ordering::Relaxed)
 }

@@ -63,17 +63,24 @@ impl Gate {
         }
     }
 
-    /// Re-reads policies (after DDL, or role changes) and clears the decision cache.
-    pub async fn reload(&self) {
-        if let Err(err) = self.decider.reload(&mut Conn::pool(&self.fallback)).await {
-            tracing::warn!(error = %err, "reloading RLS policies failed");
+    /// Re-reads policies (after DDL, or role changes) and clears the decision cache;
+    /// whether it did (a failure is logged, and the old facts stay until a retry works).
+    pub async fn reload(&self) -> bool {
+        match self.decider.reload(&mut Conn::pool(&self.fallback)).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "reloading RLS policies failed");
+                false
+            }
         }
     }
 
-    /// Whether role attributes, memberships or the grants of loaded tables changed since
-    /// the last call (none of them fires an event trigger). The first call only records the
-    /// state. Errors count as "no change" and are logged.
-    pub async fn access_changed(&self) -> bool {
+    /// The new access fingerprint when role attributes, memberships or the grants of
+    /// loaded tables changed since the one last applied (none of them fires an event
+    /// trigger); the caller reloads, then [`Gate::access_applied`]. The first reading is
+    /// applied at once (nothing was loaded under another). Errors count as "no change"
+    /// and are logged.
+    pub async fn access_changed(&self) -> Option<String> {
         let relids = self.decider.relids();
         let mut conn = Conn::pool(&self.fallback);
         let fingerprint = match conn.client().await {
@@ -84,13 +91,25 @@ impl Gate {
             Ok(f) => f,
             Err(err) => {
                 tracing::debug!(error = %err, "access fingerprint not read");
-                return false;
+                return None;
             }
         };
         let mut last = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = last.as_ref().is_some_and(|l| *l != fingerprint);
-        *last = Some(fingerprint);
-        changed
+        match last.as_ref() {
+            None => {
+                *last = Some(fingerprint);
+                None
+            }
+            Some(l) if *l == fingerprint => None,
+            Some(_) => Some(fingerprint),
+        }
+    }
+
+    /// Records `fingerprint` (from [`Gate::access_changed`]) as applied: the reload that
+    /// followed it succeeded. Until then every check reports the change again, so a reload
+    /// that failed is retried instead of leaving the old role facts in force.
+    pub fn access_applied(&self, fingerprint: String) {
+        *self.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint);
     }
 
     /// The owner route of a table (loading its policies when new), if its policies are

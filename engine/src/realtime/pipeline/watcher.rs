@@ -75,6 +75,9 @@ async fn watch(engine: Engine) {
     versions.mark_unchanged();
     let mut roles = tokio::time::interval(ROLE_CHECK);
     roles.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A reload after DDL that failed (pool exhausted, database away): retried every tick
+    // until it works, so old policies never stay in force for want of an event.
+    let mut retry = false;
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -85,16 +88,33 @@ async fn watch(engine: Engine) {
                     tokio::time::sleep(ROLE_CHECK).await;
                     continue;
                 }
-                engine.reload().await;
-                tracing::debug!(version = *versions.borrow(), "rls facts reloaded after a schema change");
+                retry = !engine.reload().await;
+                tracing::debug!(version = *versions.borrow(), reloaded = !retry, "rls facts reloaded after a schema change");
             }
             _ = roles.tick() => {
-                if engine.inner.gate.access_changed().await {
-                    engine.reload().await;
-                    // Logged once the new facts are in use.
+                if retry {
+                    retry = !engine.reload().await;
+                }
+                if let Some(fingerprint) = engine.inner.gate.access_changed().await
+                    && reload_for_roles(&engine).await
+                {
+                    // Applied only once the new facts are in use: a failed reload is
+                    // retried on the next tick, the change still seen.
+                    engine.inner.gate.access_applied(fingerprint);
                     tracing::info!("rls facts reloaded after a role change");
                 }
             }
         }
     }
+}
+
+/// The re-read after a role change (failing once under the `role_reload_fails_once` test
+/// fault of debug builds).
+async fn reload_for_roles(engine: &Engine) -> bool {
+    #[cfg(debug_assertions)]
+    if crate::realtime::fault::role_reload_fails() {
+        tracing::warn!("test fault: the re-read after a role change fails");
+        return false;
+    }
+    engine.reload().await
 }

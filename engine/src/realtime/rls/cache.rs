@@ -97,17 +97,21 @@ fn hash_value(value: &Value, hasher: &mut impl Hasher) {
 /// A bounded LRU of decisions with a time to live.
 #[derive(Debug)]
 pub struct DecisionCache {
-    /// A std mutex: it is never held across an `.await`, and lookups are short.
-    entries: Mutex<LruCache<CacheKey, (bool, Instant)>>,
+    /// A std mutex: it is never held across an `.await`, and lookups are short. The `u64`
+    /// is the generation: [`DecisionCache::clear`] starts a new one.
+    entries: Mutex<Generation>,
     ttl: Duration,
 }
+
+/// The decisions, each with when it was made, and the generation they belong to.
+type Generation = (LruCache<CacheKey, (bool, Instant)>, u64);
 
 impl DecisionCache {
     /// A cache of at most `capacity` decisions (at least one), each valid for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> DecisionCache {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         DecisionCache {
-            entries: Mutex::new(LruCache::new(capacity)),
+            entries: Mutex::new((LruCache::new(capacity), 0)),
             ttl,
         }
     }
@@ -118,7 +122,7 @@ impl DecisionCache {
     }
 
     fn get_at(&self, key: &CacheKey, now: Instant) -> Option<bool> {
-        let mut entries = self.lock();
+        let (entries, _) = &mut *self.lock();
         let &(allowed, inserted) = entries.get(key)?;
         if now.duration_since(inserted) >= self.ttl {
             entries.pop(key);
@@ -127,19 +131,32 @@ impl DecisionCache {
         Some(allowed)
     }
 
-    /// Stores a decision.
-    pub fn insert(&self, key: CacheKey, allowed: bool) {
-        self.lock().put(key, (allowed, Instant::now()));
+    /// The current generation: what a decision about to be asked of PostgreSQL is stored
+    /// under (see [`DecisionCache::insert`]).
+    pub fn generation(&self) -> u64 {
+        self.lock().1
     }
 
-    /// Drops every decision (policies changed).
+    /// Stores a decision asked for in `generation`; dropped when the cache was cleared
+    /// since (the policies or role facts it was made under are gone: storing it would
+    /// keep an old answer past the reload).
+    pub fn insert(&self, key: CacheKey, allowed: bool, generation: u64) {
+        let (entries, current) = &mut *self.lock();
+        if *current == generation {
+            entries.put(key, (allowed, Instant::now()));
+        }
+    }
+
+    /// Drops every decision and starts a new generation (policies or roles changed).
     pub fn clear(&self) {
-        self.lock().clear();
+        let (entries, generation) = &mut *self.lock();
+        entries.clear();
+        *generation += 1;
     }
 
     /// Number of entries, expired ones included until they are looked up or evicted.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().0.len()
     }
 
     /// Whether the cache is empty.
@@ -147,7 +164,7 @@ impl DecisionCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, (bool, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generation> {
         // A panic while holding the lock cannot leave the LRU inconsistent for our use:
         // recover the guard rather than propagate the poison.
         self.entries
@@ -196,9 +213,10 @@ mod tests {
             pk_hash: 0,
             row_hash: 0,
         };
-        cache.insert(key(1), true);
-        cache.insert(key(2), false);
-        cache.insert(key(3), true);
+        let generation = cache.generation();
+        cache.insert(key(1), true, generation);
+        cache.insert(key(2), false, generation);
+        cache.insert(key(3), true, generation);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.get(&key(1)), None);
         assert_eq!(cache.get(&key(2)), Some(false));
@@ -207,5 +225,28 @@ mod tests {
         assert_eq!(cache.len(), 1);
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_decision_asked_before_a_clear_is_not_stored_after_it() {
+        let cache = DecisionCache::new(8, Duration::from_secs(10));
+        let key = CacheKey {
+            fingerprint: 1,
+            relid: 1,
+            pk_hash: 0,
+            row_hash: 0,
+        };
+        // Asked of PostgreSQL under the old policies; a reload clears meanwhile.
+        let asked_in = cache.generation();
+        cache.clear();
+        cache.insert(key, true, asked_in);
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "an answer from before the reload was kept"
+        );
+        // Asked after the reload: stored.
+        cache.insert(key, false, cache.generation());
+        assert_eq!(cache.get(&key), Some(false));
     }
 }

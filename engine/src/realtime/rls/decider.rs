@@ -417,6 +417,9 @@ impl RlsDecider {
         if to_check.is_empty() {
             return Ok(());
         }
+        // Answers are stored only if no reload cleared the cache while PostgreSQL was
+        // asked (they were made under the policies and role facts it dropped).
+        let generation = self.cache.generation();
         let visible = fallback::check_image(
             conn.client().await?,
             change.relid,
@@ -427,7 +430,7 @@ impl RlsDecider {
         )
         .await?;
         for (ctx, &allowed) in to_check.iter().zip(&visible) {
-            self.cache.insert(key(ctx), allowed);
+            self.cache.insert(key(ctx), allowed, generation);
         }
         for (i, slot) in waiting {
             decisions[i] = Some(Decision {
