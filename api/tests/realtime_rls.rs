@@ -945,77 +945,95 @@ async fn until_access(
     unreachable!()
 }
 
-/// `public.rc` under RLS (markers for everyone, every row for `admin`), two roles unique
-/// to `db` (`role`, `admin`), a server started with `env`, and a socket of `role`
-/// subscribed to `rc`.
-async fn role_subject(
-    db: &TestDb,
-    env: &[(&str, &str)],
-) -> (tokio_postgres::Client, String, String, Ws, Server, TempDir) {
-    let client = db.client().await;
-    // Roles are cluster-wide: names unique to this test's database.
-    let role = format!("rc_role_{}", db.name());
-    let admin = format!("rc_admin_{}", db.name());
-    client
-        .batch_execute(&format!(
-            "CREATE ROLE {role} NOLOGIN; CREATE ROLE {admin} NOLOGIN;
-             CREATE TABLE public.rc (id bigint PRIMARY KEY, body text);
-             ALTER TABLE public.rc ENABLE ROW LEVEL SECURITY;
-             GRANT SELECT ON public.rc TO {role}, {admin};
-             CREATE POLICY markers ON public.rc FOR SELECT USING (body = 'marker');
-             CREATE POLICY admins ON public.rc FOR SELECT TO {admin} USING (true);"
-        ))
-        .await
-        .unwrap();
-    let (server, dir) = realtime_server(db, env).await;
-    let mut subject = Ws::connect(&server.addr, Some(&token(json!({"role": role})))).await;
-    assert_eq!(
-        subject.subscribe("r", json!({"table": "rc"})).await["type"],
-        "ack"
-    );
-    (client, role, admin, subject, server, dir)
+/// A socket of a role, subscribed to `public.rc` under RLS (markers for everyone, every
+/// row for `admin`), and what changes its access: two roles unique to the test's database
+/// (`role`, `admin`) and a client.
+struct RoleSubject {
+    client: tokio_postgres::Client,
+    role: String,
+    admin: String,
+    subject: Ws,
+    next_id: i64,
+    _server: Server,
+    _dir: TempDir,
+}
+
+impl RoleSubject {
+    /// Creates the table and roles, starts a server with `env`, subscribes the socket.
+    async fn start(db: &TestDb, env: &[(&str, &str)]) -> RoleSubject {
+        let client = db.client().await;
+        // Roles are cluster-wide: names unique to this test's database.
+        let role = format!("rc_role_{}", db.name());
+        let admin = format!("rc_admin_{}", db.name());
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {role} NOLOGIN; CREATE ROLE {admin} NOLOGIN;
+                 CREATE TABLE public.rc (id bigint PRIMARY KEY, body text);
+                 ALTER TABLE public.rc ENABLE ROW LEVEL SECURITY;
+                 GRANT SELECT ON public.rc TO {role}, {admin};
+                 CREATE POLICY markers ON public.rc FOR SELECT USING (body = 'marker');
+                 CREATE POLICY admins ON public.rc FOR SELECT TO {admin} USING (true);"
+            ))
+            .await
+            .unwrap();
+        let (server, dir) = realtime_server(db, env).await;
+        let mut subject = Ws::connect(&server.addr, Some(&token(json!({"role": role})))).await;
+        assert_eq!(
+            subject.subscribe("r", json!({"table": "rc"})).await["type"],
+            "ack"
+        );
+        RoleSubject {
+            client,
+            role,
+            admin,
+            subject,
+            next_id: 1,
+            _server: server,
+            _dir: dir,
+        }
+    }
+
+    /// [`until_access`] for this socket.
+    async fn access(&mut self, want: bool) -> usize {
+        until_access(&self.client, &mut self.subject, &mut self.next_id, want).await
+    }
+
+    /// Runs `sql` (`{role}` and `{admin}` replaced by the names), then waits until the
+    /// socket's access is `want`.
+    async fn after(&mut self, sql: &str, want: bool) -> usize {
+        let sql = sql
+            .replace("{role}", &self.role)
+            .replace("{admin}", &self.admin);
+        self.client.batch_execute(&sql).await.unwrap();
+        self.access(want).await
+    }
+
+    /// Drops the table and the roles.
+    async fn clean_up(self) {
+        let (role, admin) = (&self.role, &self.admin);
+        self.client
+            .batch_execute(&format!(
+                "DROP TABLE public.rc; DROP ROLE {role}; DROP ROLE {admin};"
+            ))
+            .await
+            .ok();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_changes_are_seen_within_seconds() {
     let db = TestDb::new().await;
-    let (client, role, admin, mut subject, _server, _dir) = role_subject(&db, &[]).await;
-    let mut next_id = 1;
-    assert_eq!(
-        until_access(&client, &mut subject, &mut next_id, false).await,
-        1
-    );
+    let mut s = RoleSubject::start(&db, &[]).await;
+    assert_eq!(s.access(false).await, 1);
 
     // Role attributes fire no event trigger.
-    client
-        .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
-        .await
-        .unwrap();
-    until_access(&client, &mut subject, &mut next_id, true).await;
-    client
-        .batch_execute(&format!("ALTER ROLE {role} NOBYPASSRLS"))
-        .await
-        .unwrap();
-    until_access(&client, &mut subject, &mut next_id, false).await;
+    s.after("ALTER ROLE {role} BYPASSRLS", true).await;
+    s.after("ALTER ROLE {role} NOBYPASSRLS", false).await;
 
     // Nor do memberships: a policy TO a role the subject is granted.
-    client
-        .batch_execute(&format!("GRANT {admin} TO {role}"))
-        .await
-        .unwrap();
-    until_access(&client, &mut subject, &mut next_id, true).await;
-    client
-        .batch_execute(&format!("REVOKE {admin} FROM {role}"))
-        .await
-        .unwrap();
-    until_access(&client, &mut subject, &mut next_id, false).await;
-
-    client
-        .batch_execute(&format!(
-            "DROP TABLE public.rc; DROP ROLE {role}; DROP ROLE {admin};"
-        ))
-        .await
-        .ok();
+    s.after("GRANT {admin} TO {role}", true).await;
+    s.after("REVOKE {admin} FROM {role}", false).await;
+    s.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1024,19 +1042,9 @@ async fn a_failed_reread_after_a_role_change_is_retried() {
     // The first re-read after a role change fails (test fault of debug builds), as with
     // the database away for a moment.
     let env = [("FLUXBASE_TEST_FAULTS", "role_reload_fails_once")];
-    let (client, role, admin, mut subject, _server, _dir) = role_subject(&db, &env).await;
-    let mut next_id = 1;
-    until_access(&client, &mut subject, &mut next_id, false).await;
-    client
-        .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
-        .await
-        .unwrap();
+    let mut s = RoleSubject::start(&db, &env).await;
+    s.access(false).await;
     // Retried on the next check: the change is applied, not forgotten with the failure.
-    until_access(&client, &mut subject, &mut next_id, true).await;
-    client
-        .batch_execute(&format!(
-            "DROP TABLE public.rc; DROP ROLE {role}; DROP ROLE {admin};"
-        ))
-        .await
-        .ok();
+    s.after("ALTER ROLE {role} BYPASSRLS", true).await;
+    s.clean_up().await;
 }

@@ -132,14 +132,12 @@ async fn open(
     tls: &MakeRustlsConnect,
     home: Option<&Handle>,
 ) -> Result<(Client, JoinHandle<()>), Error> {
-    let (tls_for_retry, pg_config_for_retry) = (tls.clone(), pg_config.clone());
-    let tls = tls.clone();
-    let pg_config = pg_config.clone();
+    let (task_tls, task_config) = (tls.clone(), pg_config.clone());
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
     // Connecting and driving are one task: the socket is registered with the reactor of
     // the runtime that opens it, so both must run on the same one.
     let task = async move {
-        match pg_config.connect(tls).await {
+        match task_config.connect(task_tls).await {
             Ok((client, connection)) => {
                 if opened_tx.send(Ok(client)).is_err() {
                     return;
@@ -162,7 +160,7 @@ async fn open(
         Ok(Err(err)) => Err(err),
         // The task ended without an answer: the home runtime is shutting down. Open it
         // here instead (driven by this thread), which answers with a real result.
-        Err(_) => open_here(pg_config_for_retry, tls_for_retry).await,
+        Err(_) => open_here(pg_config.clone(), tls.clone()).await,
     }
 }
 
