@@ -25,9 +25,21 @@ async fn a_table_created_while_running_is_reachable_from_the_next_request() {
     let r = rest.table("GET", "fresh").send().await;
     assert_eq!(ok_json(&r, 200), json!([{"id": 1, "v": "new"}]));
     assert!(rest.cache.version() > before, "the cache reloaded");
-    // A name the catalog lacks still answers 404.
-    let r = rest.table("GET", "never_created").send().await;
-    assert_eq!(ok_json(&r, 404)["code"], "PGRST205");
+    // A name the catalog lacks still answers 404, hostile names included (the catalog is
+    // asked with bound parameters); a name over the bound is refused before any lookup.
+    for name in [
+        "never_created",
+        "fresh'; DROP TABLE public.fresh; --",
+        "fresh\"",
+    ] {
+        let r = rest.table("GET", name).send().await;
+        assert_eq!(ok_json(&r, 404)["code"], "PGRST205", "{name}");
+    }
+    let r = rest.table("GET", &"x".repeat(2_000)).send().await;
+    assert_eq!(ok_json(&r, 404)["code"], "PGRST125");
+    // Nothing was touched.
+    let r = rest.table("GET", "fresh").send().await;
+    assert_eq!(ok_json(&r, 200), json!([{"id": 1, "v": "new"}]));
 }
 
 #[tokio::test]
