@@ -51,10 +51,12 @@ impl TableInfo {
     }
 }
 
-/// The published tables known for one schema-cache version.
+/// The tables found published, and the cache's DDL epoch read before they were checked:
+/// the set holds until a DDL notice or a reload moves the epoch (an operator may have
+/// dropped a table from the publication).
 #[derive(Debug, Default)]
 struct Published {
-    version: u64,
+    epoch: u64,
     relids: HashSet<u32>,
 }
 
@@ -162,20 +164,23 @@ impl Tables {
             table: table.to_string(),
             columns: relation.columns.iter().map(|c| c.name.clone()).collect(),
         });
-        if self.is_published(snapshot.version(), relid) {
+        if self.is_published(relid) {
             return Ok(info);
         }
         let _resolving = self.resolving.lock().await;
-        if self.is_published(snapshot.version(), relid) {
+        if self.is_published(relid) {
             return Ok(info);
         }
+        // Read before the check: DDL committed after it moves the epoch past this one.
+        let epoch = self.cache.ddl_epoch();
         if !self.ensure_published(pool, schema, table, relid).await? {
             return Err(unknown(schema, table));
         }
         let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
-        if published.version < snapshot.version() {
+        // Checks run one at a time (under `resolving`), so a stored epoch is never newer.
+        if published.epoch < epoch {
             *published = Published {
-                version: snapshot.version(),
+                epoch,
                 relids: HashSet::new(),
             };
         }
@@ -183,12 +188,12 @@ impl Tables {
         Ok(info)
     }
 
-    /// Whether `relid` was found published at `version` of the cache or a later one (a
-    /// check made under a newer cache is as good for an older snapshot: it saw the
-    /// publication as it is now).
-    fn is_published(&self, version: u64, relid: u32) -> bool {
+    /// Whether `relid` was found published with no DDL notice nor reload since. (The
+    /// engine's own `ALTER PUBLICATION … ADD TABLE` moves the epoch too: the next
+    /// subscriber re-checks once, a single cheap query, and the cache does not reload.)
+    fn is_published(&self, relid: u32) -> bool {
         let published = self.published.read().unwrap_or_else(|e| e.into_inner());
-        published.version >= version && published.relids.contains(&relid)
+        published.epoch >= self.cache.ddl_epoch() && published.relids.contains(&relid)
     }
 
     /// The cache does not have the table: if the catalog does (created a moment ago), waits

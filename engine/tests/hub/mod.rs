@@ -31,6 +31,8 @@ pub const SECRET: &[u8] = b"a-test-secret-that-is-long-enough-for-hs256";
 pub struct TestEngine {
     pub engine: Engine,
     pub slot: String,
+    /// The engine's schema cache.
+    pub schema: SchemaCache,
     cache_stop: watch::Sender<bool>,
 }
 
@@ -64,7 +66,7 @@ impl TestEngine {
             auth: Arc::new(fluxbase_auth::JwtKeys::hs256(SECRET)),
             pg: db.config(),
             pool,
-            schema,
+            schema: schema.clone(),
             publication: format!("pub_{}", db.name()),
             schemas: vec!["public".into()],
             supervision: Supervision::default(),
@@ -74,6 +76,7 @@ impl TestEngine {
         TestEngine {
             engine,
             slot: format!("slot_{}", db.name()),
+            schema,
             cache_stop,
         }
     }

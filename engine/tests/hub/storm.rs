@@ -72,11 +72,71 @@ async fn the_first_subscribers_of_a_table_share_one_lookup() {
     assert_eq!(subscribed.len(), STORM);
     assert!(subscribed.iter().all(|s| s.table == "storm"));
     // One probe and reload for the cache, one publication check (which adds the table),
-    // and one more check by subscribers that already see the cache reloaded after that
-    // ALTER PUBLICATION: three. Each subscriber on its own would be 2 × 64.
+    // and one more check by subscribers that see the notice of that ALTER PUBLICATION
+    // (it moves the cache's DDL epoch, not its version): three. Each subscriber on its
+    // own would be 2 × 64.
     assert!(
         lookups <= 3,
         "{STORM} subscribers took {lookups} connections from the main pool"
+    );
+    engine.stop().await;
+}
+
+/// Whether `table` is in the engine's publication.
+async fn published(client: &tokio_postgres::Client, db: &TestDb, table: &str) -> bool {
+    client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2",
+            &[&format!("pub_{}", db.name()), &table],
+        )
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[actix::test]
+async fn a_table_an_operator_unpublished_is_published_again_by_the_next_subscribe() {
+    let db = TestDb::new().await;
+    let (pool, _) = counting_pool(&db);
+    let engine = TestEngine::new(&db, pool, RealtimeSettings::default()).await;
+    engine.start(&db).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.unpublished (id int PRIMARY KEY);
+             GRANT SELECT ON public.unpublished TO anon;",
+        )
+        .await
+        .unwrap();
+    let (first, _rx) = connect(&engine.engine, AuthContext::anon());
+    subscribe(&engine.engine, &first, "unpublished").await;
+    assert!(published(&client, &db, "unpublished").await);
+
+    // The publication DDL reloads no schema snapshot; its notice moves the DDL epoch,
+    // and the engine's memory of the table being published must not outlive it.
+    let epoch = engine.schema.ddl_epoch();
+    client
+        .batch_execute(&format!(
+            "ALTER PUBLICATION pub_{} DROP TABLE public.unpublished",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while engine.schema.ddl_epoch() == epoch {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ALTER PUBLICATION notice never reached the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!published(&client, &db, "unpublished").await);
+
+    let (second, _rx2) = connect(&engine.engine, AuthContext::anon());
+    subscribe(&engine.engine, &second, "unpublished").await;
+    assert!(
+        published(&client, &db, "unpublished").await,
+        "the subscribe trusted a publication check older than the operator's DROP"
     );
     engine.stop().await;
 }

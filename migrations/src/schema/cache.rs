@@ -4,7 +4,11 @@
 //!
 //! Changes are learned from `NOTIFY fluxbase_ddl`, sent by the `fluxbase_ddl` event trigger
 //! after every DDL statement (migrations 0003 and 0007), debounced so that a burst of DDL
-//! gives one or two reloads. Creating an event trigger needs a superuser; where there is
+//! gives one or two reloads. Publication DDL (`ALTER PUBLICATION … ADD TABLE`, which the
+//! realtime engine runs on a table's first subscription) changes nothing a snapshot holds
+//! and reloads nothing; every notice, and every reload, moves the
+//! [`SchemaCache::ddl_epoch`] instead, by which realtime re-checks publication membership.
+//! Creating an event trigger needs a superuser; where there is
 //! none, the cache polls a cheap [`Fingerprint`] of the catalogs every
 //! [`CacheOptions::poll_interval`] instead. After the LISTEN connection comes back it
 //! reloads, since notifications sent meanwhile are lost. A failed reload keeps the previous
@@ -105,6 +109,9 @@ struct Shared {
     polling: AtomicBool,
     /// Failed reloads and fingerprint reads since start.
     failures: AtomicU64,
+    /// Moved by every DDL notice (publication DDL included) and every reload: see
+    /// [`SchemaCache::ddl_epoch`].
+    ddl_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for SchemaCache {
@@ -172,6 +179,7 @@ impl SchemaCache {
             reload: Notify::new(),
             polling: AtomicBool::new(polling),
             failures: AtomicU64::new(0),
+            ddl_epoch: AtomicU64::new(1),
         });
         let refresher = Refresher {
             shared: shared.clone(),
@@ -195,6 +203,14 @@ impl SchemaCache {
     /// The current version (the snapshot's).
     pub fn version(&self) -> u64 {
         *self.shared.version.borrow()
+    }
+
+    /// A counter that moves on every DDL notice received (publication DDL too, which
+    /// reloads nothing) and after every reload: a fact read from the catalog outside the
+    /// snapshot (a table's publication membership) holds while this has not moved past the
+    /// value read before it.
+    pub fn ddl_epoch(&self) -> u64 {
+        self.shared.ddl_epoch.load(Ordering::Acquire)
     }
 
     /// A watch of the version: changes after each reload, once the new snapshot is in
@@ -391,7 +407,10 @@ where
                 _ = self.shared.reload.notified() => schedule(&mut due, Duration::ZERO),
                 event = next_event(&mut listener) => match event {
                     Some(ListenEvent::Notification(n)) if n.channel == DDL_CHANNEL => {
-                        schedule(&mut due, self.options.debounce);
+                        self.shared.ddl_epoch.fetch_add(1, Ordering::AcqRel);
+                        if reloads_for(&n.payload) {
+                            schedule(&mut due, self.options.debounce);
+                        }
                     }
                     Some(ListenEvent::Notification(_)) => {}
                     Some(ListenEvent::Listening | ListenEvent::Reconnected) => {
@@ -465,6 +484,7 @@ where
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(schema);
         self.shared.version.send_replace(version);
+        self.shared.ddl_epoch.fetch_add(1, Ordering::AcqRel);
         self.recovered();
         Ok(())
     }
@@ -490,6 +510,16 @@ where
     }
 }
 
+/// Whether a DDL notice (its payload is the command tag) calls for a reload: publication
+/// DDL changes no relation, column, key, function nor policy of a snapshot. Any other
+/// payload does, a hand-sent `NOTIFY fluxbase_ddl` included.
+fn reloads_for(tag: &str) -> bool {
+    !matches!(
+        tag,
+        "ALTER PUBLICATION" | "CREATE PUBLICATION" | "DROP PUBLICATION"
+    )
+}
+
 /// Makes a reload due `after` from now, unless one is due sooner: a later notification
 /// never pushes a pending reload back.
 fn schedule(due: &mut Option<Instant>, after: Duration) {
@@ -502,5 +532,32 @@ async fn next_event(listener: &mut Option<Listener>) -> Option<ListenEvent> {
     match listener {
         Some(listener) => listener.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reloads_for;
+
+    #[test]
+    fn publication_ddl_alone_reloads_nothing() {
+        for tag in [
+            "ALTER PUBLICATION",
+            "CREATE PUBLICATION",
+            "DROP PUBLICATION",
+        ] {
+            assert!(!reloads_for(tag), "{tag}");
+        }
+        for tag in [
+            "CREATE TABLE",
+            "ALTER TABLE",
+            "GRANT",
+            "CREATE POLICY",
+            "COMMENT",
+            "reload schema",
+            "",
+        ] {
+            assert!(reloads_for(tag), "{tag}");
+        }
     }
 }
