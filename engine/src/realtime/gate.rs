@@ -28,6 +28,14 @@ pub enum Visibility {
     Unknown,
 }
 
+/// The access facts of one reading of the role watcher: the loaded tables (sorted) and
+/// their access fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessMark {
+    relids: Vec<u32>,
+    fingerprint: String,
+}
+
 /// Decides visibility through the RLS decider (bypass → compiled → cache → SQL). Every
 /// database read of the gate goes through its own small pool, and only when a decision
 /// needs it: fan-out never waits for the server's main pool.
@@ -35,9 +43,9 @@ pub struct Gate {
     /// `realtime.rls_fallback_connections` connections, opened lazily.
     fallback: Pool,
     decider: RlsDecider,
-    /// The last access fingerprint the role watcher saw (std lock, never held across
+    /// The access facts last applied by the role watcher (std lock, never held across
     /// `.await`).
-    access: Mutex<Option<String>>,
+    access: Mutex<Option<AccessMark>>,
     /// Held while a table's policies load: the subscribers of a table nobody has asked
     /// for yet (a connect storm's first second) wait for one load instead of each running
     /// its own on the small pool.
@@ -75,41 +83,66 @@ impl Gate {
         }
     }
 
-    /// The new access fingerprint when role attributes, memberships or the grants of
-    /// loaded tables changed since the one last applied (none of them fires an event
+    /// The new access facts when role attributes, memberships or the grants of loaded
+    /// tables changed since those last applied (none of the first two fires an event
     /// trigger); the caller reloads, then [`Gate::access_applied`]. The first reading is
     /// applied at once (nothing was loaded under another). Errors count as "no change"
     /// and are logged.
-    pub async fn access_changed(&self) -> Option<String> {
-        let relids = self.decider.relids();
+    ///
+    /// Tables loaded since (a new table's first subscriber) are not a change: when the
+    /// tables of the last reading hash as they did then, the facts behind everything
+    /// loaded before are unchanged, and a new table's own grants were read with its
+    /// policies (a later `GRANT`/`REVOKE` on it is DDL, which reloads anyway). The reading
+    /// over all loaded tables is applied without a reload.
+    pub async fn access_changed(&self) -> Option<AccessMark> {
+        let mut relids = self.decider.relids();
+        relids.sort_unstable();
+        let last = self
+            .access
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let grown = last.as_ref().filter(|l| {
+            l.relids != relids && l.relids.iter().all(|r| relids.binary_search(r).is_ok())
+        });
         let mut conn = Conn::pool(&self.fallback);
-        let fingerprint = match conn.client().await {
-            Ok(client) => super::rls::access_fingerprint(client, &relids).await,
+        let read = match conn.client().await {
+            Ok(client) => match grown {
+                Some(l) => super::rls::access_fingerprint_pair(client, &l.relids, &relids)
+                    .await
+                    .map(|(before, now)| (Some(before), now)),
+                None => super::rls::access_fingerprint(client, &relids)
+                    .await
+                    .map(|now| (None, now)),
+            },
             Err(err) => Err(err),
         };
-        let fingerprint = match fingerprint {
-            Ok(f) => f,
+        let (before, fingerprint) = match read {
+            Ok(r) => r,
             Err(err) => {
                 tracing::debug!(error = %err, "access fingerprint not read");
                 return None;
             }
         };
-        let mut last = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        match last.as_ref() {
-            None => {
-                *last = Some(fingerprint);
-                None
-            }
-            Some(l) if *l == fingerprint => None,
-            Some(_) => Some(fingerprint),
+        let mark = AccessMark {
+            relids,
+            fingerprint,
+        };
+        match (last, before) {
+            (None, _) => {}
+            (Some(l), Some(before)) if l.fingerprint == before => {}
+            (Some(l), None) if l.fingerprint == mark.fingerprint => return None,
+            (Some(_), _) => return Some(mark),
         }
+        self.access_applied(mark);
+        None
     }
 
-    /// Records `fingerprint` (from [`Gate::access_changed`]) as applied: the reload that
-    /// followed it succeeded. Until then every check reports the change again, so a reload
-    /// that failed is retried instead of leaving the old role facts in force.
-    pub fn access_applied(&self, fingerprint: String) {
-        *self.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint);
+    /// Records `mark` (from [`Gate::access_changed`]) as applied: the reload that followed
+    /// it succeeded. Until then every check reports the change again, so a reload that
+    /// failed is retried instead of leaving the old role facts in force.
+    pub fn access_applied(&self, mark: AccessMark) {
+        *self.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(mark);
     }
 
     /// The owner route of a table (loading its policies when new), if its policies are
@@ -307,5 +340,107 @@ impl Gate {
                 vec![false; contexts.len()]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use fluxbase_migrations::test_utils::TestDb;
+
+    use super::Gate;
+
+    /// A gate over `db` with one fallback connection.
+    fn gate(db: &TestDb) -> Gate {
+        Gate::new(db.config(), 1024, Duration::from_secs(60), 1)
+    }
+
+    /// The OID of `public.name`.
+    async fn relid(db: &TestDb, name: &str) -> u32 {
+        db.client()
+            .await
+            .query_one(
+                "SELECT $1::text::regclass::oid",
+                &[&format!("public.{name}")],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn a_newly_loaded_table_is_not_a_change_of_access() {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        // Role attributes and memberships are cluster-wide, and other tests change them
+        // meanwhile: each attempt loads a table of its own, and one attempt with no
+        // outside change is enough (the previous code reported every one as a change).
+        let mut quiet = false;
+        for attempt in 0..5 {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE public.t{attempt} (id int PRIMARY KEY);
+                     GRANT SELECT ON public.t{attempt} TO anon;"
+                ))
+                .await
+                .unwrap();
+            let gate = gate(&db);
+            assert_eq!(
+                gate.access_changed().await,
+                None,
+                "the first reading applies"
+            );
+            gate.owner_route(relid(&db, &format!("t{attempt}")).await)
+                .await;
+            assert_eq!(gate.decider.relids().len(), 1, "the table is loaded");
+            if gate.access_changed().await.is_none() {
+                quiet = true;
+                break;
+            }
+        }
+        assert!(
+            quiet,
+            "loading a table was taken for a change of access five times"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_change_beside_a_newly_loaded_table_is_seen() {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        client
+            .batch_execute(
+                "CREATE TABLE public.a (id int PRIMARY KEY);
+                 CREATE TABLE public.b (id int PRIMARY KEY);",
+            )
+            .await
+            .unwrap();
+        let gate = gate(&db);
+        gate.owner_route(relid(&db, "a").await).await;
+        assert_eq!(
+            gate.access_changed().await,
+            None,
+            "the first reading applies"
+        );
+        // A role change no event trigger reports, then a new table before the next check.
+        let role = format!("gate_{}", db.name());
+        client
+            .batch_execute(&format!("CREATE ROLE {role} NOLOGIN"))
+            .await
+            .unwrap();
+        gate.owner_route(relid(&db, "b").await).await;
+        let seen = gate.access_changed().await;
+        // Not applied until the caller says the reload worked: seen again meanwhile.
+        let again = gate.access_changed().await;
+        client
+            .batch_execute(&format!("DROP ROLE {role}"))
+            .await
+            .unwrap();
+        assert!(
+            seen.is_some(),
+            "the role change is reported, not hidden by the new table"
+        );
+        assert!(again.is_some(), "an unapplied change is reported again");
     }
 }

@@ -95,12 +95,12 @@ async fn watch(engine: Engine) {
                 if retry {
                     retry = !engine.reload().await;
                 }
-                if let Some(fingerprint) = engine.inner.gate.access_changed().await
+                if let Some(mark) = engine.inner.gate.access_changed().await
                     && reload_for_roles(&engine).await
                 {
                     // Applied only once the new facts are in use: a failed reload is
                     // retried on the next tick, the change still seen.
-                    engine.inner.gate.access_applied(fingerprint);
+                    engine.inner.gate.access_applied(mark);
                     tracing::info!("rls facts reloaded after a role change");
                 }
             }

@@ -130,9 +130,34 @@ pub async fn fetch_columns(
     Ok(fetched)
 }
 
+/// The access fingerprints of two sets of tables, read in one statement (so under one
+/// snapshot): the tables loaded when the last fingerprint was applied, and those loaded now.
+pub async fn access_fingerprint_pair(
+    client: &Client,
+    before: &[u32],
+    now: &[u32],
+) -> Result<(String, String), RlsError> {
+    let row = client
+        .query_typed(
+            "SELECT realtime.access_fingerprint($1), realtime.access_fingerprint($2)",
+            &[(&before, Type::OID_ARRAY), (&now, Type::OID_ARRAY)],
+        )
+        .await
+        .map_err(RlsError::Fallback)?;
+    match row.first() {
+        Some(r) => Ok((
+            r.try_get(0).map_err(RlsError::Fallback)?,
+            r.try_get(1).map_err(RlsError::Fallback)?,
+        )),
+        None => Ok((String::new(), String::new())),
+    }
+}
+
 /// A hash of everything outside the policies that decides what a role may read: role
 /// attributes (superuser, BYPASSRLS, inherit), memberships, and the ACLs of `relids`, their
-/// schemas and the `auth` functions. None of these fire an event trigger.
+/// schemas and the `auth` functions. Role attributes and memberships fire no event trigger;
+/// the ACLs do (`GRANT`/`REVOKE` on a table, schema or function), and move the schema
+/// cache's polled fingerprint where there is no trigger.
 pub async fn access_fingerprint(client: &Client, relids: &[u32]) -> Result<String, RlsError> {
     let row = client
         .query_typed(

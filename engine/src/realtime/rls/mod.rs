@@ -37,7 +37,7 @@ pub mod value;
 pub use cache::{CacheKey, DecisionCache};
 pub use conn::{Conn, fallback_pool};
 pub use decider::{Decision, RlsConfig, RlsDecider, RowChange, Source};
-pub use fallback::{access_fingerprint, check_image, fetch_columns};
+pub use fallback::{access_fingerprint, access_fingerprint_pair, check_image, fetch_columns};
 pub use image::{Completed, RowRef};
 pub use owner::{OwnerIndex, OwnerRoute, RowOwner};
 pub use policy::{Policy, PolicySet, RelationRef, RoleAccess, TablePolicies, Verdict};
