@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod descriptors;
 pub mod error;
 pub mod http;
 pub mod jobs;
