@@ -169,3 +169,48 @@ async fn server_on_database_url_logs_json_requests() {
     let log = lines.join("\n");
     assert!(!log.contains("a-test-secret"), "{log}");
 }
+
+/// `FDSize` of `/proc/<pid>/status`: the entries of that process's descriptor table.
+fn descriptor_table(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_descriptor_table_holds_the_sockets_before_the_first_one() {
+    let db = TestDb::new().await;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to an rlimit that outlives the call.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    // The server inherits this process's limits; it raises the soft one to the hard one.
+    let sockets = 3000u64;
+    let wanted = (sockets + 1024).min(limit.rlim_max - 1);
+    let (server, _dir) = crate::support::plain_server(
+        &db,
+        &[("FLUXBASE_REALTIME_MAX_CONNECTIONS", &sockets.to_string())],
+    )
+    .await;
+    let pid = server.child.id().unwrap();
+    // Logged before `listening`, which `Server::start` waited for.
+    let ready = server
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "file descriptors ready")
+        .expect("a `file descriptors ready` line before `listening`");
+    assert_eq!(ready["limit"], limit.rlim_max, "{ready}");
+    // Grown at start, not one doubling at a time while a connect storm waits on each.
+    let table = descriptor_table(pid);
+    assert!(table > wanted, "FDSize {table}, wanted {wanted}");
+    server.stop(libc::SIGTERM).await;
+}
