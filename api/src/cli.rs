@@ -74,32 +74,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let serving = matches!(cli.command, None | Some(Command::Serve));
-    // Before any thread starts (logging starts one): see `descriptors`.
-    let descriptors = serving
+    // Before any thread starts (logging starts one): see `descriptors`. Logged by `serve`,
+    // after its first line.
+    let descriptors = matches!(cli.command, None | Some(Command::Serve))
         .then(|| crate::descriptors::prepare(u64::from(loaded.config.realtime.max_connections)));
     // `keys` prints only the keys on stdout (where logs go), so that it can be scripted.
     if !matches!(cli.command, Some(Command::Keys)) {
         crate::telemetry::init_logging(&loaded.config.log);
     }
-    match descriptors {
-        Some(Ok(d)) => {
-            tracing::info!(limit = d.limit, table = d.table, "file descriptors ready");
-            let wanted =
-                u64::from(loaded.config.realtime.max_connections) + crate::descriptors::SPARE;
-            if d.limit < wanted {
-                tracing::warn!(
-                    limit = d.limit,
-                    wanted,
-                    "the descriptor limit (ulimit -n) is below realtime.max_connections: raise the hard limit"
-                );
-            }
-        }
-        Some(Err(err)) => tracing::warn!(error = %err, "file descriptor table not prepared"),
-        None => {}
-    }
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::server::serve(loaded.config),
+        Command::Serve => crate::server::serve(loaded.config, descriptors),
         Command::Migrate => crate::server::migrate(loaded.config),
         Command::Keys => keys(loaded.config),
     };

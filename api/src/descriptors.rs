@@ -76,6 +76,24 @@ pub fn prepare(sockets: u64) -> std::io::Result<Descriptors> {
     Ok(Descriptors { limit: soft, table })
 }
 
+/// Logs what [`prepare`] did, and warns when the limit cannot hold `max_connections`.
+pub fn report(prepared: &std::io::Result<Descriptors>, max_connections: u32) {
+    match prepared {
+        Ok(d) => {
+            tracing::info!(limit = d.limit, table = d.table, "file descriptors ready");
+            let wanted = u64::from(max_connections) + SPARE;
+            if d.limit < wanted {
+                tracing::warn!(
+                    limit = d.limit,
+                    wanted,
+                    "the descriptor limit (ulimit -n) is below realtime.max_connections: raise the hard limit"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "file descriptor table not prepared"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// `FDSize` of `/proc/self/status`: the entries of this process's descriptor table.

@@ -318,8 +318,15 @@ pub fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 /// `fluxbase serve`: everything up, serve until SIGINT/SIGTERM, everything down.
-pub fn serve(mut config: Config) -> anyhow::Result<()> {
+/// `descriptors` is what [`crate::descriptors::prepare`] did before threads started.
+pub fn serve(
+    mut config: Config,
+    descriptors: Option<std::io::Result<crate::descriptors::Descriptors>>,
+) -> anyhow::Result<()> {
     let database = Database::open(&config)?;
+    if let Some(descriptors) = &descriptors {
+        crate::descriptors::report(descriptors, config.realtime.max_connections);
+    }
     let embedded = database.embedded.is_some();
     if let Err(err) = resolve_jwt_secret(&mut config, embedded) {
         database.shutdown();
