@@ -14,7 +14,9 @@ use crate::table;
 
 /// One connection and its prepared transaction.
 pub struct Conn {
+    /// The connection (its driver task on this worker).
     pub client: Client,
+    /// The case's statements, prepared on `client`.
     pub txn: Transaction,
 }
 

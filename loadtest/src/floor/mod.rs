@@ -38,8 +38,9 @@ pub const CHILD_ARG: &str = "__rest-floor-server";
 /// `FLUXBASE_DATABASE_MAX_CONNECTIONS`, the server's pool in every REST figure.
 pub const POOL_CONNECTIONS: usize = 20;
 
-/// Parent → child, one line: what to serve.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Parent → child, one line: what to serve. No `Debug`: it carries the secret and the
+/// database password.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Setup {
     /// Where the case's tables are (loopback or a unix socket).
     pub database_url: String,

@@ -115,6 +115,7 @@ struct Floor {
 }
 
 impl Floor {
+    /// A worker's state for `setup`, its lane still empty (opened by the worker).
     fn new(setup: &Setup) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         if setup.sessions {

@@ -182,9 +182,13 @@ async fn run_case(
 /// A case's seeded tables (and with `--sessions` its users' sessions), removed after the
 /// run whatever its outcome.
 pub(crate) struct Seed {
+    /// `--database-url`, parsed (the SQL baseline opens its connections with it).
     db_config: tokio_postgres::Config,
+    /// The connection that seeded, kept to clean up.
     client: tokio_postgres::Client,
+    /// The case and its tables.
     shape: Shape,
+    /// With `--sessions`: the users' sessions.
     sessions: Option<Sessions>,
 }
 

@@ -97,7 +97,9 @@ pub fn list_params() -> Vec<String> {
 /// Who the transaction runs as: the claims text `request.jwt.claims` is set to, and with
 /// `--sessions` the session id and user id the probe is given (as text).
 pub struct Caller<'a> {
+    /// The token's claims as JSON text (`Claims`/`AppClaims::to_json_text`).
     pub claims: &'a str,
+    /// With `--sessions`: (session id, user id) for the probe.
     pub session: Option<(&'a str, &'a str)>,
 }
 
