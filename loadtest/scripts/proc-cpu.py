@@ -4,8 +4,10 @@
 Run beside `bench-local.sh` (same machine): waits for the harness (fluxbase-loadtest) and
 the server (fluxbase) to appear, waits SKIP seconds (seeding, warm-up), then measures
 WINDOW seconds of utime+stime of: the server (all threads), the harness, every process
-under the server (the embedded PostgreSQL), and the machine's busy time (/proc/stat).
-Prints cores used by each; divide by the run's req/s for CPU seconds per request.
+under the server (the embedded PostgreSQL), the harness's own bare servers (`floor`: the
+`rest --baseline http-floor` server or `ws-ceiling`'s, the harness binary started again
+as its child; 0 otherwise), and the machine's busy time (/proc/stat). Prints cores used
+by each; divide by the run's req/s for CPU seconds per request.
 
     loadtest/scripts/proc-cpu.py [SKIP=6] [WINDOW=8]
 """
@@ -37,7 +39,9 @@ def procs():
 deadline = time.time() + 300
 while True:
     ps = procs()
-    harness = [p for p, (c, _, _) in ps.items() if c.startswith("fluxbase-loadt")]
+    loadtest = {p for p, (c, _, _) in ps.items() if c.startswith("fluxbase-loadt")}
+    # The harness is the one not started by another harness process (its bare servers are).
+    harness = sorted(p for p in loadtest if ps[p][1] not in loadtest)
     server = [p for p, (c, _, _) in ps.items() if c == "fluxbase"]
     if harness and server:
         break
@@ -59,12 +63,15 @@ def sample():
                 under.add(p)
                 grew = True
     pg = sum(ps[p][2] for p in under if p != server and p in ps)
+    # Bare servers the harness started (they may start after this script: looked up each time).
+    floor = sum(t for p, (c, ppid, t) in ps.items() if ppid == harness and c.startswith("fluxbase-loadt"))
     cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
     busy = sum(cpu) - cpu[3] - cpu[4]
     return (
         ps.get(server, ("", 0, 0))[2],
         ps.get(harness, ("", 0, 0))[2],
         pg,
+        floor,
         busy,
         sum(cpu),
         time.time(),
@@ -74,8 +81,8 @@ def sample():
 a = sample()
 time.sleep(WINDOW)
 b = sample()
-dt = b[5] - a[5]
-names = ["server", "harness", "postgres", "machine_busy"]
+dt = b[6] - a[6]
+names = ["server", "harness", "postgres", "floor", "machine_busy"]
 result = {n: (b[i] - a[i]) / HZ / dt for i, n in enumerate(names)}
-result["machine_total_cores"] = (b[4] - a[4]) / HZ / dt
+result["machine_total_cores"] = (b[5] - a[5]) / HZ / dt
 print(" ".join(f"{k}={v:.3f}" for k, v in result.items()))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
@@ -111,7 +111,7 @@ impl Scenario {
 }
 
 /// What a `rest` run asks for, with the tables it seeds (issue 12's cases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestCase {
     /// One row by primary key under owner RLS (`?id=eq.N`).
@@ -143,6 +143,10 @@ pub enum Baseline {
     /// The same transaction the server runs for the request, sent straight to PostgreSQL
     /// (pipelined, prepared) over as many connections: what REST is a ratio of.
     Sql,
+    /// The same HTTP requests to the thinnest HTTP server on the server's stack (see
+    /// [`crate::floor`]), which verifies the token and runs the SQL baseline's transaction
+    /// on a pool of its own: the floor any server on this stack stands on.
+    HttpFloor,
 }
 
 /// Which of the server's two REST mounts a case uses.
@@ -388,9 +392,9 @@ impl ScenarioConfig {
         let needs_token = match s {
             Scenario::RealtimeOwner => true,
             Scenario::RealtimePublic | Scenario::SlowClients | Scenario::ConnectStorm => !self.anon,
-            // REST cases over HTTP are sent as their users (the SQL baseline sets the same
-            // claims without a token).
-            Scenario::Rest => self.rest_case.is_some() && self.baseline == Baseline::Http,
+            // REST cases over HTTP are sent as their users, to the server or to the floor
+            // (which verifies them); the SQL baseline sets the same claims without a token.
+            Scenario::Rest => self.rest_case.is_some() && self.baseline != Baseline::Sql,
             Scenario::Auth | Scenario::WsCeiling => false,
         };
         if needs_token && self.jwt_secret.as_deref().is_none_or(str::is_empty) {
@@ -454,10 +458,10 @@ impl ScenarioConfig {
                 "--case applies to the rest scenario only",
             ));
         }
-        if self.baseline == Baseline::Sql && self.rest_case.is_none() {
+        if self.baseline != Baseline::Http && self.rest_case.is_none() {
             return Err(Error::config(
                 "baseline",
-                "--baseline sql needs --case (get-by-key, list-embed or insert): the baseline is the SQL of a known request",
+                "--baseline sql and http-floor need --case (get-by-key, list-embed or insert): a baseline runs the SQL of a known request",
             ));
         }
         if self.rest_sessions && self.rest_case.is_none() {

@@ -1,9 +1,11 @@
 //! fluxbase-loadtest: drives a running Fluxbase server over the network only — the
 //! `/realtime` WebSocket, the HTTP API, and a direct PostgreSQL connection for writes —
 //! and reports delivered / lost / duplicated events, latency percentiles, throughput,
-//! and the server's CPU and RSS. Two baselines put the server's figures in proportion:
-//! `ws-ceiling` (a bare WebSocket broadcast server of its own, see [`ceiling`]) and
-//! `rest --baseline sql` (the REST request's transaction sent straight to PostgreSQL).
+//! and the server's CPU and RSS. Baselines put the server's figures in proportion:
+//! `ws-ceiling` (a bare WebSocket broadcast server of its own, see [`ceiling`]),
+//! `rest --baseline sql` (the REST request's transaction sent straight to PostgreSQL) and
+//! `rest --baseline http-floor` (the same HTTP requests to a bare HTTP server running that
+//! transaction, see [`floor`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fluxbase_loadtest::Error> {
@@ -25,6 +27,7 @@ pub mod ceiling;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod floor;
 pub mod http;
 pub mod latency;
 pub mod ledger;
@@ -61,6 +64,10 @@ pub async fn run(config: &ScenarioConfig) -> Result<Report> {
     if config.scenario == Scenario::WsCeiling {
         // Its target is the child server it starts itself.
         return scenario::ceiling::run(config, nofile).await;
+    }
+    if config.scenario == Scenario::Rest && config.baseline == config::Baseline::HttpFloor {
+        // So is the HTTP floor's; only the database is needed.
+        return scenario::rest::run_floor(config, nofile).await;
     }
     let ctx = scenario::Context::prepare(config, nofile).await?;
     match config.scenario {

@@ -111,7 +111,11 @@ struct Cli {
     /// rest: an issue-12 case on seeded tables instead of --path.
     #[arg(long = "case", value_enum)]
     rest_case: Option<CaseArg>,
-    /// rest --case: the server over HTTP, or the same transaction straight to PostgreSQL.
+    /// rest --case: the server over HTTP (http); the same transaction straight to
+    /// PostgreSQL (sql); or the same HTTP requests to the thinnest HTTP server on the
+    /// server's stack (actix-web, one worker per core, no middleware), which verifies the
+    /// token and runs sql's transaction on 20 pooled connections of its own (http-floor: a
+    /// child process of the harness; --url is not used, only the database).
     #[arg(long, value_enum, default_value = "http")]
     baseline: BaselineArg,
     /// rest --case over HTTP: /rest/v1 (PostgREST) or /api/v1/tables (Fluxbase).
@@ -160,6 +164,7 @@ enum CaseArg {
 enum BaselineArg {
     Http,
     Sql,
+    HttpFloor,
 }
 
 /// `--api`.
@@ -233,6 +238,7 @@ impl Cli {
         c.baseline = match self.baseline {
             BaselineArg::Http => Baseline::Http,
             BaselineArg::Sql => Baseline::Sql,
+            BaselineArg::HttpFloor => Baseline::HttpFloor,
         };
         c.rest_api = match self.api {
             ApiArg::RestV1 => RestApi::PostgRest,
@@ -246,10 +252,20 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    // `ws-ceiling` starts this binary again as its bare WebSocket server; that child is
-    // driven over stdin/stdout, not by the command line a person types.
-    if std::env::args_os().nth(1).as_deref() == Some(fluxbase_loadtest::ceiling::CHILD_ARG.as_ref())
-    {
+    // `ws-ceiling` and `rest --baseline http-floor` start this binary again as their bare
+    // servers; those children are driven over stdin/stdout, not by the command line a
+    // person types.
+    let first = std::env::args_os().nth(1);
+    if first.as_deref() == Some(fluxbase_loadtest::floor::CHILD_ARG.as_ref()) {
+        return match fluxbase_loadtest::floor::server::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("fluxbase-loadtest http-floor server: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if first.as_deref() == Some(fluxbase_loadtest::ceiling::CHILD_ARG.as_ref()) {
         return match fluxbase_loadtest::ceiling::server::main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -15,7 +15,7 @@ use crate::table;
 pub const LISTS_PER_USER: u64 = 4;
 
 /// The two table names of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TodoTables {
     /// `lt_todos_<suffix>`.
     pub todos: String,

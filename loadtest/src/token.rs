@@ -19,6 +19,14 @@ pub struct Claims {
     pub exp: u64,
 }
 
+impl Claims {
+    /// The claims as the SQL baseline and the HTTP floor pass them to
+    /// `set_config('request.jwt.claims', …)` (the fields in order).
+    pub fn to_json_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// The claims the server's auth service puts in an application user's access token
 /// (`fluxbase_auth::tokens::issue_access_token`, field for field): with a `session_id`
 /// naming a live row of `auth.sessions`, the server asserts that session inside every

@@ -61,7 +61,23 @@ fn rest_baselines_need_a_case() {
     let db = "--database-url=postgres://u@127.0.0.1:1/db";
     refused(
         &["rest", db, "--baseline", "sql"],
-        "--baseline sql needs --case",
+        "--baseline sql and http-floor need --case",
+    );
+    refused(
+        &["rest", db, "--baseline", "http-floor"],
+        "--baseline sql and http-floor need --case",
+    );
+    // The floor verifies the users' tokens: it needs the secret they are signed with.
+    refused(
+        &[
+            "rest",
+            db,
+            "--case",
+            "get-by-key",
+            "--baseline",
+            "http-floor",
+        ],
+        "jwt_secret",
     );
     refused(
         &["rest", db, "--case", "insert", "--path", "/api/v1/x"],

@@ -1,10 +1,12 @@
-//! The harness binary end to end, without a Fluxbase server: `ws-ceiling` (which starts
-//! its own server, a child process) and the command line's refusals. The scenarios that
+//! The harness binary end to end, without a Fluxbase server: `ws-ceiling` and
+//! `rest --baseline http-floor` (which start their own servers, child processes; the floor
+//! on a real, migrated PostgreSQL) and the command line's refusals. The scenarios that
 //! need a server run in `fluxbase-api`'s tests (`cargo test -p fluxbase-api --test main
 //! loadtest`).
 
 mod ceiling;
 mod cli;
+mod floor;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -28,8 +28,8 @@ use crate::tally::io_kind;
 use crate::todos::{LISTS_PER_USER, TodoTables, owned_id, owned_rows};
 use crate::token::TokenMinter;
 
-/// What a case run needs to know about the seed.
-#[derive(Debug, Clone)]
+/// What a case run needs to know about the seed (sent to the HTTP floor's child as JSON).
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct Shape {
     pub case: RestCase,
     pub tables: TodoTables,

@@ -1,13 +1,19 @@
 //! `rest`: connections sending requests at a target rate, closed loop (one request in
 //! flight per connection). Either a `--path` template (any endpoint), or one of issue 12's
 //! cases (`--case`) on seeded todo tables, sent to the server over HTTP or — as the
-//! baseline REST is a ratio of — the same transaction straight to PostgreSQL
-//! (`--baseline sql`). With `--sessions` the cases' users are signed in: each has a row
-//! in `auth.users` and a live session in `auth.sessions` that its token names.
+//! baselines REST is a ratio of — the same transaction straight to PostgreSQL
+//! (`--baseline sql`), or the same HTTP requests to the thinnest server on the server's
+//! stack running that transaction (`--baseline http-floor`). With `--sessions` the cases'
+//! users are signed in: each has a row in `auth.users` and a live session in
+//! `auth.sessions` that its token names.
 
 mod case;
+mod floor;
 mod sessions;
 mod sql;
+pub mod txn;
+
+pub use case::Shape;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -130,6 +136,23 @@ async fn run_path(
     Ok(report)
 }
 
+/// `rest --case … --baseline http-floor`: the case's requests to the HTTP floor (a child
+/// process the run starts), not to the server; no Fluxbase server is needed, only its
+/// database.
+pub async fn run_floor(config: &ScenarioConfig, nofile_limit: u64) -> Result<Report> {
+    let Some(case) = config.rest_case else {
+        return Err(Error::config(
+            "baseline",
+            "--baseline http-floor needs --case",
+        ));
+    };
+    let users: Vec<Uuid> = (0..config.connections).map(|_| Uuid::new_v4()).collect();
+    let seed = Seed::create(config, case, &users).await?;
+    let result = floor::run(config, nofile_limit, &seed, &users).await;
+    seed.remove(config, &users).await;
+    result
+}
+
 /// An issue-12 case: seed the todo tables, then run it over HTTP or as SQL.
 async fn run_case(
     config: &ScenarioConfig,
@@ -137,62 +160,93 @@ async fn run_case(
     case: RestCase,
     users: &[Uuid],
 ) -> Result<Report> {
-    let db_config = check_database_url(config.database_url.as_deref().unwrap_or_default())?;
-    let client = table::connect(&db_config).await?;
-    let tables = TodoTables::new(&suffix(config));
-    let rows = seeded_rows(config, case);
-    tables.create(&client, users, rows).await?;
-    let sessions = if config.rest_sessions {
-        match Sessions::create(&client, users).await {
-            Ok(sessions) => Some(sessions),
-            Err(err) => {
-                if !config.keep_tables {
-                    tables.drop_tables(&client).await;
-                }
-                return Err(err);
-            }
-        }
-    } else {
-        None
-    };
-    let shape = case::Shape {
-        case,
-        tables: tables.clone(),
-        users: users.len() as u64,
-        rows,
-        rows_per_request: match case {
-            RestCase::GetByKey => 1,
-            RestCase::ListEmbed => LIST_ROWS,
-            RestCase::Insert => config.rows_per_commit as u64,
-        },
-    };
+    let seed = Seed::create(config, case, users).await?;
     let mut report = ctx.report(config);
-    report.table = Some(format!("{} (+ {})", tables.todos, tables.lists));
+    report.table = Some(seed.table_names());
+    let sessions = seed.sessions.as_ref();
     let result = match config.baseline {
-        Baseline::Http => {
-            case::run(config, ctx, &mut report, &shape, users, sessions.as_ref()).await
-        }
+        Baseline::Http => case::run(config, ctx, &mut report, &seed.shape, users, sessions).await,
         Baseline::Sql => {
-            let sessions = sessions.as_ref();
-            sql::run(
-                config,
-                ctx,
-                &mut report,
-                &shape,
-                users,
-                sessions,
-                &db_config,
-            )
-            .await
+            let db = &seed.db_config;
+            sql::run(config, ctx, &mut report, &seed.shape, users, sessions, db).await
         }
+        Baseline::HttpFloor => Err(Error::config(
+            "baseline",
+            "the http floor runs without the server (run_floor)",
+        )),
     };
-    if !config.keep_tables {
-        tables.drop_tables(&client).await;
-    }
-    if sessions.is_some() {
-        Sessions::remove(&client, users).await;
-    }
+    seed.remove(config, users).await;
     result.map(|()| report)
+}
+
+/// A case's seeded tables (and with `--sessions` its users' sessions), removed after the
+/// run whatever its outcome.
+pub(crate) struct Seed {
+    /// `--database-url`, parsed (the SQL baseline opens its connections with it).
+    db_config: tokio_postgres::Config,
+    /// The connection that seeded, kept to clean up.
+    client: tokio_postgres::Client,
+    /// The case and its tables.
+    shape: Shape,
+    /// With `--sessions`: the users' sessions.
+    sessions: Option<Sessions>,
+}
+
+impl Seed {
+    /// Creates and seeds the todo tables for `users`, and their sessions with `--sessions`.
+    async fn create(config: &ScenarioConfig, case: RestCase, users: &[Uuid]) -> Result<Self> {
+        let db_config = check_database_url(config.database_url.as_deref().unwrap_or_default())?;
+        let client = table::connect(&db_config).await?;
+        let tables = TodoTables::new(&suffix(config));
+        let rows = seeded_rows(config, case);
+        tables.create(&client, users, rows).await?;
+        let sessions = if config.rest_sessions {
+            match Sessions::create(&client, users).await {
+                Ok(sessions) => Some(sessions),
+                Err(err) => {
+                    if !config.keep_tables {
+                        tables.drop_tables(&client).await;
+                    }
+                    return Err(err);
+                }
+            }
+        } else {
+            None
+        };
+        let shape = Shape {
+            case,
+            tables,
+            users: users.len() as u64,
+            rows,
+            rows_per_request: match case {
+                RestCase::GetByKey => 1,
+                RestCase::ListEmbed => LIST_ROWS,
+                RestCase::Insert => config.rows_per_commit as u64,
+            },
+        };
+        Ok(Seed {
+            db_config,
+            client,
+            shape,
+            sessions,
+        })
+    }
+
+    /// The report's `table`.
+    fn table_names(&self) -> String {
+        let tables = &self.shape.tables;
+        format!("{} (+ {})", tables.todos, tables.lists)
+    }
+
+    /// Drops the tables (unless `--keep-tables`) and the sessions' users.
+    async fn remove(self, config: &ScenarioConfig, users: &[Uuid]) {
+        if !config.keep_tables {
+            self.shape.tables.drop_tables(&self.client).await;
+        }
+        if self.sessions.is_some() {
+            Sessions::remove(&self.client, users).await;
+        }
+    }
 }
 
 /// Todos to seed: `--rows`, but at least one per user, and for the list case enough for
