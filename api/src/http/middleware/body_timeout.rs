@@ -93,27 +93,24 @@ pub async fn body_timeout(
     let timeout = req
         .app_data::<web::Data<Config>>()
         .map(|c| c.server.body_timeout.get());
-    // Only a request with a body gets the flag (and its allocation): most have none.
-    let mut fired = None;
+    let fired = Rc::new(Cell::new(false));
     if let Some(timeout) = timeout
         && has_body(&req)
     {
-        let flag = Rc::new(Cell::new(false));
         let inner = req.take_payload();
         let timed = TimedPayload {
             inner,
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
-            fired: flag.clone(),
+            fired: fired.clone(),
             done: false,
         };
         req.set_payload(Payload::Stream {
             payload: Box::pin(timed),
         });
-        fired = Some(flag);
     }
     let mut res = next.call(req).await?;
-    if fired.is_some_and(|flag| flag.get()) {
+    if fired.get() {
         res.response_mut()
             .head_mut()
             .set_connection_type(ConnectionType::Close);

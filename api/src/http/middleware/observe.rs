@@ -1,17 +1,13 @@
 //! Observe: the request id (`X-Request-Id`), one log line per request, and the HTTP
 //! metrics (`fluxbase_http_requests_total`, `fluxbase_http_request_duration_seconds`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
-use metrics::{Counter, Histogram};
 
 /// The id of the current request (`X-Request-Id`), in request extensions.
 #[derive(Debug, Clone)]
@@ -50,7 +46,7 @@ pub async fn observe(
             .to_string()
     });
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
+    let method = req.method().to_string();
     let path = req.path().to_string();
     let ip = super::client_ip::client_ip(req.request()).to_string();
 
@@ -92,7 +88,7 @@ fn finish_error(
     err: Error,
     mut response: actix_web::HttpResponse,
     id: String,
-    method: Method,
+    method: String,
     path: String,
     ip: String,
     started: Instant,
@@ -116,7 +112,7 @@ fn finish_error(
 /// Counts, times and logs one finished request.
 #[allow(clippy::too_many_arguments)]
 fn record(
-    method: &Method,
+    method: &str,
     route: &str,
     path: &str,
     status: u16,
@@ -126,7 +122,20 @@ fn record(
     started: Instant,
 ) {
     let elapsed = started.elapsed();
-    count(method, route, status, elapsed.as_secs_f64());
+    let status_label = status.to_string();
+    metrics::counter!(
+        "fluxbase_http_requests_total",
+        "method" => method.to_string(),
+        "path" => route.to_string(),
+        "status" => status_label,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "fluxbase_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "path" => route.to_string(),
+    )
+    .record(elapsed.as_secs_f64());
     let duration_ms = elapsed.as_millis() as u64;
     let user_id = user.unwrap_or("");
     macro_rules! log_at {
@@ -148,56 +157,4 @@ fn record(
         400..=499 => log_at!(warn),
         _ => log_at!(info),
     }
-}
-
-/// Past this many (route, method, status) keys a thread registers the handles per request
-/// instead of keeping them: methods are chosen by clients.
-const MAX_CACHED_HANDLES: usize = 256;
-
-/// One route's metric handles, by method and status.
-type RouteHandles = Vec<(Method, u16, Counter, Histogram)>;
-
-thread_local! {
-    /// The request metrics' handles by route, then method and status. Registering a
-    /// labelled key builds its five label strings and looks it up in the registry on every
-    /// request; a worker meets few distinct keys, so it registers each once and keeps the
-    /// handles (the series are the recorder's, shared by every thread).
-    static HANDLES: RefCell<HashMap<String, RouteHandles>> = RefCell::new(HashMap::new());
-}
-
-/// Counts a finished request in `fluxbase_http_requests_total{method, path, status}` and
-/// times it in `fluxbase_http_request_duration_seconds{method, path}`.
-fn count(method: &Method, route: &str, status: u16, secs: f64) {
-    HANDLES.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        let cached = cache
-            .get(route)
-            .and_then(|keys| keys.iter().find(|(m, s, ..)| m == method && *s == status));
-        if let Some((_, _, counter, histogram)) = cached {
-            counter.increment(1);
-            histogram.record(secs);
-            return;
-        }
-        let counter = metrics::counter!(
-            "fluxbase_http_requests_total",
-            "method" => method.to_string(),
-            "path" => route.to_string(),
-            "status" => status.to_string(),
-        );
-        let histogram = metrics::histogram!(
-            "fluxbase_http_request_duration_seconds",
-            "method" => method.to_string(),
-            "path" => route.to_string(),
-        );
-        counter.increment(1);
-        histogram.record(secs);
-        if cache.values().map(Vec::len).sum::<usize>() < MAX_CACHED_HANDLES {
-            cache.entry(route.to_owned()).or_default().push((
-                method.clone(),
-                status,
-                counter,
-                histogram,
-            ));
-        }
-    })
 }
