@@ -35,6 +35,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A bare server the harness runs as its child (`ws-ceiling`, `http-floor`) failed.
+    #[error("the {name} server {what}")]
+    Child {
+        name: &'static str,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// No subscriber became ready, so nothing could be measured.
     #[error("no subscription was acknowledged ({failed} sockets failed); see the errors above")]
     NoSubscriber { failed: usize },

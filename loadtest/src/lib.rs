@@ -24,6 +24,7 @@
 //! Every target must be a loopback address; every run is bounded in sockets and time.
 
 pub mod ceiling;
+pub mod child;
 pub mod config;
 pub mod error;
 pub mod fleet;
